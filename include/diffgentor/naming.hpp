@@ -1,0 +1,23 @@
+#pragma once
+/// Output file names (ARCHITECTURE.md §5; fixes peer-weaknesses W5).
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace dg {
+
+/// `{index:06d}.png`.
+std::string default_output_name(int64_t index);
+
+struct OutputName {
+  std::string name;   ///< relative to the output directory, normalised; empty on error
+  std::string error;  ///< why the name was rejected
+};
+
+/// The row's output name: the custom value when given, else the default. A custom name that is
+/// empty, absolute or escapes the output directory is rejected. Suffixes .png .jpg .jpeg .webp .bmp
+/// .tif .tiff are written as such; other image suffixes (.gif, .heic, .avif) are replaced by .png;
+/// anything else gets .png appended (so "shot.v2" becomes "shot.v2.png").
+OutputName make_output_name(const std::optional<std::string>& custom, int64_t index);
+
+}  // namespace dg

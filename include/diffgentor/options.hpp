@@ -1,0 +1,85 @@
+#pragma once
+/// Options of `diffgentor edit`, with the Python tool's flag names. Numeric options that the user
+/// did not give stay std::nullopt: 0 is a value, never "unset" (peer-weaknesses W12).
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "diffgentor/model_table.hpp"
+
+namespace dg {
+
+struct EditOptions {
+  // Model
+  std::string backend = "diffusers";
+  std::string model_name;
+  std::optional<std::string> model_type;
+  std::string device = "auto";  ///< auto | cpu | cuda | cuda:N
+  std::optional<int> num_gpus;
+  std::optional<int64_t> seed;
+  std::string torch_dtype = "bfloat16";
+  std::optional<std::string> attention_backend;
+  bool enable_compile = false;
+  bool enable_cpu_offload = false;
+  bool enable_vae_slicing = false;
+  bool enable_vae_tiling = false;
+  int threads = 0;  ///< libtorch intra-op threads; 0 = all cores
+  // Input / output
+  std::string input;
+  std::string output_dir;
+  std::optional<std::string> output_csv;
+  std::optional<std::string> output_name_column;
+  std::string instruction_key = "instruction";
+  std::optional<std::string> image_cache_dir;
+  int64_t max_image_pixels = 178956970;  ///< PIL's decompression-bomb error threshold
+  double download_timeout = 60.0;
+  int download_retries = 3;
+  int prefetch = 4;  ///< prepared rows waiting ahead of the model stage (and threads preparing)
+  // Editing
+  int batch_size = 1;
+  std::optional<int> num_inference_steps;
+  std::optional<double> guidance_scale;
+  std::optional<double> true_cfg_scale;
+  std::optional<std::string> negative_prompt;
+  // Execution
+  int max_retries = 3;
+  std::optional<std::string> filter_rows;
+  bool resume = true;
+  bool dry_run = false;
+  // Prompt enhancement
+  std::optional<std::string> prompt_enhance_type;
+  double timeout = 300.0;
+  int api_max_retries = 0;
+  double retry_delay = 1.0;
+  // Distribution and logging
+  std::optional<int> node_rank;
+  std::optional<int> num_nodes;
+  std::optional<std::string> log_dir;
+};
+
+/// Sampling parameters after merging the flags over the model's defaults.
+struct EffectiveParams {
+  int steps = 0;
+  double guidance = 0;
+  std::optional<double> true_cfg;              ///< set only for true-CFG models
+  std::optional<std::string> negative_prompt;  ///< set only for models that use one
+};
+
+/// Merges user flags over the spec's defaults (a flag always wins, whatever its value).
+EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt);
+
+/// Resolves the model type (--model_type, else detection). Throws UsageError listing the types.
+const ModelSpec& resolve_model_type(const EditOptions& opt);
+
+/// Checks every value that can be checked without reading the manifest or loading a model.
+/// Throws UsageError with a message that names the flag.
+void validate_options(const EditOptions& opt);
+
+/// A bad flag or flag combination: reported before any work, exit code 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace dg

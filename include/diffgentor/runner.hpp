@@ -1,0 +1,29 @@
+#pragma once
+/// The batch runner (ARCHITECTURE.md §2, §5). Three stages joined by bounded queues:
+///   prepare  (--prefetch threads): read or download inputs, decode, orient, check limits
+///   model    (one thread per pipeline replica): Pipeline::edit_batch with --max_retries
+///   write    (the calling thread): encode, write atomically, append results/failures journals
+/// so the model never waits on disk or network. A failing row is recorded and the batch goes on.
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "diffgentor/pipeline.hpp"
+#include "diffgentor/plan.hpp"
+
+namespace dg {
+
+struct RunSummary {
+  std::size_t succeeded = 0;
+  std::size_t failed = 0;
+  std::size_t not_run = 0;  ///< left for a later run after an interrupt
+  bool interrupted = false;
+};
+
+/// Runs `plan.todo` through `replicas`. `stop` (set by SIGINT/SIGTERM) stops taking new rows; rows
+/// already finished are written. Results and failures are merged into their files before returning.
+RunSummary run_batch(Plan& plan, const EditOptions& options, const std::vector<Pipeline*>& replicas,
+                     const std::atomic<bool>& stop);
+
+}  // namespace dg

@@ -1,0 +1,141 @@
+// Top-level program: the error boundary, logging, plan, model loading and the batch run.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+
+#include "diffgentor/bundle_location.hpp"
+#include "diffgentor/cli.hpp"
+#include "diffgentor/http.hpp"
+#include "diffgentor/manifest.hpp"
+#include "diffgentor/plan.hpp"
+#include "diffgentor/progress.hpp"
+#include "diffgentor/runner.hpp"
+
+namespace fs = std::filesystem;
+
+namespace dg {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_signal(int) {
+  if (g_stop.exchange(true)) _exit(kExitInterrupted);  // second signal: leave now
+  const char msg[] = "\ninterrupt: finishing the rows in flight (interrupt again to quit at once)\n";
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+const char* getenv_lookup(const char* name) { return std::getenv(name); }
+
+std::string log_file_path(const EditOptions& o, int rank) {
+  const fs::path dir = o.log_dir ? fs::path(*o.log_dir) : fs::path(o.output_dir) / "logs";
+  fs::create_directories(dir);
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  return (dir / fmt::format("diffgentor-{}-shard{}-pid{}.log", stamp, rank, getpid())).string();
+}
+
+// Flags whose effect is decided when the bundle is exported, or that a TorchScript runtime cannot
+// apply: said once, loudly, instead of being silently ignored.
+void warn_fixed_flags(const EditOptions& o) {
+  if (o.attention_backend)
+    spdlog::warn("--attention_backend {}: the attention kernel is fixed when the bundle is exported; ignored",
+                 *o.attention_backend);
+  if (o.enable_compile) spdlog::warn("--enable_compile: TorchScript bundles are optimised by the JIT at load; ignored");
+  if (o.enable_cpu_offload || o.enable_vae_slicing || o.enable_vae_tiling)
+    spdlog::warn("--enable_cpu_offload/--enable_vae_slicing/--enable_vae_tiling: no model in this build uses them "
+                 "yet; ignored");
+}
+
+int run_edit(Command& cmd, const Backend& backend) {
+  EditOptions& o = cmd.edit;
+  validate_options(o);
+  if (o.prompt_enhance_type)
+    throw UsageError(fmt::format("--prompt_enhance_type {}: prompt enhancement is not available in this build yet",
+                                 *o.prompt_enhance_type));
+  const ModelSpec& spec = resolve_model_type(o);
+  const std::vector<std::string> devices = backend.resolve_devices(o);
+
+  if (o.dry_run) {
+    setup_logging(std::nullopt, cmd.verbose);
+    Plan plan = make_plan(o, spec, getenv_lookup);
+    std::string bundle_status;
+    try {
+      bundle_status = "found: " + backend.locate_bundle(o);
+    } catch (const std::exception& e) {
+      std::string why = e.what();
+      for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
+      bundle_status = fmt::format("NOT FOUND (a real run would stop here):\n    {}", why);
+    }
+    bundle_status += fmt::format("\n  devices     {}", fmt::join(devices, ", "));
+    std::size_t problem_rows = 0;
+    std::cout << format_plan(plan, o, bundle_status, &problem_rows) << std::flush;
+    return problem_rows ? kExitRowsFailed : kExitOk;
+  }
+
+  Plan plan = make_plan(o, spec, getenv_lookup);
+  setup_logging(log_file_path(o, plan.shard.rank), cmd.verbose);
+  spdlog::info("diffgentor {}: model {} ({}), {} row(s) in {}", DG_VERSION, o.model_name, spec.type,
+               plan.manifest.rows.size(), o.input);
+  spdlog::info("shard {} of {} ({}): {} selected, {} in this shard, {} already done, {} to do", plan.shard.rank,
+               plan.shard.count, plan.shard.source, plan.selected, plan.shard_rows.size(), plan.already_done,
+               plan.todo.size());
+  spdlog::info("base seed {}{}", plan.base_seed, plan.base_seed_random ? " (random; pass --seed to fix it)" : "");
+  if (plan.todo.empty() && plan.manifest.orphans.empty()) {
+    spdlog::info("nothing to do: every selected row of this shard has its output");
+    return kExitOk;
+  }
+  warn_fixed_flags(o);
+  http_global_init();
+
+  std::vector<std::unique_ptr<Pipeline>> owned;
+  std::vector<Pipeline*> replicas;
+  {
+    const std::string bundle = backend.locate_bundle(o);
+    for (const auto& device : devices) {
+      spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
+      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, &o}));
+      replicas.push_back(owned.back().get());
+    }
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const RunSummary s = run_batch(plan, o, replicas, g_stop);
+  spdlog::info("done: {} succeeded, {} failed{}; results in {}{}", s.succeeded, s.failed,
+               s.interrupted ? fmt::format(", {} left for a later run (interrupted)", s.not_run) : "",
+               plan.results_path, s.failed ? fmt::format(", failures in {}", plan.failures_path) : "");
+  if (s.interrupted) return kExitInterrupted;
+  return s.failed ? kExitRowsFailed : kExitOk;
+}
+
+}  // namespace
+
+int app_main(int argc, char** argv, const Backend& backend) {
+  Command cmd;
+  const std::string version = fmt::format("diffgentor {}{}", DG_VERSION, backend.version);
+  if (auto code = parse_command_line(argc, argv, cmd, version)) return *code;
+  try {
+    if (cmd.kind == Command::Models) {
+      std::cout << format_model_table();
+      return kExitOk;
+    }
+    return run_edit(cmd, backend);
+  } catch (const UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitUsage;
+  } catch (const std::exception& e) {  // manifest, bundle, model load: nothing ran
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitStartup;
+  }
+}
+
+}  // namespace dg

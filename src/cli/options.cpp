@@ -1,0 +1,99 @@
+// Option validation and default merging: everything that must fail before a model is loaded.
+#include "diffgentor/options.hpp"
+
+#include <fmt/format.h>
+
+#include <regex>
+
+#include "diffgentor/selection.hpp"
+
+namespace dg {
+
+EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt) {
+  EffectiveParams p;
+  p.steps = opt.num_inference_steps.value_or(spec.default_steps);
+  p.guidance = opt.guidance_scale.value_or(spec.default_guidance);
+  if (spec.uses_true_cfg()) p.true_cfg = opt.true_cfg_scale.value_or(spec.default_true_cfg.value_or(1.0));
+  if (spec.uses_negative_prompt() || spec.uses_true_cfg())
+    p.negative_prompt = opt.negative_prompt.value_or(spec.default_negative_prompt.value_or(""));
+  return p;
+}
+
+const ModelSpec& resolve_model_type(const EditOptions& opt) {
+  if (opt.model_type) {
+    if (const ModelSpec* spec = find_model(*opt.model_type)) return *spec;
+    throw UsageError(fmt::format("--model_type '{}' is not a known model type; known types: {}",
+                                 *opt.model_type, model_type_list()));
+  }
+  if (const ModelSpec* spec = detect_model(opt.model_name)) return *spec;
+  std::string patterns;
+  for (const auto& s : model_table())
+    for (const auto& p : s.patterns) patterns += fmt::format("\n  {:<15} name contains '{}'", s.type, p.text);
+  throw UsageError(fmt::format(
+      "cannot detect the model type from --model_name '{}'; pass --model_type with one of: {}.{}",
+      opt.model_name, model_type_list(), patterns));
+}
+
+namespace {
+
+template <typename T>
+void require(bool ok, const char* flag, const T& value, const char* rule) {
+  if (!ok) throw UsageError(fmt::format("{} {}: {}", flag, value, rule));
+}
+
+}  // namespace
+
+void validate_options(const EditOptions& o) {
+  if (o.backend != "diffusers")
+    throw UsageError(fmt::format(
+        "--backend {}: not available in this build; diffgentor runs the 'diffusers' backend only", o.backend));
+  if (o.model_name.empty()) throw UsageError("--model_name is required");
+  resolve_model_type(o);
+  static const std::regex device_re("^(auto|cpu|cuda|cuda:[0-9]+)$");
+  require(std::regex_match(o.device, device_re), "--device", o.device, "expected auto, cpu, cuda or cuda:N");
+  if (o.num_gpus) {
+    require(*o.num_gpus >= 1, "--num_gpus", *o.num_gpus, "must be at least 1");
+    require(*o.num_gpus == 1 || o.device == "cuda" || o.device == "auto", "--num_gpus", *o.num_gpus,
+            "more than one replica needs --device cuda (a fixed cuda:N or cpu runs one)");
+  }
+  if (o.seed) require(*o.seed >= 0, "--seed", *o.seed, "must be >= 0");
+  require(o.torch_dtype == "bfloat16" || o.torch_dtype == "float16" || o.torch_dtype == "float32",
+          "--torch_dtype", o.torch_dtype, "expected bfloat16, float16 or float32");
+  if (o.attention_backend)
+    require(*o.attention_backend == "flash" || *o.attention_backend == "sage" || *o.attention_backend == "xformers",
+            "--attention_backend", *o.attention_backend, "expected flash, sage or xformers");
+  require(o.threads >= 0, "--threads", o.threads, "must be >= 0 (0 = all cores)");
+  if (o.input.empty()) throw UsageError("--input is required");
+  if (o.output_dir.empty()) throw UsageError("--output_dir is required");
+  if (o.output_name_column) require(!o.output_name_column->empty(), "--output_name_column", "''", "must not be empty");
+  require(!o.instruction_key.empty(), "--instruction_key", "''", "must not be empty");
+  require(o.max_image_pixels > 0, "--max_image_pixels", o.max_image_pixels, "must be > 0");
+  require(o.download_timeout > 0, "--download_timeout", o.download_timeout, "must be > 0");
+  require(o.download_retries >= 0, "--download_retries", o.download_retries, "must be >= 0");
+  require(o.prefetch >= 1, "--prefetch", o.prefetch, "must be at least 1");
+  require(o.batch_size >= 1, "--batch_size", o.batch_size, "must be at least 1");
+  if (o.num_inference_steps)
+    require(*o.num_inference_steps >= 1 && *o.num_inference_steps <= 1000, "--num_inference_steps",
+            *o.num_inference_steps, "must be in 1..1000");
+  if (o.guidance_scale) require(*o.guidance_scale >= 0, "--guidance_scale", *o.guidance_scale, "must be >= 0");
+  if (o.true_cfg_scale) require(*o.true_cfg_scale >= 0, "--true_cfg_scale", *o.true_cfg_scale, "must be >= 0");
+  require(o.max_retries >= 0, "--max_retries", o.max_retries, "must be >= 0");
+  if (o.filter_rows) parse_row_filter(*o.filter_rows);  // throws UsageError on bad syntax
+  if (o.prompt_enhance_type) {
+    const auto& t = *o.prompt_enhance_type;
+    require(t == "qwen_image_edit" || t == "glm_image" || t == "flux2", "--prompt_enhance_type", t,
+            "expected qwen_image_edit, glm_image or flux2");
+  }
+  require(o.timeout > 0, "--timeout", o.timeout, "must be > 0");
+  require(o.api_max_retries >= 0, "--api_max_retries", o.api_max_retries, "must be >= 0");
+  require(o.retry_delay >= 0, "--retry_delay", o.retry_delay, "must be >= 0");
+  if (o.num_nodes) require(*o.num_nodes >= 1, "--num_nodes", *o.num_nodes, "must be at least 1");
+  if (o.node_rank) {
+    require(*o.node_rank >= 0, "--node_rank", *o.node_rank, "must be >= 0");
+    const int nodes = o.num_nodes.value_or(1);
+    require(*o.node_rank < nodes, "--node_rank", *o.node_rank,
+            fmt::format("must be below --num_nodes ({})", nodes).c_str());
+  }
+}
+
+}  // namespace dg

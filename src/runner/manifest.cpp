@@ -1,0 +1,247 @@
+// Manifest loading and per-row interpretation (ARCHITECTURE.md §5; fixes peer-weaknesses W15).
+#include "diffgentor/manifest.hpp"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "diffgentor/csv.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace dg {
+
+int Manifest::column(const std::string& name) const {
+  for (std::size_t k = 0; k < columns.size(); ++k)
+    if (columns[k] == name) return static_cast<int>(k);
+  return -1;
+}
+
+std::optional<std::string> Manifest::value(const ManifestRow& row, const std::string& name) const {
+  const int k = column(name);
+  if (k < 0) return std::nullopt;
+  return static_cast<std::size_t>(k) < row.values.size() ? row.values[k] : std::string();
+}
+
+bool is_url(const std::string& ref) {
+  return ref.rfind("http://", 0) == 0 || ref.rfind("https://", 0) == 0;
+}
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::optional<int64_t> parse_int(const std::string& raw) {
+  const std::string s = trim(raw);
+  if (s.empty()) return std::nullopt;
+  std::size_t used = 0;
+  try {
+    const long long v = std::stoll(s, &used, 10);
+    if (used == s.size()) return static_cast<int64_t>(v);
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    throw ManifestError(fmt::format("manifest {}: not found or not a regular file", path));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ManifestError(fmt::format("manifest {}: cannot be opened", path));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool has_suffix(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void load_csv(Manifest& m, const std::string& text) {
+  auto records = parse_csv(text);
+  if (records.empty()) throw ManifestError(fmt::format("manifest {}: empty (no header line)", m.path));
+  if (!records[0].error.empty())
+    throw ManifestError(fmt::format("manifest {}, line 1 (header): {}", m.path, records[0].error));
+  m.columns = records[0].fields;
+  for (auto& c : m.columns) c = trim(c);
+  for (std::size_t r = 1; r < records.size(); ++r) {
+    auto& rec = records[r];
+    ManifestRow row;
+    row.line = rec.line;
+    row.error = rec.error;
+    if (row.error.empty() && rec.fields.size() != m.columns.size())
+      row.error = fmt::format("expected {} fields, found {}", m.columns.size(), rec.fields.size());
+    row.values = std::move(rec.fields);
+    row.values.resize(m.columns.size());
+    m.rows.push_back(std::move(row));
+  }
+}
+
+std::string json_to_field(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+void load_jsonl(Manifest& m, const std::string& text) {
+  std::istringstream in(text);
+  std::string line_text;
+  int line = 0;
+  std::vector<std::pair<int, json>> objects;
+  std::vector<std::pair<int, std::string>> bad;
+  std::map<std::string, int> seen;
+  while (std::getline(in, line_text)) {
+    ++line;
+    if (line == 1 && line_text.rfind("\xEF\xBB\xBF", 0) == 0) line_text.erase(0, 3);
+    if (trim(line_text).empty()) continue;
+    json obj = json::parse(line_text, nullptr, false);
+    if (obj.is_discarded() || !obj.is_object()) {
+      objects.emplace_back(line, json());
+      bad.emplace_back(line, obj.is_discarded() ? "invalid JSON" : "not a JSON object");
+      continue;
+    }
+    for (auto it = obj.begin(); it != obj.end(); ++it)
+      if (seen.emplace(it.key(), 0).second) m.columns.push_back(it.key());
+    objects.emplace_back(line, std::move(obj));
+  }
+  std::size_t b = 0;
+  for (auto& [ln, obj] : objects) {
+    ManifestRow row;
+    row.line = ln;
+    row.values.assign(m.columns.size(), "");
+    if (obj.is_null()) {
+      row.error = bad[b++].second;
+    } else {
+      for (std::size_t k = 0; k < m.columns.size(); ++k)
+        if (obj.contains(m.columns[k])) row.values[k] = json_to_field(obj[m.columns[k]]);
+    }
+    m.rows.push_back(std::move(row));
+  }
+  if (m.rows.empty()) throw ManifestError(fmt::format("manifest {}: no rows", m.path));
+}
+
+}  // namespace
+
+Manifest load_manifest(const std::string& path, const ManifestOptions& options) {
+  Manifest m;
+  m.path = path;
+  const std::string text = read_file(path);
+  const bool jsonl = has_suffix(path, ".jsonl") || has_suffix(path, ".ndjson") || has_suffix(path, ".json");
+  m.format = jsonl ? "jsonl" : "csv";
+  if (jsonl) load_jsonl(m, text); else load_csv(m, text);
+
+  for (const char* name : {"input_images", "image_url", "image"})
+    if (m.column(name) >= 0) { m.image_column = name; break; }
+  const std::string cols = fmt::format("{}", fmt::join(m.columns, ", "));
+  if (m.image_column.empty())
+    throw ManifestError(fmt::format("manifest {}: no image column; expected one of input_images, image_url, "
+                                    "image (columns: {})", path, cols));
+  if (m.column(options.instruction_key) < 0)
+    throw ManifestError(fmt::format("manifest {}: no instruction column '{}' (set --instruction_key; columns: {})",
+                                    path, options.instruction_key, cols));
+  m.instruction_column = options.instruction_key;
+  if (options.output_name_column && m.column(*options.output_name_column) < 0)
+    throw ManifestError(fmt::format("manifest {}: --output_name_column '{}' is not a column (columns: {})", path,
+                                    *options.output_name_column, cols));
+
+  // Identity: the index column, else the record number. Duplicates are an error before any work.
+  const int index_col = m.column("index");
+  std::map<int64_t, int> first_line;
+  std::vector<ManifestRow> kept;
+  for (std::size_t r = 0; r < m.rows.size(); ++r) {
+    ManifestRow& row = m.rows[r];
+    if (index_col < 0) {
+      row.index = static_cast<int64_t>(r);
+    } else {
+      const auto idx = parse_int(row.values[index_col]);
+      if (!idx) {
+        if (!row.error.empty()) {  // malformed and unidentifiable: reported, never run
+          m.orphans.push_back({row.line, row.error});
+          continue;
+        }
+        throw ManifestError(fmt::format("manifest {}, line {}, field 'index': '{}' is not an integer", path,
+                                        row.line, row.values[index_col]));
+      }
+      row.index = *idx;
+    }
+    auto [it, fresh] = first_line.emplace(row.index, row.line);
+    if (!fresh)
+      throw ManifestError(fmt::format("manifest {}, line {}, field 'index': duplicate index {} (first at line {})",
+                                      path, row.line, row.index, it->second));
+    kept.push_back(std::move(row));
+  }
+  m.rows = std::move(kept);
+  return m;
+}
+
+RowInput interpret_row(const Manifest& m, const ManifestRow& row) {
+  RowInput in;
+  if (!row.error.empty()) {
+    in.problems.push_back(fmt::format("malformed record: {}", row.error));
+    return in;
+  }
+  // The first image column that this row fills (JSONL rows may use different keys).
+  std::string column = m.image_column, raw;
+  for (const char* name : {"input_images", "image_url", "image"}) {
+    const auto v = m.value(row, name);
+    if (v && !trim(*v).empty()) {
+      column = name;
+      raw = trim(*v);
+      break;
+    }
+  }
+  in.image_column = column;
+  const fs::path base = fs::path(m.path).parent_path();
+  auto resolve = [&](const std::string& ref) -> std::string {
+    if (is_url(ref)) return ref;
+    const auto scheme = ref.find("://");
+    if (scheme != std::string::npos && scheme < 10) {
+      in.problems.push_back(fmt::format("{}: unsupported URL scheme in '{}' (http and https only)", column, ref));
+      return ref;
+    }
+    const fs::path p(ref);
+    return (p.is_absolute() ? p : base / p).lexically_normal().string();
+  };
+  if (!raw.empty() && raw.front() == '[') {
+    const json list = json::parse(raw, nullptr, false);
+    if (list.is_discarded() || !list.is_array()) {
+      in.problems.push_back(fmt::format("{}: not a valid JSON list", column));
+    } else {
+      for (const auto& item : list) {
+        if (!item.is_string() || trim(item.get<std::string>()).empty()) {
+          in.problems.push_back(fmt::format("{}: list items must be non-empty strings", column));
+          in.images.clear();
+          break;
+        }
+        in.images.push_back(resolve(trim(item.get<std::string>())));
+      }
+    }
+  } else if (!raw.empty()) {
+    in.images.push_back(resolve(raw));
+  }
+  if (in.images.empty() && in.problems.empty()) in.problems.push_back(fmt::format("{}: no input image", column));
+
+  in.instruction = *m.value(row, m.instruction_column);
+  if (trim(in.instruction).empty()) in.problems.push_back(fmt::format("{}: empty instruction", m.instruction_column));
+
+  if (auto s = m.value(row, "seed"); s && !trim(*s).empty()) {
+    const auto v = parse_int(*s);
+    if (!v || *v < 0) in.problems.push_back(fmt::format("seed: '{}' is not a non-negative integer", *s));
+    else in.seed = *v;
+  }
+  if (auto np = m.value(row, "negative_prompt"); np && !np->empty()) in.negative_prompt = *np;
+  return in;
+}
+
+}  // namespace dg

@@ -1,0 +1,113 @@
+#include "diffgentor/progress.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <functional>
+
+namespace dg {
+
+namespace {
+
+// Writes log lines to stderr; while a progress bar is active it clears the bar's line first and
+// redraws the bar after, so the bar always stays at the bottom.
+class BarAwareSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit BarAwareSink(bool tty) : tty_(tty) {}
+  void set_bar(std::function<std::string()> bar) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    bar_ = std::move(bar);
+    if (!bar_ && tty_) std::fputs("\r\033[K", stderr);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    if (bar_ && tty_) std::fputs("\r\033[K", stderr);
+    std::fwrite(buf.data(), 1, buf.size(), stderr);
+    if (bar_ && tty_) std::fputs(bar_().c_str(), stderr);
+    std::fflush(stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+
+ private:
+  bool tty_;
+  std::function<std::string()> bar_;
+};
+
+std::shared_ptr<BarAwareSink>& console_sink() {
+  static std::shared_ptr<BarAwareSink> sink;
+  return sink;
+}
+
+}  // namespace
+
+bool setup_logging(const std::optional<std::string>& log_file, bool verbose) {
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  console_sink() = std::make_shared<BarAwareSink>(tty);
+  std::vector<spdlog::sink_ptr> sinks{console_sink()};
+  if (log_file) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(*log_file));
+  auto logger = std::make_shared<spdlog::logger>("diffgentor", sinks.begin(), sinks.end());
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
+  logger->set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  return tty;
+}
+
+std::string format_duration(double s) {
+  if (s < 0) s = 0;
+  const long t = static_cast<long>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m{:02}s", t / 3600, (t / 60) % 60, t % 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+Progress::Progress(std::size_t total) : total_(total), start_(std::chrono::steady_clock::now()) {
+  if (auto& sink = console_sink(); sink && total_ > 0) sink->set_bar([this] { return bar(); });
+}
+
+Progress::~Progress() {
+  if (auto& sink = console_sink()) sink->set_bar(nullptr);
+}
+
+void Progress::row_finished(bool ok, const std::string& line) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++done_;
+    if (!ok) ++failed_;
+  }
+  if (ok) spdlog::info("{}", line);
+  else spdlog::warn("{}", line);
+}
+
+std::size_t Progress::done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+
+std::size_t Progress::failed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failed_;
+}
+
+std::string Progress::bar() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  constexpr int width = 30;
+  const double frac = total_ ? double(done_) / double(total_) : 1.0;
+  const int filled = static_cast<int>(frac * width);
+  std::string b(static_cast<std::size_t>(filled), '=');
+  if (filled < width) b += '>' + std::string(static_cast<std::size_t>(width - filled - 1), ' ');
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double rate = elapsed > 0 ? double(done_) / elapsed : 0.0;
+  const std::string eta = rate > 0 ? format_duration(double(total_ - done_) / rate) : "?";
+  const std::string failed = failed_ ? fmt::format(" ({} failed)", failed_) : "";
+  return fmt::format("[{}] {}/{}{} {:.2f} rows/s ETA {}", b, done_, total_, failed, rate, eta);
+}
+
+}  // namespace dg

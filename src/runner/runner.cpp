@@ -1,0 +1,283 @@
+#include "diffgentor/runner.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "diffgentor/fs.hpp"
+#include "diffgentor/http.hpp"
+#include "diffgentor/image_io.hpp"
+#include "diffgentor/progress.hpp"
+#include "diffgentor/queue.hpp"
+#include "diffgentor/results.hpp"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace dg {
+
+namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, ms);
+}
+
+struct Work {
+  PlannedRow* row = nullptr;
+  EditRequest request;
+  EditResult result;
+  std::string fail_stage, fail_reason;
+  int attempts = 0;
+  double t_prepare = 0, t_model = 0;
+  Clock::time_point started;
+};
+
+const std::vector<std::string> kResultColumns = {
+    "index", "output_image", "model_type", "seed", "base_seed", "num_inference_steps", "guidance_scale",
+    "true_cfg_scale", "negative_prompt", "width", "height", "instruction_enhanced", "attempts", "time_prepare_s",
+    "time_model_s", "time_write_s", "time_total_s", "stage_times", "finished_at"};
+const std::vector<std::string> kFailureColumns = {"index", "line", "output_image", "stage", "reason", "attempts",
+                                                  "finished_at"};
+
+// Reads, downloads and decodes one row's inputs. Sets fail_stage/fail_reason instead of throwing.
+void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions& http) {
+  const auto t0 = Clock::now();
+  PlannedRow& pr = *w.row;
+  if (!pr.problems.empty()) {
+    w.fail_stage = "input";
+    w.fail_reason = fmt::format("{}", fmt::join(pr.problems, "; "));
+    return;
+  }
+  const std::string& col = pr.input.image_column;
+  for (std::size_t k = 0; k < pr.input.images.size(); ++k) {
+    const std::string& ref = pr.input.images[k];
+    const std::string where = fmt::format("{}[{}] {}", col, k, ref);
+    std::string bytes;
+    try {
+      bytes = is_url(ref) ? fetch_url(ref, http) : read_file_bytes(ref);
+    } catch (const std::exception& e) {
+      w.fail_stage = is_url(ref) ? "download" : "read";
+      w.fail_reason = fmt::format("{}: {}", where, e.what());
+      return;
+    }
+    try {
+      w.request.images.push_back(decode_image(bytes, o.max_image_pixels));
+    } catch (const std::exception& e) {
+      w.fail_stage = "decode";
+      w.fail_reason = fmt::format("{}: {}", where, e.what());
+      return;
+    }
+  }
+  w.request.index = pr.row->index;
+  w.request.instruction = pr.input.instruction;
+  w.request.seed = pr.seed;
+  w.request.params = plan.params;
+  if (pr.input.negative_prompt && w.request.params.negative_prompt) w.request.params.negative_prompt = pr.input.negative_prompt;
+  w.t_prepare = since(t0);
+}
+
+// Runs one item through the pipeline with retries; a later attempt repeats the whole row.
+void run_one(Work& w, Pipeline& pipe, int max_retries) {
+  for (int attempt = 1; attempt <= max_retries + 1; ++attempt) {
+    w.attempts = attempt;
+    const auto t0 = Clock::now();
+    try {
+      w.result = pipe.edit(w.request);
+      w.t_model = since(t0);
+      w.fail_stage.clear();
+      return;
+    } catch (const std::exception& e) {
+      w.fail_stage = "model";
+      w.fail_reason = e.what();
+    } catch (...) {
+      w.fail_stage = "model";
+      w.fail_reason = "unknown exception";
+    }
+    if (attempt <= max_retries)
+      spdlog::warn("index {}: attempt {} of {} failed: {}", w.request.index, attempt, max_retries + 1, w.fail_reason);
+  }
+}
+
+void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries) {
+  if (batch.size() > 1) {
+    std::vector<EditRequest> reqs;
+    for (auto& w : batch) reqs.push_back(w.request);
+    const auto t0 = Clock::now();
+    try {
+      auto results = pipe.edit_batch(reqs);
+      if (results.size() == batch.size()) {
+        const double t = since(t0) / double(batch.size());
+        for (std::size_t k = 0; k < batch.size(); ++k) batch[k].result = std::move(results[k]), batch[k].t_model = t, batch[k].attempts = 1;
+        return;
+      }
+      spdlog::warn("pipeline returned {} results for {} rows; running them one by one", results.size(), batch.size());
+    } catch (const std::exception& e) {
+      spdlog::warn("batch of {} rows failed ({}); running them one by one", batch.size(), e.what());
+    }
+  }
+  for (auto& w : batch) run_one(w, pipe, max_retries);
+}
+
+}  // namespace
+
+RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipeline*>& replicas,
+                     const std::atomic<bool>& stop) {
+  RunSummary summary;
+  const std::size_t total = plan.todo.size();
+  const int removed = remove_stale_temp_files(plan.output_dir);
+  if (removed) spdlog::info("removed {} leftover temporary file(s) from an earlier run", removed);
+
+  std::vector<std::string> result_cols = plan.manifest.columns;
+  for (const auto& c : kResultColumns)
+    if (std::find(result_cols.begin(), result_cols.end(), c) == result_cols.end()) result_cols.push_back(c);
+  const std::string results_journal = shard_journal_path(plan.results_path, plan.shard.rank, plan.shard.count);
+  const std::string failures_journal = shard_journal_path(plan.failures_path, plan.shard.rank, plan.shard.count);
+  auto results = std::make_unique<Journal>(results_journal, result_cols);
+  auto failures = std::make_unique<Journal>(failures_journal, kFailureColumns);
+
+  HttpOptions http;
+  http.timeout_s = o.download_timeout;
+  http.retries = o.download_retries;
+  http.cache_dir = o.image_cache_dir;
+
+  BoundedQueue<Work> to_model(static_cast<std::size_t>(o.prefetch));
+  BoundedQueue<Work> to_write(static_cast<std::size_t>(o.prefetch) + replicas.size() * o.batch_size);
+
+  // Stage 1: prepare.
+  std::atomic<std::size_t> next{0};
+  std::atomic<int> preparers_left{static_cast<int>(std::min<std::size_t>(o.prefetch, std::max<std::size_t>(total, 1)))};
+  std::vector<std::thread> threads;
+  const int n_prepare = preparers_left.load();
+  for (int t = 0; t < n_prepare; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        const std::size_t k = next++;
+        if (k >= total || stop) break;
+        Work w;
+        w.started = Clock::now();
+        w.row = &plan.shard_rows[plan.todo[k]];
+        prepare(w, plan, o, http);
+        if (!to_model.push(std::move(w))) break;
+      }
+      if (--preparers_left == 0) to_model.close();
+    });
+  }
+
+  // Stage 2: model, one thread per replica.
+  std::atomic<int> models_left{static_cast<int>(replicas.size())};
+  for (Pipeline* pipe : replicas) {
+    threads.emplace_back([&, pipe] {
+      while (auto first = to_model.pop()) {
+        std::vector<Work> batch, done;
+        auto route = [&](Work&& w) { (w.fail_stage.empty() ? batch : done).push_back(std::move(w)); };
+        route(std::move(*first));
+        while (batch.size() < static_cast<std::size_t>(o.batch_size)) {
+          auto more = to_model.try_pop();
+          if (!more) break;
+          route(std::move(*more));
+        }
+        if (stop) batch.clear();  // interrupted: rows not started stay for a later run
+        if (!batch.empty()) run_model_batch(batch, *pipe, o.max_retries);
+        for (auto& w : batch) done.push_back(std::move(w));
+        for (auto& w : done) to_write.push(std::move(w));
+      }
+      if (--models_left == 0) to_write.close();
+    });
+  }
+
+  // Stage 3: write, on this thread.
+  Progress progress(total);
+  std::size_t finished = 0;
+  while (auto item = to_write.pop()) {
+    Work& w = *item;
+    PlannedRow& pr = *w.row;
+    const auto t0 = Clock::now();
+    if (w.fail_stage.empty()) {
+      try {
+        write_file_atomic(pr.output_path,
+                          encode_image(w.result.image, fs::path(pr.output_path).extension().string()));
+      } catch (const std::exception& e) {
+        w.fail_stage = "write";
+        w.fail_reason = fmt::format("{}: {}", pr.output_path, e.what());
+      }
+    }
+    const double t_write = since(t0), t_total = since(w.started);
+    const std::string idx = std::to_string(pr.row->index);
+    ++finished;
+    try {
+      if (w.fail_stage.empty()) {
+        Record r;
+        for (std::size_t c = 0; c < plan.manifest.columns.size(); ++c) r[plan.manifest.columns[c]] = pr.row->values[c];
+        const EffectiveParams& p = w.request.params;
+        nlohmann::json stages = nlohmann::json::object();
+        for (const auto& [name, secs] : w.result.stage_seconds) stages[name] = std::round(secs * 1e4) / 1e4;
+        r["index"] = idx;
+        r["output_image"] = pr.output.name;
+        r["model_type"] = plan.spec->type;
+        r["seed"] = std::to_string(pr.seed);
+        r["base_seed"] = std::to_string(plan.base_seed);
+        r["num_inference_steps"] = std::to_string(p.steps);
+        r["guidance_scale"] = fmt::format("{}", p.guidance);
+        r["true_cfg_scale"] = p.true_cfg ? fmt::format("{}", *p.true_cfg) : "";
+        r["negative_prompt"] = p.negative_prompt.value_or("");
+        r["width"] = std::to_string(w.result.image.width);
+        r["height"] = std::to_string(w.result.image.height);
+        r["instruction_enhanced"] = "";
+        r["attempts"] = std::to_string(w.attempts);
+        r["time_prepare_s"] = fmt::format("{:.4f}", w.t_prepare);
+        r["time_model_s"] = fmt::format("{:.4f}", w.t_model);
+        r["time_write_s"] = fmt::format("{:.4f}", t_write);
+        r["time_total_s"] = fmt::format("{:.4f}", t_total);
+        r["stage_times"] = stages.dump();
+        r["finished_at"] = utc_now();
+        results->append(r);
+        ++summary.succeeded;
+        progress.row_finished(true, fmt::format("[{}/{}] index {} ok {}x{} in {:.2f}s (prepare {:.2f}s, model {:.2f}s, "
+                                                "write {:.2f}s) -> {}", finished, total, idx, w.result.image.width,
+                                                w.result.image.height, t_total, w.t_prepare, w.t_model, t_write,
+                                                pr.output_path));
+      } else {
+        failures->append({{"index", idx}, {"line", std::to_string(pr.row->line)}, {"output_image", pr.output.name},
+                          {"stage", w.fail_stage}, {"reason", w.fail_reason}, {"attempts", std::to_string(w.attempts)},
+                          {"finished_at", utc_now()}});
+        ++summary.failed;
+        progress.row_finished(false, fmt::format("[{}/{}] index {} FAILED at {}: {}", finished, total, idx,
+                                                 w.fail_stage, w.fail_reason));
+      }
+    } catch (const std::exception& e) {  // the journal itself failed (disk full): keep going, say so
+      spdlog::error("index {}: cannot record the result: {}", idx, e.what());
+    }
+  }
+  for (auto& t : threads) t.join();
+  summary.interrupted = stop.load();
+  if (summary.interrupted) summary.not_run = total - summary.succeeded - summary.failed;
+
+  // Rows whose identity could not be read are failures of this run too (never silently dropped).
+  for (const auto& orphan : plan.shard.rank == 0 ? plan.manifest.orphans : std::vector<OrphanRecord>{}) {
+    failures->append({{"line", std::to_string(orphan.line)}, {"stage", "input"},
+                      {"reason", fmt::format("malformed record, index unreadable: {}", orphan.reason)},
+                      {"finished_at", utc_now()}});
+    ++summary.failed;
+  }
+  results->close();
+  failures->close();
+  const RecordTable merged = merge_journals(plan.results_path);
+  merge_journals(plan.failures_path, &merged);
+  return summary;
+}
+
+}  // namespace dg

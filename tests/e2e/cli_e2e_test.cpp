@@ -1,0 +1,90 @@
+// The product binary itself: help, models, version, dry run of the shipped example, usage errors.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "e2e_util.hpp"
+
+namespace fs = std::filesystem;
+using namespace dg::test;
+
+namespace {
+
+ProcessResult diffgentor(const std::vector<std::string>& args, TempDir& dir,
+                         const std::map<std::string, std::string>& env = {}) {
+  std::vector<std::string> argv{DG_MAIN_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  static int n = 0;
+  return run_process(argv, env, dir / ("io" + std::to_string(n++)));
+}
+
+}  // namespace
+
+TEST(CliE2E, HelpListsEveryFlagAndModelsListsEveryType) {
+  TempDir d;
+  const ProcessResult help = diffgentor({"edit", "--help"}, d);
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* flag :
+       {"--backend", "--model_name", "--model_type", "--device", "--num_gpus", "--seed", "--torch_dtype",
+        "--attention_backend", "--enable_compile", "--enable_cpu_offload", "--enable_vae_slicing",
+        "--enable_vae_tiling", "--input", "--output_dir", "--output_csv", "--output_name_column", "--instruction_key",
+        "--image_cache_dir", "--batch_size", "--num_inference_steps", "--guidance_scale", "--true_cfg_scale",
+        "--negative_prompt", "--max_retries", "--filter_rows", "--resume", "--no_resume", "--prompt_enhance_type",
+        "--timeout", "--api_max_retries", "--retry_delay", "--node_rank", "--num_nodes", "--log_dir", "--dry_run"})
+    EXPECT_NE(help.out.find(std::string(flag) + " "), std::string::npos) << flag;
+  const ProcessResult models = diffgentor({"models"}, d);
+  EXPECT_EQ(models.exit_code, 0);
+  for (const char* t : {"qwen_singleimg", "flux2_klein", "flux1_kontext", "longcat", "glm_image", "QwenImageEditPlusPipeline"})
+    EXPECT_NE(models.out.find(t), std::string::npos) << t;
+  const ProcessResult version = diffgentor({"--version"}, d);
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.out.find("diffgentor " DG_VERSION " (libtorch"), std::string::npos) << version.out;
+}
+
+TEST(CliE2E, DryRunOfTheShippedExample) {
+  TempDir d;
+  const ProcessResult r = diffgentor({"edit", "--backend", "diffusers", "--model_name", "Qwen/Qwen-Image-Edit-2511",
+                                      "--input", DG_SOURCE_DIR "/examples/edit.csv", "--output_dir", d / "out",
+                                      "--output_name_column", "output_name", "--dry_run"},
+                                     d, {{"HF_HUB_CACHE", d / "hub"}});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("-> qwen (QwenImageEditPlusPipeline) [detected from the name]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("0 already done, 3 to do"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("index 1        -> checker_rings.png"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("problems    none"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("NOT FOUND"), std::string::npos);
+  EXPECT_FALSE(fs::exists(d / "out"));
+  const ProcessResult jsonl = diffgentor({"edit", "--model_name", "black-forest-labs/FLUX.2-dev", "--input",
+                                          DG_SOURCE_DIR "/examples/edit.jsonl", "--output_dir", d / "out", "--dry_run"}, d);
+  EXPECT_EQ(jsonl.exit_code, 0) << jsonl.out << jsonl.err;
+  EXPECT_NE(jsonl.out.find("steps 28, guidance 4\n"), std::string::npos) << jsonl.out;
+}
+
+TEST(CliE2E, UsageAndStartupErrors) {
+  TempDir d;
+  const std::vector<std::string> base{"edit", "--model_name", "Qwen/Qwen-Image-Edit", "--input",
+                                      DG_SOURCE_DIR "/examples/edit.csv", "--output_dir", d / "out"};
+  auto with = [&](std::vector<std::string> extra, const std::map<std::string, std::string>& env = {}) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return diffgentor(a, d, env);
+  };
+  ProcessResult r = with({"--backend", "xdit"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--backend xdit: not available in this build"), std::string::npos) << r.err;
+  r = with({"--guidance_scale", "abc"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = with({"--model_type", "sd3"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("known types: qwen, qwen_singleimg"), std::string::npos) << r.err;
+  r = with({"--prompt_enhance_type", "flux2"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = with({"--device", "cuda"});
+  if (r.err.find("no CUDA") != std::string::npos) {  // CPU-only libtorch (CI)
+    EXPECT_EQ(r.exit_code, 2);
+  }
+  r = with({}, {{"HF_HUB_CACHE", d / "hub"}, {"DG_MODEL_ROOT", d / "models"}});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("no model bundle found for --model_name Qwen/Qwen-Image-Edit"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(d / "out/results.csv"));
+}

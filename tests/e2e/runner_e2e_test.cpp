@@ -1,0 +1,159 @@
+// End to end through a real process: `diffgentor edit` (test pipeline) on temporary manifests.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "diffgentor/fs.hpp"
+#include "diffgentor/image_io.hpp"
+#include "diffgentor/model_table.hpp"
+#include "diffgentor/options.hpp"
+#include "e2e_util.hpp"
+#include "http_server.hpp"
+#include "test_backend.hpp"
+
+namespace fs = std::filesystem;
+using namespace dg;
+using namespace dg::test;
+
+TEST(RunnerE2E, SingleAndMultiImageRowsWithRecordedParameters) {
+  Workspace ws;
+  ws.image("a.png", 48, 32, 1);
+  ws.image("b.jpg", 40, 40, 2);
+  const std::string manifest = ws.file("m.csv",
+                                       "input_images,instruction\n"
+                                       "a.png,make it blue\n"
+                                       "\"[\"\"a.png\"\", \"\"b.jpg\"\"]\",\"merge, please\"\n"
+                                       "b.jpg,\"line one\nline two\"\n");
+  const ProcessResult r = ws.edit({"--input", manifest, "--seed", "100"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("[3/3] index"), std::string::npos) << r.err;
+
+  const RecordTable res = ws.results();
+  ASSERT_EQ(res.records.size(), 3u);
+  EXPECT_EQ(ws.failures().records.size(), 0u);
+  const std::vector<std::pair<int, int>> sizes{{48, 32}, {48, 32}, {40, 40}};
+  const std::vector<std::vector<std::string>> inputs{{"a.png"}, {"a.png", "b.jpg"}, {"b.jpg"}};
+  const std::vector<std::string> instructions{"make it blue", "merge, please", "line one\nline two"};
+  for (int k = 0; k < 3; ++k) {
+    const Record& rec = *res.find(std::to_string(k));
+    EXPECT_EQ(rec.at("output_image"), fmt::format("{:06d}.png", k));
+    EXPECT_EQ(rec.at("seed"), std::to_string(100 + k));
+    EXPECT_EQ(rec.at("base_seed"), "100");
+    EXPECT_EQ(rec.at("num_inference_steps"), "40");  // qwen's default
+    EXPECT_EQ(rec.at("true_cfg_scale"), "4");
+    EXPECT_EQ(rec.at("negative_prompt"), " ");
+    EXPECT_EQ(rec.at("instruction"), instructions[k]);
+    EXPECT_EQ(rec.at("width"), std::to_string(sizes[k].first));
+    EXPECT_EQ(rec.at("stage_times"), "{\"denoise\":0.001}");
+    EXPECT_FALSE(rec.at("finished_at").empty());
+
+    // The written image is exactly what the pipeline made from these inputs, seed and instruction.
+    EditRequest req;
+    for (const auto& name : inputs[k]) req.images.push_back(read_image(ws.dir / name));
+    req.instruction = instructions[k];
+    req.seed = 100 + k;
+    req.params = effective_params(*find_model("qwen"), EditOptions{});
+    const Image got = read_image(ws.out + "/" + rec.at("output_image"));
+    EXPECT_EQ(got.width, sizes[k].first);
+    EXPECT_EQ(got.height, sizes[k].second);
+    EXPECT_EQ(got.rgb, test_pipeline_output(req).rgb) << "row " << k;
+  }
+}
+
+TEST(RunnerE2E, SeedsReproduceAndDiffer) {
+  Workspace ws;
+  ws.image("a.png", 16, 16);
+  const std::string m = ws.file("m.csv", "image,instruction\na.png,x\n");
+  ASSERT_EQ(ws.edit({"--input", m, "--seed", "7"}).exit_code, 0);
+  const std::string first = read_file_bytes(ws.out + "/000000.png");
+  ASSERT_EQ(ws.edit({"--input", m, "--seed", "7", "--no_resume"}).exit_code, 0);
+  EXPECT_EQ(read_file_bytes(ws.out + "/000000.png"), first);
+  ASSERT_EQ(ws.edit({"--input", m, "--seed", "8", "--no_resume"}).exit_code, 0);
+  EXPECT_NE(read_file_bytes(ws.out + "/000000.png"), first);
+  EXPECT_EQ(ws.results().find("0")->at("seed"), "8");
+
+  // Without --seed a random base is drawn, logged and recorded; the recorded seed reproduces the row.
+  const ProcessResult r = ws.edit({"--input", m, "--no_resume"});
+  ASSERT_EQ(r.exit_code, 0);
+  const std::string base = ws.results().find("0")->at("base_seed");
+  EXPECT_NE(r.err.find("base seed " + base + " (random"), std::string::npos) << r.err;
+  const std::string random_bytes = read_file_bytes(ws.out + "/000000.png");
+  ASSERT_EQ(ws.edit({"--input", m, "--seed", base, "--no_resume"}).exit_code, 0);
+  EXPECT_EQ(read_file_bytes(ws.out + "/000000.png"), random_bytes);
+}
+
+TEST(RunnerE2E, JsonlNamesSeedsFilterAndOverrides) {
+  Workspace ws;
+  ws.image("a.png", 16, 24);
+  const std::string m = ws.file("m.jsonl",
+                                "{\"index\": 5, \"image\": \"a.png\", \"instruction\": \"x\", \"name\": \"sub/five.jpg\"}\n"
+                                "{\"index\": 6, \"image\": \"a.png\", \"instruction\": \"y\", \"name\": \"six.webp\", "
+                                "\"seed\": 42, \"negative_prompt\": \"ugly\"}\n"
+                                "{\"index\": 7, \"image\": \"a.png\", \"instruction\": \"z\", \"name\": \"seven\"}\n");
+  const ProcessResult r = ws.edit({"--input", m, "--output_name_column", "name", "--filter_rows", "6:",
+                                   "--num_inference_steps", "3", "--guidance_scale", "0", "--true_cfg_scale", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(files_below(ws.out).count("sub/five.jpg"), 0u);  // filtered out
+  EXPECT_EQ(read_image(ws.out + "/six.webp").width, 16);
+  EXPECT_EQ(read_image(ws.out + "/seven.png").height, 24);
+  const RecordTable res = ws.results();
+  ASSERT_EQ(res.records.size(), 2u);
+  const Record& six = *res.find("6");
+  EXPECT_EQ(six.at("seed"), "42");
+  EXPECT_EQ(six.at("negative_prompt"), "ugly");
+  EXPECT_EQ(six.at("num_inference_steps"), "3");
+  EXPECT_EQ(six.at("guidance_scale"), "0");
+  EXPECT_EQ(six.at("true_cfg_scale"), "1");
+  EXPECT_EQ(six.at("output_image"), "six.webp");
+}
+
+TEST(RunnerE2E, ModelFailuresAreRetriedThenRecorded) {
+  Workspace ws;
+  ws.image("a.png", 8, 8);
+  const std::string m = ws.file("m.csv", "image,instruction\na.png,fine\na.png,FAIL_ONCE please\na.png,FAIL_ALWAYS\na.png,fine too\n");
+  const ProcessResult r = ws.edit({"--input", m, "--max_retries", "1"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const RecordTable res = ws.results();
+  EXPECT_EQ(res.records.size(), 3u);
+  EXPECT_EQ(res.find("1")->at("attempts"), "2");
+  const RecordTable fails = ws.failures();
+  ASSERT_EQ(fails.records.size(), 1u);
+  EXPECT_EQ(fails.records[0].at("index"), "2");
+  EXPECT_EQ(fails.records[0].at("stage"), "model");
+  EXPECT_EQ(fails.records[0].at("attempts"), "2");
+  EXPECT_NE(fails.records[0].at("reason").find("out of memory (simulated)"), std::string::npos);
+  EXPECT_FALSE(fs::exists(ws.out + "/000002.png"));
+  EXPECT_TRUE(fs::exists(ws.out + "/000003.png"));
+}
+
+TEST(RunnerE2E, ReplicasAndBatchesRunEveryRowOnce) {
+  Workspace ws;
+  ws.image("a.png", 8, 8);
+  std::string csv = "image,instruction\n";
+  for (int k = 0; k < 9; ++k) csv += "a.png,row " + std::to_string(k) + "\n";
+  const std::string m = ws.file("m.csv", csv);
+  const std::string log = ws.dir / "calls.log";
+  const ProcessResult r = ws.edit({"--input", m, "--num_gpus", "2", "--batch_size", "3", "--prefetch", "2"},
+                                  {{"DG_TESTPIPE_CALL_LOG", log}, {"DG_TESTPIPE_DELAY_MS", "20"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<int> calls = call_log(log);
+  std::sort(calls.begin(), calls.end());
+  EXPECT_EQ(calls, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(ws.results().records.size(), 9u);
+}
+
+TEST(RunnerE2E, UrlInputsAreDownloadedAndCached) {
+  Workspace ws;
+  HttpServer server;
+  server.put("remote.png", read_file_bytes(ws.image("r.png", 20, 10)));
+  const std::string m = ws.file("m.csv", "image_url,instruction\n" + server.url("/flaky/1/remote.png") + ",x\n" +
+                                             server.url("/file/remote.png") + ",y\n");
+  const ProcessResult r = ws.edit({"--input", m, "--image_cache_dir", ws.dir / "cache", "--download_retries", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_image(ws.out + "/000000.png").width, 20);
+  EXPECT_EQ(server.hits("/flaky/1/remote.png"), 2);  // one 503, one success
+  EXPECT_EQ(files_below(ws.dir / "cache").size(), 2u);
+}

@@ -1,0 +1,38 @@
+#pragma once
+// A real HTTP/1.1 server on 127.0.0.1 (ephemeral port) for download tests. Routes:
+//   /file/<name>          200 with the bytes registered under <name>, else 404
+//   /flaky/<n>/<name>     503 for the first <n> requests of that path, then like /file/<name>
+//   /slow/<ms>/<name>     waits <ms> before answering like /file/<name>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace dg::test {
+
+class HttpServer {
+ public:
+  HttpServer();
+  ~HttpServer();
+  void put(const std::string& name, const std::string& bytes);
+  std::string url(const std::string& path) const;
+  int hits(const std::string& path);
+  int port() const { return port_; }
+
+ private:
+  void serve();
+  void handle(int fd);
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::map<std::string, std::string> files_;
+  std::map<std::string, int> hits_;
+  std::thread thread_;
+};
+
+/// A port on 127.0.0.1 with nothing listening (bound, then closed).
+int closed_port();
+
+}  // namespace dg::test
