@@ -40,9 +40,9 @@ struct Plan {
 /// output names) or UsageError (bad shard environment).
 Plan make_plan(const EditOptions& options, const ModelSpec& spec, const EnvLookup& env);
 
-/// The dry-run report. `bundle_status` is one line about the model bundle. Lists problems of the
-/// rows to do, including local input files that do not exist.
+/// The dry-run report. `bundle_status` says where the bundle is (or why not), `devices` the replica
+/// devices. Lists problems of the rows to do, including local input files that do not exist.
 std::string format_plan(const Plan& plan, const EditOptions& options, const std::string& bundle_status,
-                        std::size_t* problem_rows);
+                        const std::vector<std::string>& devices, std::size_t* problem_rows);
 
 }  // namespace dg

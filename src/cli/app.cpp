@@ -76,9 +76,8 @@ int run_edit(Command& cmd, const Backend& backend) {
       for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
       bundle_status = fmt::format("NOT FOUND (a real run would stop here):\n    {}", why);
     }
-    bundle_status += fmt::format("\n  devices     {}", fmt::join(devices, ", "));
     std::size_t problem_rows = 0;
-    std::cout << format_plan(plan, o, bundle_status, &problem_rows) << std::flush;
+    std::cout << format_plan(plan, o, bundle_status, devices, &problem_rows) << std::flush;
     return problem_rows ? kExitRowsFailed : kExitOk;
   }
 

@@ -18,11 +18,11 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
 
   const char* opt = "Optimization";
   edit.add_option("--torch_dtype", o.torch_dtype, "Weights dtype: bfloat16, float16 or float32 (must match the bundle)")->capture_default_str()->group(opt);
-  edit.add_option("--attention_backend", o.attention_backend, "flash, sage or xformers (fixed at export time; see docs/cli.md)")->group(opt);
-  edit.add_flag("--enable_compile", o.enable_compile, "torch.compile (TorchScript bundles are optimised at load; see docs/cli.md)")->group(opt);
-  edit.add_flag("--enable_cpu_offload", o.enable_cpu_offload, "Keep components on the CPU and move each to the GPU only while it runs")->group(opt);
-  edit.add_flag("--enable_vae_slicing", o.enable_vae_slicing, "Decode batched latents one image at a time")->group(opt);
-  edit.add_flag("--enable_vae_tiling", o.enable_vae_tiling, "Decode large latents in tiles")->group(opt);
+  edit.add_option("--attention_backend", o.attention_backend, "flash, sage or xformers (ignored: the attention kernel is fixed when a bundle is exported)")->group(opt);
+  edit.add_flag("--enable_compile", o.enable_compile, "torch.compile (ignored: TorchScript bundles are optimised by the JIT at load)")->group(opt);
+  edit.add_flag("--enable_cpu_offload", o.enable_cpu_offload, "Model CPU offload (accepted; no model in this build uses it yet)")->group(opt);
+  edit.add_flag("--enable_vae_slicing", o.enable_vae_slicing, "VAE slicing (accepted; no model in this build uses it yet)")->group(opt);
+  edit.add_flag("--enable_vae_tiling", o.enable_vae_tiling, "VAE tiling (accepted; no model in this build uses it yet)")->group(opt);
   edit.add_option("--threads", o.threads, "CPU threads for libtorch (0 = all cores)")->capture_default_str()->group(opt);
 
   const char* io = "Input/Output";
@@ -53,7 +53,7 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_flag("-v,--verbose", verbose, "Debug logging")->group(ex);
 
   const char* pe = "Prompt enhancement";
-  edit.add_option("--prompt_enhance_type", o.prompt_enhance_type, "qwen_image_edit, glm_image or flux2 (API from DG_PROMPT_ENHANCER_* variables)")->group(pe);
+  edit.add_option("--prompt_enhance_type", o.prompt_enhance_type, "qwen_image_edit, glm_image or flux2 (not available in this build yet: exits with a usage error)")->group(pe);
   edit.add_option("--timeout", o.timeout, "Seconds allowed for one enhancer API request")->capture_default_str()->group(pe);
   edit.add_option("--api_max_retries", o.api_max_retries, "Extra attempts for a failed enhancer API request")->capture_default_str()->group(pe);
   edit.add_option("--retry_delay", o.retry_delay, "First delay in seconds between API retries (doubles each time)")->capture_default_str()->group(pe);

@@ -83,7 +83,7 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
 }
 
 std::string format_plan(const Plan& plan, const EditOptions& o, const std::string& bundle_status,
-                        std::size_t* problem_rows) {
+                        const std::vector<std::string>& devices, std::size_t* problem_rows) {
   const Manifest& m = plan.manifest;
   const ModelSpec& s = *plan.spec;
   std::string out = "diffgentor dry run (nothing is loaded or written)\n";
@@ -96,7 +96,8 @@ std::string format_plan(const Plan& plan, const EditOptions& o, const std::strin
   out += fmt::format("  sampling    {}\n", params);
   out += fmt::format("  seeds       base {}{}; row seed = base + index unless the row has a seed\n", plan.base_seed,
                      plan.base_seed_random ? " (random: pass --seed to fix it)" : "");
-  out += fmt::format("  device      {} ({}), batch size {}\n", o.device, o.torch_dtype, o.batch_size);
+  out += fmt::format("  device      {} -> {} ({}), batch size {}\n", o.device, fmt::join(devices, ", "), o.torch_dtype,
+                     o.batch_size);
   out += fmt::format("  manifest    {} ({}, {} rows, image column '{}', instruction column '{}')\n", m.path, m.format,
                      m.rows.size() + m.orphans.size(), m.image_column, m.instruction_column);
   out += fmt::format("  selection   {} selected{}; shard {} of {} ({}) has {}\n", plan.selected,

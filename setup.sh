@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine: installs what is missing, builds, then
+#   ./setup.sh          install + build only
+#   ./setup.sh demo     ... and run the main job on the shipped example
+#   ./setup.sh test     ... and run the whole test suite (what CI runs)
+# Idempotent: packages already installed are not touched, and an unchanged tree rebuilds in seconds.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BUILD_DIR=${DG_BUILD_DIR:-build}
+PACKAGES=(cmake ninja-build g++ ccache pkg-config
+  libtorch-dev libopenblas0-pthread
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev)
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+  fi
+  cmake --build "$BUILD_DIR" -j "$(nproc)"
+}
+
+install_packages
+build
+
+case "${1:-}" in
+  "") ;;
+  demo)
+    # Until the first model pipeline lands this is a dry run: the plan for the example manifest.
+    exec "$BUILD_DIR/diffgentor" edit --backend diffusers --model_name Qwen/Qwen-Image-Edit-2511 \
+      --input examples/edit.csv --output_name_column output_name --output_dir out/example --dry_run ;;
+  test)
+    exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j 2 ;;
+  *)
+    echo "usage: ./setup.sh [demo|test]" >&2; exit 2 ;;
+esac
