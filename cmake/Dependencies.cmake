@@ -6,6 +6,9 @@ find_package(nlohmann_json 3.11 CONFIG REQUIRED)   # nlohmann-json3-dev
 find_package(fmt CONFIG REQUIRED)                  # libfmt-dev
 find_package(spdlog CONFIG REQUIRED)               # libspdlog-dev (built against the external fmt)
 find_package(CURL REQUIRED)                        # libcurl4-openssl-dev
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(ONIG REQUIRED IMPORTED_TARGET oniguruma)        # libonig-dev: tokenizer regexes
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)  # libutf8proc-dev: NFC, lower-casing
 
 # OpenCV: Debian ships OpenCVConfig.cmake only in the big libopencv-dev; with the three slim module
 # packages (core, imgproc, imgcodecs) we build the imported target by hand.

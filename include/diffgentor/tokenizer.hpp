@@ -1,0 +1,51 @@
+#pragma once
+/// A byte-level BPE tokenizer that reads Hugging Face `tokenizer.json` files (Qwen2/2.5-VL, Qwen3,
+/// and later CLIP and Mistral): added tokens split out first (leftmost-longest), the normalizer
+/// (NFC/NFKC/NFD/NFKD, Lowercase, Replace, Strip, Sequence), the pre-tokenizer (Split with its
+/// regex run by Oniguruma, ByteLevel, Sequence), BPE merges by rank (with ignore_merges and
+/// end_of_word_suffix), and the post-processor's special tokens when asked for.
+/// Pinned by ../shared/testdata/tokenizers/<name>/cases.jsonl (ids from HF tokenizers).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace dg {
+
+struct TokenizerError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Tokenizer {
+ public:
+  /// Loads a tokenizer.json. Throws TokenizerError naming the file and the unsupported or missing field.
+  static Tokenizer from_file(const std::string& path);
+  static Tokenizer from_json(const nlohmann::json& j, const std::string& origin);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  /// Token ids of `text`; `add_special_tokens` applies the post-processor's template (BOS/EOS).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
+
+  /// Id of a vocabulary entry or added token.
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  /// The id's token string ("" when unknown).
+  std::string id_to_token(int32_t id) const;
+  std::size_t vocab_size() const;
+
+ private:
+  Tokenizer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dg

@@ -1,0 +1,380 @@
+// Byte-level BPE over HF tokenizer.json, following the order of operations of huggingface/tokenizers
+// (added-token split, normalizer, pre-tokenizer, model, post-processor); facts from
+// ../shared/reference/tokenizers.md §2.1.
+#include "diffgentor/tokenizer.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "diffgentor/text_regex.hpp"
+
+using nlohmann::json;
+
+namespace dg {
+
+namespace {
+
+// GPT-2's ByteLevel pre-tokenizer regex (used when ByteLevel.use_regex is true).
+const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+struct AddedToken {
+  std::string content;
+  int32_t id = 0;
+  bool special = false, normalized = false, lstrip = false, rstrip = false, single_word = false;
+};
+
+// A pre-tokenizer step: turns each piece into zero or more pieces.
+using PieceFn = std::function<void(const std::string&, std::vector<std::string>&)>;
+using TextFn = std::function<std::string(const std::string&)>;
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  std::string origin;
+  std::unordered_map<std::string, int32_t> vocab;
+  std::vector<std::string> id_to_token;
+  std::map<std::pair<int32_t, int32_t>, std::pair<int32_t, int32_t>> merges;  // pair -> (rank, merged id)
+  std::vector<AddedToken> added;
+  bool ignore_merges = false, byte_level = false, byte_fallback = false, fuse_unk = false;
+  std::string end_of_word_suffix;
+  std::optional<int32_t> unk_id;
+  std::vector<TextFn> normalizers;
+  std::vector<PieceFn> pre_tokenizers;
+  std::vector<int32_t> prefix_ids, suffix_ids;  // post-processor template around a single sequence
+  std::vector<std::shared_ptr<Regex>> regexes;  // owned by the pre-tokenizer closures
+
+  [[noreturn]] void fail(const std::string& what) const { throw TokenizerError(origin + ": " + what); }
+
+  void load_normalizer(const json& n) {
+    if (n.is_null()) return;
+    const std::string type = n.value("type", "");
+    if (type == "Sequence") {
+      for (const auto& sub : n.at("normalizers")) load_normalizer(sub);
+    } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+      const NormalForm f = type == "NFC" ? NormalForm::NFC : type == "NFD" ? NormalForm::NFD
+                           : type == "NFKC" ? NormalForm::NFKC : NormalForm::NFKD;
+      normalizers.push_back([f](const std::string& s) { return normalize_unicode(s, f); });
+    } else if (type == "Lowercase") {
+      normalizers.push_back([](const std::string& s) { return lowercase_unicode(s); });
+    } else if (type == "Strip") {
+      const bool left = n.value("strip_left", true), right = n.value("strip_right", true);
+      normalizers.push_back([left, right](const std::string& s) {
+        std::size_t b = 0, e = s.size();
+        while (left && b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+        while (right && e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+        return s.substr(b, e - b);
+      });
+    } else if (type == "Replace") {
+      const json& pat = n.at("pattern");
+      const std::string pattern = pat.contains("Regex") ? pat["Regex"].get<std::string>()
+                                                        : regex_escape(pat.at("String").get<std::string>());
+      auto re = std::make_shared<Regex>(pattern);
+      const std::string content = n.at("content");
+      normalizers.push_back([re, content](const std::string& s) {
+        std::string out;
+        std::size_t last = 0;
+        for (auto [b, e] : re->find_all(s)) out += s.substr(last, b - last) + content, last = e;
+        return out + s.substr(last);
+      });
+    } else {
+      fail("normalizer type '" + type + "' is not supported");
+    }
+  }
+
+  void load_pre_tokenizer(const json& p) {
+    if (p.is_null()) return;
+    const std::string type = p.value("type", "");
+    if (type == "Sequence") {
+      for (const auto& sub : p.at("pretokenizers")) load_pre_tokenizer(sub);
+    } else if (type == "Split") {
+      const json& pat = p.at("pattern");
+      const std::string pattern = pat.contains("Regex") ? pat["Regex"].get<std::string>()
+                                                        : regex_escape(pat.at("String").get<std::string>());
+      const std::string behavior = p.value("behavior", "Isolated");
+      const bool invert = p.value("invert", false);
+      if (behavior != "Isolated" && behavior != "Removed") fail("Split behavior '" + behavior + "' is not supported");
+      auto re = std::make_shared<Regex>(pattern);
+      const bool keep_matches = behavior == "Isolated" || invert, keep_gaps = behavior == "Isolated" || !invert;
+      pre_tokenizers.push_back([re, keep_matches, keep_gaps](const std::string& s, std::vector<std::string>& out) {
+        std::size_t last = 0;
+        for (auto [b, e] : re->find_all(s)) {
+          if (keep_gaps && b > last) out.push_back(s.substr(last, b - last));
+          if (keep_matches) out.push_back(s.substr(b, e - b));
+          last = e;
+        }
+        if (keep_gaps && last < s.size()) out.push_back(s.substr(last));
+      });
+    } else if (type == "ByteLevel") {
+      byte_level = true;
+      const bool prefix = p.value("add_prefix_space", false), use_regex = p.value("use_regex", true);
+      auto re = use_regex ? std::make_shared<Regex>(kGpt2Pattern) : nullptr;
+      pre_tokenizers.push_back([prefix, re](const std::string& s, std::vector<std::string>& out) {
+        const std::string text = prefix && (s.empty() || s[0] != ' ') ? " " + s : s;
+        std::vector<std::string> parts;
+        if (re) {
+          std::size_t last = 0;
+          for (auto [b, e] : re->find_all(text)) {
+            if (b > last) parts.push_back(text.substr(last, b - last));
+            parts.push_back(text.substr(b, e - b));
+            last = e;
+          }
+          if (last < text.size()) parts.push_back(text.substr(last));
+        } else {
+          parts.push_back(text);
+        }
+        for (const auto& part : parts) {
+          std::string mapped;
+          for (unsigned char c : part) mapped += byte_to_unicode(c);
+          if (!mapped.empty()) out.push_back(std::move(mapped));
+        }
+      });
+    } else {
+      fail("pre_tokenizer type '" + type + "' is not supported");
+    }
+  }
+
+  void load_post_processor(const json& p) {
+    if (p.is_null()) return;
+    const std::string type = p.value("type", "");
+    if (type == "Sequence") {
+      for (const auto& sub : p.at("processors")) load_post_processor(sub);
+    } else if (type == "ByteLevel") {
+      // adds no tokens
+    } else if (type == "TemplateProcessing") {
+      bool after = false;
+      for (const auto& item : p.at("single")) {
+        if (item.contains("Sequence")) {
+          after = true;
+        } else {
+          const std::string tok = item.at("SpecialToken").at("id");
+          const json& ids = p.at("special_tokens").at(tok).at("ids");
+          for (const auto& id : ids) (after ? suffix_ids : prefix_ids).push_back(id.get<int32_t>());
+        }
+      }
+    } else if (type == "RobertaProcessing" || type == "BertProcessing") {
+      prefix_ids.push_back(p.at("cls").at(1).get<int32_t>());
+      suffix_ids.push_back(p.at("sep").at(1).get<int32_t>());
+    } else {
+      fail("post_processor type '" + type + "' is not supported");
+    }
+  }
+
+  void load_model(const json& m) {
+    if (m.value("type", "BPE") != "BPE") fail("model type '" + m.value("type", "") + "' is not BPE");
+    for (auto it = m.at("vocab").begin(); it != m.at("vocab").end(); ++it) vocab[it.key()] = it.value().get<int32_t>();
+    ignore_merges = m.value("ignore_merges", false);
+    byte_fallback = m.value("byte_fallback", false);
+    fuse_unk = m.value("fuse_unk", false);
+    if (m.contains("end_of_word_suffix") && m["end_of_word_suffix"].is_string()) end_of_word_suffix = m["end_of_word_suffix"];
+    if (m.contains("continuing_subword_prefix") && m["continuing_subword_prefix"].is_string() &&
+        !m["continuing_subword_prefix"].get<std::string>().empty())
+      fail("model.continuing_subword_prefix is not supported");
+    if (m.contains("unk_token") && m["unk_token"].is_string()) {
+      auto it = vocab.find(m["unk_token"].get<std::string>());
+      if (it != vocab.end()) unk_id = it->second;
+    }
+    int32_t rank = 0;
+    for (const auto& merge : m.at("merges")) {
+      std::string a, b;
+      if (merge.is_array()) {
+        a = merge.at(0), b = merge.at(1);
+      } else {
+        const std::string s = merge;
+        const auto sp = s.find(' ', 1);
+        if (sp == std::string::npos) fail("merge '" + s + "' has no space");
+        a = s.substr(0, sp), b = s.substr(sp + 1);
+      }
+      auto ia = vocab.find(a), ib = vocab.find(b), iab = vocab.find(a + b);
+      if (ia == vocab.end() || ib == vocab.end() || iab == vocab.end())
+        fail("merge '" + a + " " + b + "' names a token missing from model.vocab");
+      merges.emplace(std::make_pair(ia->second, ib->second), std::make_pair(rank++, iab->second));
+    }
+  }
+
+  // BPE of one pre-tokenized piece: merge the lowest-ranked adjacent pair (leftmost on ties).
+  void bpe(const std::string& piece, std::vector<int32_t>& out) const {
+    if (ignore_merges && end_of_word_suffix.empty()) {
+      if (auto it = vocab.find(piece); it != vocab.end()) return out.push_back(it->second);
+    }
+    std::vector<std::string> chars;
+    for (std::size_t i = 0; i < piece.size();) {
+      std::size_t n = 1;
+      const auto c = static_cast<unsigned char>(piece[i]);
+      if (c >= 0xF0) n = 4; else if (c >= 0xE0) n = 3; else if (c >= 0xC0) n = 2;
+      chars.push_back(piece.substr(i, n));
+      i += n;
+    }
+    if (!end_of_word_suffix.empty() && !chars.empty()) chars.back() += end_of_word_suffix;
+    std::vector<int32_t> word;
+    for (const auto& ch : chars) {
+      if (auto it = vocab.find(ch); it != vocab.end()) {
+        word.push_back(it->second);
+      } else if (byte_fallback) {
+        for (unsigned char byte : ch) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "<0x%02X>", byte);
+          if (auto b = vocab.find(hex); b != vocab.end()) word.push_back(b->second);
+          else if (unk_id) word.push_back(*unk_id);
+        }
+      } else if (unk_id) {
+        if (!(fuse_unk && !word.empty() && word.back() == *unk_id)) word.push_back(*unk_id);
+      }
+    }
+    for (;;) {
+      int32_t best_rank = std::numeric_limits<int32_t>::max();
+      std::size_t best = 0;
+      int32_t merged = 0;
+      for (std::size_t k = 0; k + 1 < word.size(); ++k) {
+        auto it = merges.find({word[k], word[k + 1]});
+        if (it != merges.end() && it->second.first < best_rank) best_rank = it->second.first, best = k, merged = it->second.second;
+      }
+      if (best_rank == std::numeric_limits<int32_t>::max()) break;
+      word[best] = merged;
+      word.erase(word.begin() + static_cast<long>(best) + 1);
+    }
+    out.insert(out.end(), word.begin(), word.end());
+  }
+
+  // Splits `text` into plain segments and added-token ids (leftmost-longest match).
+  struct Segment {
+    std::string text;
+    int32_t id = -1;
+  };
+  std::vector<Segment> split_added(const std::string& text, bool normalized_pass) const {
+    std::vector<Segment> out;
+    std::size_t start = 0, i = 0;
+    auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+    while (i < text.size()) {
+      const AddedToken* best = nullptr;
+      for (const auto& t : added) {
+        if (t.normalized != normalized_pass || t.content.empty()) continue;
+        if (text.compare(i, t.content.size(), t.content) != 0) continue;
+        if (t.single_word) {
+          const bool left_ok = i == 0 || !std::isalnum(static_cast<unsigned char>(text[i - 1]));
+          const std::size_t e = i + t.content.size();
+          const bool right_ok = e >= text.size() || !std::isalnum(static_cast<unsigned char>(text[e]));
+          if (!left_ok || !right_ok) continue;
+        }
+        if (!best || t.content.size() > best->content.size()) best = &t;
+      }
+      if (!best) {
+        ++i;
+        continue;
+      }
+      std::size_t seg_end = i, next = i + best->content.size();
+      if (best->lstrip)
+        while (seg_end > start && is_ws(text[seg_end - 1])) --seg_end;
+      if (best->rstrip)
+        while (next < text.size() && is_ws(text[next])) ++next;
+      if (seg_end > start) out.push_back({text.substr(start, seg_end - start), -1});
+      out.push_back({"", best->id});
+      start = i = next;
+    }
+    if (start < text.size()) out.push_back({text.substr(start), -1});
+    return out;
+  }
+
+  void encode_plain(const std::string& raw, std::vector<int32_t>& ids) const {
+    std::string text = raw;
+    for (const auto& n : normalizers) text = n(text);
+    for (const auto& seg : split_added(text, true)) {
+      if (seg.id >= 0) {
+        ids.push_back(seg.id);
+        continue;
+      }
+      std::vector<std::string> pieces{seg.text};
+      for (const auto& pre : pre_tokenizers) {
+        std::vector<std::string> next;
+        for (const auto& p : pieces) pre(p, next);
+        pieces = std::move(next);
+      }
+      for (const auto& p : pieces)
+        if (!p.empty()) bpe(p, ids);
+    }
+  }
+};
+
+Tokenizer::Tokenizer() : impl_(std::make_unique<Impl>()) {}
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
+
+Tokenizer Tokenizer::from_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw TokenizerError(path + ": cannot be opened");
+  json j = json::parse(in, nullptr, false);
+  if (j.is_discarded()) throw TokenizerError(path + ": not valid JSON");
+  return from_json(j, path);
+}
+
+Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
+  Tokenizer t;
+  Impl& m = *t.impl_;
+  m.origin = origin;
+  try {
+    if (!j.contains("model")) m.fail("no 'model' object");
+    m.load_model(j.at("model"));
+    if (j.contains("added_tokens")) {
+      for (const auto& a : j["added_tokens"]) {
+        AddedToken tok;
+        tok.content = a.at("content");
+        tok.id = a.at("id");
+        tok.special = a.value("special", false);
+        tok.normalized = a.value("normalized", !tok.special);
+        tok.lstrip = a.value("lstrip", false);
+        tok.rstrip = a.value("rstrip", false);
+        tok.single_word = a.value("single_word", false);
+        m.added.push_back(tok);
+      }
+    }
+    m.load_normalizer(j.value("normalizer", json()));
+    m.load_pre_tokenizer(j.value("pre_tokenizer", json()));
+    m.load_post_processor(j.value("post_processor", json()));
+  } catch (const json::exception& e) {
+    m.fail(std::string("malformed tokenizer.json: ") + e.what());
+  } catch (const std::runtime_error& e) {
+    if (dynamic_cast<const TokenizerError*>(&e)) throw;
+    m.fail(e.what());
+  }
+  std::size_t max_id = 0;
+  for (const auto& [tok, id] : m.vocab) max_id = std::max<std::size_t>(max_id, static_cast<std::size_t>(id));
+  for (const auto& a : m.added) max_id = std::max<std::size_t>(max_id, static_cast<std::size_t>(a.id));
+  m.id_to_token.assign(max_id + 1, "");
+  for (const auto& [tok, id] : m.vocab) m.id_to_token[static_cast<std::size_t>(id)] = tok;
+  for (const auto& a : m.added) m.id_to_token[static_cast<std::size_t>(a.id)] = a.content;
+  return t;
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
+  std::vector<int32_t> ids;
+  if (add_special_tokens) ids = impl_->prefix_ids;
+  for (const auto& seg : impl_->split_added(std::string(text), false)) {
+    if (seg.id >= 0) ids.push_back(seg.id);
+    else impl_->encode_plain(seg.text, ids);
+  }
+  if (add_special_tokens) ids.insert(ids.end(), impl_->suffix_ids.begin(), impl_->suffix_ids.end());
+  return ids;
+}
+
+std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  for (const auto& a : impl_->added)
+    if (a.content == token) return a.id;
+  auto it = impl_->vocab.find(std::string(token));
+  if (it == impl_->vocab.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string Tokenizer::id_to_token(int32_t id) const {
+  if (id < 0 || static_cast<std::size_t>(id) >= impl_->id_to_token.size()) return "";
+  return impl_->id_to_token[static_cast<std::size_t>(id)];
+}
+
+std::size_t Tokenizer::vocab_size() const { return impl_->id_to_token.size(); }
+
+}  // namespace dg
