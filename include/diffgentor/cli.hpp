@@ -18,9 +18,27 @@ enum ExitCode : int {
   kExitInterrupted = 130,
 };
 
+/// `diffgentor make-tiny`: write a tiny bundle with seeded random weights.
+struct MakeTinyOptions {
+  std::string model_type;
+  std::string out;
+  std::string size = "tiny";  ///< tiny | small
+  int64_t seed = 0;
+};
+
+/// `diffgentor tokenize`: print token ids as a JSON list.
+struct TokenizeOptions {
+  std::optional<std::string> model_name;  ///< a bundle (its tokenizer/tokenizer.json)
+  std::optional<std::string> tokenizer;   ///< a tokenizer.json file
+  bool add_special_tokens = false;
+  std::optional<std::string> text;        ///< else standard input
+};
+
 struct Command {
-  enum Kind { None, Models, Edit } kind = None;
+  enum Kind { None, Models, Edit, MakeTiny, Tokenize } kind = None;
   EditOptions edit;
+  MakeTinyOptions tiny;
+  TokenizeOptions tokenize;
   bool verbose = false;
 };
 

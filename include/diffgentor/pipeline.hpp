@@ -30,6 +30,8 @@ struct EditResult {
   /// Seconds per named pipeline stage (e.g. "encode_text", "denoise", "vae_decode"), for results.csv
   /// and the bench; may be empty.
   std::vector<std::pair<std::string, double>> stage_seconds;
+  /// Counts worth recording (e.g. "transformer_calls"), written to results.csv's `counters`.
+  std::vector<std::pair<std::string, int64_t>> counters;
 };
 
 class Pipeline {
@@ -65,6 +67,8 @@ struct Backend {
   std::function<std::unique_ptr<Pipeline>(const PipelineConfig&)> make_pipeline;
   /// Resolves --model_name to a bundle directory (throws BundleNotFound).
   std::function<std::string(const EditOptions&)> locate_bundle;
+  /// Writes a tiny bundle (type, out dir, "tiny"|"small", seed); empty where the binary cannot.
+  std::function<void(const ModelSpec&, const std::string&, const std::string&, uint64_t)> make_tiny;
 };
 
 }  // namespace dg

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "diffgentor/bundle_location.hpp"
 #include "diffgentor/cli.hpp"
@@ -16,6 +18,7 @@
 #include "diffgentor/plan.hpp"
 #include "diffgentor/progress.hpp"
 #include "diffgentor/runner.hpp"
+#include "diffgentor/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 
@@ -116,6 +119,34 @@ int run_edit(Command& cmd, const Backend& backend) {
   return s.failed ? kExitRowsFailed : kExitOk;
 }
 
+int run_make_tiny(const MakeTinyOptions& t, const Backend& backend) {
+  const ModelSpec* spec = find_model(t.model_type);
+  if (!spec) throw UsageError(fmt::format("--model_type '{}' is not a known model type; known types: {}", t.model_type,
+                                          model_type_list()));
+  if (!backend.make_tiny) throw UsageError("make-tiny is not available in this binary");
+  backend.make_tiny(*spec, t.out, t.size, static_cast<uint64_t>(t.seed));
+  std::cout << fmt::format("wrote a {} {} bundle to {}\n", t.size, spec->type, t.out);
+  return kExitOk;
+}
+
+int run_tokenize(const TokenizeOptions& t) {
+  if (t.model_name.has_value() == t.tokenizer.has_value())
+    throw UsageError("tokenize needs exactly one of --model_name (a bundle) and --tokenizer (a tokenizer.json)");
+  const std::string file = t.tokenizer ? *t.tokenizer
+                                       : resolve_bundle(*t.model_name, getenv_lookup) + "/tokenizer/tokenizer.json";
+  const Tokenizer tok = Tokenizer::from_file(file);
+  std::string text;
+  if (t.text) {
+    text = *t.text;
+  } else {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    text = ss.str();
+  }
+  std::cout << nlohmann::json(tok.encode(text, t.add_special_tokens)).dump() << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 int app_main(int argc, char** argv, const Backend& backend) {
@@ -127,6 +158,8 @@ int app_main(int argc, char** argv, const Backend& backend) {
       std::cout << format_model_table();
       return kExitOk;
     }
+    if (cmd.kind == Command::MakeTiny) return run_make_tiny(cmd.tiny, backend);
+    if (cmd.kind == Command::Tokenize) return run_tokenize(cmd.tokenize);
     return run_edit(cmd, backend);
   } catch (const UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -74,13 +74,24 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
   auto* models = app.add_subcommand("models", "List the supported model types, their name patterns and defaults");
   auto* edit = app.add_subcommand("edit", "Edit every row of a manifest with a model");
   add_edit_options(*edit, cmd.edit, cmd.verbose);
+  auto* tiny = app.add_subcommand("make-tiny", "Write a tiny bundle with seeded random weights (for smoke tests on CPU)");
+  tiny->add_option("--model_type", cmd.tiny.model_type, "Model type: " + model_type_list())->required();
+  tiny->add_option("--out", cmd.tiny.out, "Output folder (created)")->required();
+  tiny->add_option("--size", cmd.tiny.size, "tiny (hidden 32) or small (hidden 256, for benchmarks)")
+      ->capture_default_str()->check(CLI::IsMember({"tiny", "small"}));
+  tiny->add_option("--seed", cmd.tiny.seed, "Seed of the random weights")->capture_default_str()->check(CLI::NonNegativeNumber);
+  auto* tok = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON list");
+  tok->add_option("--model_name", cmd.tokenize.model_name, "Bundle whose tokenizer/tokenizer.json to use");
+  tok->add_option("--tokenizer", cmd.tokenize.tokenizer, "A tokenizer.json file");
+  tok->add_flag("--add_special_tokens", cmd.tokenize.add_special_tokens, "Apply the post-processor's special tokens");
+  tok->add_option("text", cmd.tokenize.text, "Text to tokenize (default: standard input)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  cmd.kind = *models ? Command::Models : Command::Edit;
+  cmd.kind = *models ? Command::Models : *tiny ? Command::MakeTiny : *tok ? Command::Tokenize : Command::Edit;
   return std::nullopt;
 }
 

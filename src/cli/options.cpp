@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "diffgentor/selection.hpp"
@@ -26,6 +29,15 @@ const ModelSpec& resolve_model_type(const EditOptions& opt) {
                                  *opt.model_type, model_type_list()));
   }
   if (const ModelSpec* spec = detect_model(opt.model_name)) return *spec;
+  // A bundle directory whose name says nothing (e.g. a tiny bundle in /tmp) names its type itself.
+  const std::filesystem::path manifest = std::filesystem::path(opt.model_name) / "torchscript" / "manifest.json";
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(manifest, ec)) {
+    std::ifstream in(manifest);
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_object() && j.contains("model_type") && j["model_type"].is_string())
+      if (const ModelSpec* spec = find_model(j["model_type"].get<std::string>())) return *spec;
+  }
   std::string patterns;
   for (const auto& s : model_table())
     for (const auto& p : s.patterns) patterns += fmt::format("\n  {:<15} name contains '{}'", s.type, p.text);

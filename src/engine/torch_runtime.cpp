@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "diffgentor/bundle_location.hpp"
+#include "diffgentor/model_registry.hpp"
 
 namespace dg {
 
@@ -54,9 +55,16 @@ Backend torch_backend() {
     return resolve_bundle(o.model_name, [](const char* n) { return std::getenv(n); });
   };
   b.make_pipeline = [](const PipelineConfig& cfg) -> std::unique_ptr<Pipeline> {
-    throw std::runtime_error(fmt::format("model type {}: this build has no pipeline for it yet (the model pipelines "
-                                         "arrive with the core engine); use --dry_run to check a manifest",
-                                         cfg.spec->type));
+    const ModelEntry* entry = find_model_entry(cfg.spec->type);
+    if (!entry)
+      throw std::runtime_error(fmt::format("model type {}: this build has no pipeline for it yet; use --dry_run to "
+                                           "check a manifest", cfg.spec->type));
+    return entry->make_pipeline(cfg);
+  };
+  b.make_tiny = [](const ModelSpec& spec, const std::string& out, const std::string& size, uint64_t seed) {
+    const ModelEntry* entry = find_model_entry(spec.type);
+    if (!entry) throw UsageError(fmt::format("make-tiny: no tiny bundle for model type {} in this build yet", spec.type));
+    entry->make_tiny(spec, out, TinyOptions{size, seed});
   };
   return b;
 }

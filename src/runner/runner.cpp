@@ -49,7 +49,7 @@ struct Work {
 const std::vector<std::string> kResultColumns = {
     "index", "output_image", "model_type", "seed", "base_seed", "num_inference_steps", "guidance_scale",
     "true_cfg_scale", "negative_prompt", "width", "height", "instruction_enhanced", "attempts", "time_prepare_s",
-    "time_model_s", "time_write_s", "time_total_s", "stage_times", "finished_at"};
+    "time_model_s", "time_write_s", "time_total_s", "stage_times", "counters", "finished_at"};
 const std::vector<std::string> kFailureColumns = {"index", "line", "output_image", "stage", "reason", "attempts",
                                                   "finished_at"};
 
@@ -243,6 +243,9 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         r["time_write_s"] = fmt::format("{:.4f}", t_write);
         r["time_total_s"] = fmt::format("{:.4f}", t_total);
         r["stage_times"] = stages.dump();
+        nlohmann::json counters = nlohmann::json::object();
+        for (const auto& [name, n] : w.result.counters) counters[name] = n;
+        r["counters"] = counters.dump();
         r["finished_at"] = utc_now();
         results->append(r);
         ++summary.succeeded;

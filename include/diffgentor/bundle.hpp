@@ -1,0 +1,52 @@
+#pragma once
+/// Loading a model bundle (docs/bundle-format.md): torchscript/manifest.json validated up front
+/// (format version, model type, libtorch version, dtype, every component file and config present
+/// and readable), components loaded on demand with their method schema checked against the
+/// contract (bundle_contract.hpp). Every error names the bundle, the file and what is wrong.
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/jit/api/module.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "diffgentor/model_table.hpp"
+
+namespace dg {
+
+struct BundleError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Bundle {
+ public:
+  /// Opens and validates `dir` for `spec`. `torch_dtype` is --torch_dtype: it must equal the bundle's
+  /// dtype unless the bundle is dtype-convertible (tiny bundles), in which case it chooses W.
+  static Bundle open(const std::string& dir, const ModelSpec& spec, const std::string& torch_dtype,
+                     const std::string& device);
+
+  const std::string& dir() const { return dir_; }
+  const nlohmann::json& manifest() const { return manifest_; }
+  /// A JSON file of the bundle, e.g. "vae/config.json" (already checked to parse at open).
+  const nlohmann::json& config(const std::string& relative_path) const;
+  /// manifest["constants"][key], or throws naming it.
+  const nlohmann::json& constant(const std::string& key) const;
+  /// The dtype components run in (W).
+  at::ScalarType dtype() const { return dtype_; }
+  /// Loads `component` onto `device` in W and checks its forward() argument names.
+  torch::jit::Module load(const std::string& component, const std::string& device) const;
+
+ private:
+  std::string dir_;
+  nlohmann::json manifest_;
+  std::map<std::string, nlohmann::json> configs_;
+  at::ScalarType dtype_ = at::kFloat;
+  bool convertible_ = false;
+  std::string model_type_;
+};
+
+/// "bfloat16" -> kBFloat16 and so on; throws BundleError for other names.
+at::ScalarType dtype_from_name(const std::string& name);
+
+}  // namespace dg

@@ -1,0 +1,30 @@
+#pragma once
+/// The TorchScript component contract (docs/bundle-format.md, from ../shared/design/bundle-contract.md):
+/// for each model type, the components it needs and each method's argument names, dtypes and
+/// symbolic shapes. One table read by the bundle loader (to check what it loads), by make-tiny (to
+/// write manifests) and by the docs.
+#include <string>
+#include <vector>
+
+namespace dg {
+
+struct TensorSpec {
+  std::string name;
+  std::string dtype;               ///< "W" (the bundle dtype), "float32", "int64" or "bool"
+  std::vector<std::string> shape;  ///< symbols or integers as text, e.g. {"B", "S", "64"}
+};
+
+struct ComponentSpec {
+  std::string name;  ///< file stem in torchscript/, e.g. "transformer"
+  std::string subfolder;
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+};
+
+/// Supported `format_version` values of torchscript/manifest.json.
+inline constexpr int kBundleFormatVersion = 1;
+
+/// The components of `model_type` (empty for a type whose contract is not written yet).
+const std::vector<ComponentSpec>& bundle_components(const std::string& model_type);
+
+}  // namespace dg

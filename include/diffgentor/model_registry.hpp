@@ -1,0 +1,31 @@
+#pragma once
+/// The libtorch side of the model table: for each model type, how to build its pipeline from a
+/// bundle and how to write its tiny bundle. Shared code never branches on a model type; it looks
+/// the type up here. A type without an entry has no pipeline in this build (tests walk the table).
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "diffgentor/pipeline.hpp"
+
+namespace dg {
+
+struct TinyOptions {
+  std::string size = "tiny";  ///< "tiny" or "small"
+  uint64_t seed = 0;
+};
+
+struct ModelEntry {
+  std::function<std::unique_ptr<Pipeline>(const PipelineConfig&)> make_pipeline;
+  /// Writes a complete tiny bundle for the type into `dir`.
+  std::function<void(const ModelSpec&, const std::string& dir, const TinyOptions&)> make_tiny;
+};
+
+/// The entry for a type, or nullptr when this build has no pipeline for it.
+const ModelEntry* find_model_entry(const std::string& type);
+
+// One pair per model file.
+std::unique_ptr<Pipeline> make_qwen_pipeline(const PipelineConfig& config);
+void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOptions& options);
+
+}  // namespace dg

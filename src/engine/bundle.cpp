@@ -1,0 +1,127 @@
+#include "diffgentor/bundle.hpp"
+
+#include <fmt/format.h>
+#include <torch/script.h>
+#include <torch/version.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "diffgentor/bundle_contract.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace dg {
+
+at::ScalarType dtype_from_name(const std::string& name) {
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  if (name == "float32") return at::kFloat;
+  throw BundleError(fmt::format("unknown dtype '{}' (expected bfloat16, float16 or float32)", name));
+}
+
+namespace {
+
+json read_json(const fs::path& path, const std::string& bundle) {
+  std::ifstream in(path);
+  if (!in) throw BundleError(fmt::format("bundle {}: missing file {}", bundle, path.string()));
+  json j = json::parse(in, nullptr, false);
+  if (j.is_discarded()) throw BundleError(fmt::format("bundle {}: {} is not valid JSON", bundle, path.string()));
+  return j;
+}
+
+}  // namespace
+
+Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::string& torch_dtype,
+                    const std::string& device) {
+  Bundle b;
+  b.dir_ = dir;
+  b.model_type_ = spec.type;
+  b.manifest_ = read_json(fs::path(dir) / "torchscript" / "manifest.json", dir);
+  const json& m = b.manifest_;
+  auto fail = [&](const std::string& what) -> BundleError {
+    return BundleError(fmt::format("bundle {}: torchscript/manifest.json: {}", dir, what));
+  };
+  if (!m.contains("format_version") || !m["format_version"].is_number_integer())
+    throw fail("no integer format_version");
+  if (m["format_version"].get<int>() != kBundleFormatVersion)
+    throw fail(fmt::format("format_version {} is not supported (this build reads version {})",
+                           m["format_version"].get<int>(), kBundleFormatVersion));
+  const std::string type = m.value("model_type", "");
+  if (type != spec.type)
+    throw fail(fmt::format("model_type is '{}' but the run asks for '{}' (check --model_type)", type, spec.type));
+  // A bundle loads only in a libtorch at least as new as the one that wrote it (bundle-contract §9).
+  const std::string producer = m.value("producer", json::object()).value("torch", "");
+  int pmaj = 0, pmin = 0;
+  if (std::sscanf(producer.c_str(), "%d.%d", &pmaj, &pmin) == 2 &&
+      std::make_pair(pmaj, pmin) > std::make_pair(TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR))
+    throw fail(fmt::format("written by torch {}, newer than this runtime's libtorch {}.{}; run with a newer libtorch "
+                           "or re-export with an older torch", producer, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR));
+  const std::string bundle_dtype = m.value("dtype", "");
+  dtype_from_name(bundle_dtype);
+  b.convertible_ = m.value("dtype_convertible", false);
+  if (!b.convertible_ && bundle_dtype != torch_dtype)
+    throw fail(fmt::format("the bundle was exported in {}, but --torch_dtype is {}; pass --torch_dtype {} or re-export",
+                           bundle_dtype, torch_dtype, bundle_dtype));
+  b.dtype_ = dtype_from_name(b.convertible_ ? torch_dtype : bundle_dtype);
+  if (b.dtype_ == at::kHalf && device == "cpu")
+    throw BundleError("--torch_dtype float16 does not run on the CPU (no half-precision matmul); use bfloat16 or float32");
+
+  const auto& contract = bundle_components(spec.type);
+  if (contract.empty()) throw BundleError(fmt::format("model type {}: no bundle contract in this build yet", spec.type));
+  const json components = m.value("components", json::object());
+  std::vector<std::string> files{"model_index.json", "scheduler/scheduler_config.json"};
+  for (const auto& c : contract) {
+    if (!components.contains(c.name)) throw fail(fmt::format("component '{}' is missing", c.name));
+    const std::string file = components[c.name].value("file", "");
+    if (file.empty() || !fs::is_regular_file(fs::path(dir) / "torchscript" / file))
+      throw fail(fmt::format("component '{}': file torchscript/{} does not exist", c.name, file));
+    files.push_back(c.subfolder + "/config.json");
+  }
+  for (const auto& f : files)
+    if (!b.configs_.count(f)) b.configs_[f] = read_json(fs::path(dir) / f, dir);
+  return b;
+}
+
+const json& Bundle::config(const std::string& rel) const {
+  auto it = configs_.find(rel);
+  if (it != configs_.end()) return it->second;
+  auto& self = const_cast<Bundle&>(*this);
+  return self.configs_[rel] = read_json(fs::path(dir_) / rel, dir_);
+}
+
+const json& Bundle::constant(const std::string& key) const {
+  if (!manifest_.contains("constants") || !manifest_["constants"].contains(key))
+    throw BundleError(fmt::format("bundle {}: torchscript/manifest.json has no constants.{}", dir_, key));
+  return manifest_["constants"][key];
+}
+
+torch::jit::Module Bundle::load(const std::string& component, const std::string& device) const {
+  const ComponentSpec* spec = nullptr;
+  for (const auto& c : bundle_components(model_type_))
+    if (c.name == component) spec = &c;
+  if (!spec) throw BundleError(fmt::format("model type {} has no component '{}'", model_type_, component));
+  const fs::path file = fs::path(dir_) / "torchscript" / manifest_["components"][component].value("file", "");
+  torch::jit::Module mod;
+  try {
+    mod = torch::jit::load(file.string(), torch::Device(device));
+  } catch (const c10::Error& e) {
+    throw BundleError(fmt::format("bundle {}: cannot load {}: {}", dir_, file.string(), e.what_without_backtrace()));
+  }
+  const auto method = mod.find_method("forward");
+  if (!method) throw BundleError(fmt::format("bundle {}: {} has no forward()", dir_, file.string()));
+  const auto& args = method->function().getSchema().arguments();
+  std::vector<std::string> got, want;
+  for (std::size_t k = 1; k < args.size(); ++k) got.push_back(args[k].name());
+  for (const auto& in : spec->inputs) want.push_back(in.name);
+  if (got != want)
+    throw BundleError(fmt::format("bundle {}: component {} ({}) has the wrong signature: forward({}) but the contract "
+                                  "wants forward({})", dir_, component, file.string(), fmt::join(got, ", "),
+                                  fmt::join(want, ", ")));
+  if (convertible_) mod.to(dtype_);
+  mod.eval();
+  return mod;
+}
+
+}  // namespace dg

@@ -1,0 +1,47 @@
+#include "diffgentor/latents.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+namespace dg {
+
+at::Tensor pack_latents(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), h = x.size(2), w = x.size(3);
+  return x.view({B, C, h / 2, 2, w / 2, 2}).permute({0, 2, 4, 1, 3, 5}).reshape({B, (h / 2) * (w / 2), C * 4});
+}
+
+at::Tensor unpack_latents(const at::Tensor& t, int64_t h, int64_t w, int64_t C) {
+  const int64_t B = t.size(0);
+  return t.view({B, h / 2, w / 2, C, 2, 2}).permute({0, 3, 1, 4, 2, 5}).reshape({B, C, h, w});
+}
+
+at::Tensor seeded_noise(const std::vector<int64_t>& shape, uint64_t seed, at::ScalarType dtype,
+                        const std::string& device) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  at::Tensor noise = at::randn(shape, gen, at::TensorOptions().dtype(dtype).device(at::kCPU));
+  return noise.to(at::Device(device));
+}
+
+at::Tensor image_to_tensor(const Image& img, at::ScalarType dtype, const std::string& device) {
+  at::Tensor u8 = at::from_blob(const_cast<uint8_t*>(img.rgb.data()), {1, img.height, img.width, 3}, at::kByte);
+  at::Tensor x = u8.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({0, 3, 1, 2}).contiguous();
+  return x.to(at::Device(device), dtype);
+}
+
+Image tensor_to_image(const at::Tensor& x) {
+  at::Tensor y = (x * 0.5 + 0.5).clamp(0, 1).to(at::kFloat).mul(255.0).round().to(at::kByte);
+  y = y[0].permute({1, 2, 0}).contiguous().to(at::kCPU);
+  Image img;
+  img.height = static_cast<int>(y.size(0));
+  img.width = static_cast<int>(y.size(1));
+  img.rgb.assign(y.data_ptr<uint8_t>(), y.data_ptr<uint8_t>() + y.numel());
+  return img;
+}
+
+at::Tensor euler_step(const at::Tensor& sample, const at::Tensor& v, float sigma, float sigma_next) {
+  const auto opts = at::TensorOptions().dtype(at::kFloat).device(v.device());
+  const at::Tensor dt = at::scalar_tensor(sigma_next, opts) - at::scalar_tensor(sigma, opts);  // 0-dim float32
+  return (sample.to(at::kFloat) + dt * v).to(v.scalar_type());
+}
+
+}  // namespace dg

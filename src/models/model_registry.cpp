@@ -1,0 +1,16 @@
+#include "diffgentor/model_registry.hpp"
+
+#include <map>
+
+namespace dg {
+
+const ModelEntry* find_model_entry(const std::string& type) {
+  static const std::map<std::string, ModelEntry> entries = {
+      {"qwen", {make_qwen_pipeline, make_tiny_qwen}},
+      {"qwen_singleimg", {make_qwen_pipeline, make_tiny_qwen}},
+  };
+  auto it = entries.find(type);
+  return it == entries.end() ? nullptr : &it->second;
+}
+
+}  // namespace dg

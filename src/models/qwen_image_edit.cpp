@@ -1,0 +1,236 @@
+// Qwen-Image-Edit (QwenImageEditPipeline, type qwen_singleimg) and Qwen-Image-Edit-2509/2511
+// (QwenImageEditPlusPipeline, type qwen) on TorchScript bundles. Orchestration ported from diffusers
+// 58eb52c0 pipeline_qwenimage_edit.py / pipeline_qwenimage_edit_plus.py (pipelines.md §2, 2a, 2b):
+//   template + "Picture i:" (Plus) -> tokenize -> expand <|image_pad|> -> vision + text encoders ->
+//   drop the template prefix -> VAE-encode references (mean, normalised, packed) -> seeded bf16 noise
+//   -> flow-match Euler with true CFG and per-token norm rescale -> unpack, denormalise, decode.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "diffgentor/bundle.hpp"
+#include "diffgentor/latents.hpp"
+#include "diffgentor/model_registry.hpp"
+#include "diffgentor/qwen_vl.hpp"
+#include "diffgentor/resize.hpp"
+#include "diffgentor/scheduler.hpp"
+#include "diffgentor/tokenizer.hpp"
+
+namespace dg {
+
+namespace {
+
+const char* kSystem =
+    "Describe the key features of the input image (color, shape, size, texture, objects, background), then explain "
+    "how the user's text instruction should alter or modify the image. Generate a new image that meets the user's "
+    "requirements while maintaining consistency with the original input where appropriate.";
+const char* kVisionBlock = "<|vision_start|><|image_pad|><|vision_end|>";
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+at::Tensor i64(const std::vector<int64_t>& v, std::vector<int64_t> shape, const std::string& device) {
+  return at::tensor(v, at::kLong).view(shape).to(at::Device(device));
+}
+at::Tensor f32(const std::vector<float>& v, std::vector<int64_t> shape, const std::string& device) {
+  return at::tensor(v, at::kFloat).view(shape).to(at::Device(device));
+}
+
+class QwenImageEdit : public Pipeline {
+ public:
+  explicit QwenImageEdit(const PipelineConfig& cfg)
+      : plus_(cfg.spec->type == "qwen"),
+        device_(cfg.device),
+        bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+        tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
+    const auto& te = bundle_.config("text_encoder/config.json");
+    image_token_id_ = te.at("image_token_id").get<int32_t>();
+    if (tokenizer_.token_to_id("<|image_pad|>") != image_token_id_)
+      throw BundleError(fmt::format("bundle {}: text_encoder/config.json image_token_id {} is not the tokenizer's "
+                                    "<|image_pad|>", cfg.bundle_dir, image_token_id_));
+    const auto& pp = bundle_.config("processor/preprocessor_config.json");
+    vision_.patch_size = pp.value("patch_size", 14);
+    vision_.temporal_patch_size = pp.value("temporal_patch_size", 2);
+    vision_.merge_size = pp.value("merge_size", 2);
+    vision_.min_pixels = pp.value("min_pixels", 3136L);
+    vision_.max_pixels = pp.value("max_pixels", 12845056L);
+    for (int c = 0; c < 3; ++c) {
+      vision_.mean[c] = pp.at("image_mean").at(c).get<float>();
+      vision_.std[c] = pp.at("image_std").at(c).get<float>();
+    }
+    vision_.window_size = te.value("vision_config", nlohmann::json::object()).value("window_size", 112);
+    const auto& vae = bundle_.config("vae/config.json");
+    latents_mean_ = vae.at("latents_mean").get<std::vector<float>>();
+    latents_std_ = vae.at("latents_std").get<std::vector<float>>();
+    axes_ = bundle_.config("transformer/config.json").at("axes_dims_rope").get<std::vector<int>>();
+    scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
+    drop_ = bundle_.constant("prompt_template_encode_start_idx").get<int64_t>();
+    vision_encoder_ = bundle_.load("vision_encoder", device_);
+    text_encoder_ = bundle_.load("text_encoder", device_);
+    transformer_ = bundle_.load("transformer", device_);
+    vae_encoder_ = bundle_.load("vae_encoder", device_);
+    vae_decoder_ = bundle_.load("vae_decoder", device_);
+  }
+
+  EditResult edit(const EditRequest& r) override {
+    c10::InferenceMode guard;
+    EditResult result;
+    auto t0 = Clock::now();
+    auto lap = [&](const char* stage) {
+      result.stage_seconds.emplace_back(stage, seconds_since(t0));
+      t0 = Clock::now();
+    };
+    if (r.images.empty()) throw std::invalid_argument("no input image");
+    if (!plus_ && r.images.size() != 1)
+      throw std::invalid_argument(fmt::format("Qwen-Image-Edit takes one image, the row has {}", r.images.size()));
+    const at::ScalarType W = bundle_.dtype();
+
+    // Sizes (pipelines.md 2a/2b): VLM image at 384^2 (Plus) or 1024^2 area, VAE image at 1024^2 area,
+    // output from the last (Plus) or first image, floored to 16.
+    std::vector<Image> vlm_images, vae_images;
+    for (const Image& img : r.images) {
+      const double ratio = double(img.width) / img.height;
+      const auto [vw, vh] = calculate_dimensions(plus_ ? 384.0 * 384.0 : 1024.0 * 1024.0, ratio);
+      const auto [cw, ch] = calculate_dimensions(1024.0 * 1024.0, ratio);
+      const Image vae_img = resize_pil(img, cw / 16 * 16, ch / 16 * 16, ResampleFilter::Lanczos);
+      vlm_images.push_back(plus_ ? resize_pil(img, vw, vh, ResampleFilter::Lanczos) : vae_img);
+      vae_images.push_back(vae_img);
+    }
+    const Image& size_src = plus_ ? r.images.back() : r.images.front();
+    const auto [ow, oh] = calculate_dimensions(1024.0 * 1024.0, double(size_src.width) / size_src.height);
+    const int64_t H = oh / 16 * 16, Wd = ow / 16 * 16;
+
+    // Vision tower once per row: the negative prompt reuses the same image embeddings.
+    const VisionInputs vis = process_qwen_images(vlm_images, vision_);
+    const int64_t P = vis.patches();
+    lap("preprocess");
+    const at::Tensor image_embeds =
+        vision_encoder_
+            .forward({f32(vis.pixel_values, {P, vis.row_size}, device_), i64(vis.vision_pos, {P, 2}, device_),
+                      i64(vis.window_seg, {P}, device_), i64(vis.image_seg, {P}, device_)})
+            .toTensor();
+    lap("vision_encoder");
+
+    const at::Tensor prompt_embeds = encode_prompt(r.instruction, vis, image_embeds);
+    const bool true_cfg = r.params.true_cfg && *r.params.true_cfg > 1.0 && r.params.negative_prompt;
+    at::Tensor negative_embeds;
+    if (true_cfg) negative_embeds = encode_prompt(*r.params.negative_prompt, vis, image_embeds);
+    lap("text_encoder");
+
+    // References: VAE mean, (z - mean) / std in W, packed; concatenated in input order.
+    const auto mean = at::tensor(latents_mean_).view({1, -1, 1, 1}).to(at::Device(device_), W);
+    const auto stdv = at::tensor(latents_std_).view({1, -1, 1, 1}).to(at::Device(device_), W);
+    std::vector<at::Tensor> refs;
+    std::vector<ImageShape> shapes{{1, int(H / 16), int(Wd / 16)}};
+    for (const Image& img : vae_images) {
+      at::Tensor z = vae_encoder_.forward({image_to_tensor(img, W, device_)}).toTensor();
+      refs.push_back(pack_latents((z - mean) / stdv));
+      shapes.push_back({1, img.height / 16, img.width / 16});
+    }
+    const at::Tensor ref_tokens = at::cat(refs, 1);
+    lap("vae_encode");
+
+    // Noise drawn like randn_tensor([1, 1, 16, H/8, W/8], dtype=W) on a CPU generator, then packed.
+    const int64_t C = static_cast<int64_t>(latents_mean_.size()), h = H / 8, w = Wd / 8;
+    at::Tensor latents = pack_latents(seeded_noise({1, C, h, w}, r.seed, W, device_));
+    const int64_t Sn = latents.size(1), S = Sn + ref_tokens.size(1);
+    const double mu = compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps);
+    const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, mu);
+
+    const RopeTables rope_pos = qwen_rope_tables(shapes, prompt_embeds.size(1), axes_);
+    const at::Tensor img_freqs = f32(rope_pos.img, {S, rope_pos.pairs, 2}, device_);
+    const at::Tensor txt_pos = f32(rope_pos.txt, {prompt_embeds.size(1), rope_pos.pairs, 2}, device_);
+    at::Tensor txt_neg;
+    if (true_cfg) {
+      const RopeTables rope_neg = qwen_rope_tables(shapes, negative_embeds.size(1), axes_);
+      txt_neg = f32(rope_neg.txt, {negative_embeds.size(1), rope_neg.pairs, 2}, device_);
+    }
+    std::vector<int64_t> modulate(static_cast<std::size_t>(S), 1);
+    std::fill(modulate.begin(), modulate.begin() + Sn, 0);
+    const at::Tensor modulate_index = i64(modulate, {1, S}, device_);
+
+    int64_t calls = 0;
+    auto velocity = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
+      ++calls;
+      const at::Tensor timestep = at::full({1}, W == at::kBFloat16 ? dit_timestep_bf16(t) : t / 1000.0f,
+                                           at::TensorOptions().dtype(at::kFloat).device(at::Device(device_)));
+      return transformer_.forward({at::cat({x, ref_tokens}, 1), embeds, timestep, img_freqs, txt_freqs, modulate_index})
+          .toTensor()
+          .slice(1, 0, Sn);
+    };
+    for (int i = 0; i < r.params.steps; ++i) {
+      const float t = sched.timesteps[i];
+      at::Tensor v = velocity(prompt_embeds, txt_pos, latents, t);
+      if (true_cfg) {
+        const at::Tensor neg = velocity(negative_embeds, txt_neg, latents, t);
+        const at::Tensor comb = neg + static_cast<float>(*r.params.true_cfg) * (v - neg);
+        v = comb * (at::linalg_vector_norm(v, 2, {-1}, true) / at::linalg_vector_norm(comb, 2, {-1}, true));
+      }
+      latents = euler_step(latents, v, sched.sigmas[i], sched.sigmas[i + 1]);
+    }
+    lap("denoise");
+
+    // Denormalise exactly as upstream: latents / bf16(1 / bf16(std)) + bf16(mean).
+    at::Tensor z = unpack_latents(latents, h, w, C);
+    z = z / (1.0 / at::tensor(latents_std_).view({1, -1, 1, 1}).to(at::Device(device_), W)) + mean;
+    result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
+    lap("vae_decode");
+    result.counters.emplace_back("transformer_calls", calls);
+    return result;
+  }
+
+ private:
+  // Template, "Picture i:" blocks (Plus), tokenize, expand image pads, run the LM, drop the prefix.
+  at::Tensor encode_prompt(const std::string& text, const VisionInputs& vis, const at::Tensor& image_embeds) {
+    std::string user;
+    for (std::size_t k = 0; k < vis.grids.size(); ++k)
+      user += plus_ ? fmt::format("Picture {}: {}", k + 1, kVisionBlock) : std::string(kVisionBlock);
+    const std::string prompt =
+        fmt::format("<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\n{}{}<|im_end|>\n<|im_start|>assistant\n",
+                    kSystem, user, text);
+    std::vector<int32_t> ids;
+    std::size_t image = 0;
+    for (int32_t id : tokenizer_.encode(prompt)) {
+      if (id != image_token_id_) {
+        ids.push_back(id);
+        continue;
+      }
+      if (image >= vis.grids.size()) throw std::invalid_argument("the prompt holds more image placeholders than images");
+      ids.insert(ids.end(), static_cast<std::size_t>(vis.image_tokens(image++, vision_.merge_size)), image_token_id_);
+    }
+    const auto L = static_cast<int64_t>(ids.size());
+    if (L <= drop_) throw std::invalid_argument("prompt shorter than the template prefix");
+    const std::vector<int64_t> ids64(ids.begin(), ids.end());
+    const at::Tensor out = text_encoder_
+                               .forward({i64(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(at::Device(device_))),
+                                         i64(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
+                                         image_embeds})
+                               .toTensor();
+    return out.slice(1, drop_, L).contiguous();
+  }
+
+  bool plus_;
+  std::string device_;
+  Bundle bundle_;
+  Tokenizer tokenizer_;
+  int32_t image_token_id_ = 0;
+  QwenVisionConfig vision_;
+  std::vector<float> latents_mean_, latents_std_;
+  std::vector<int> axes_;
+  SchedulerConfig scheduler_;
+  int64_t drop_ = 64;
+  torch::jit::Module vision_encoder_, text_encoder_, transformer_, vae_encoder_, vae_decoder_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pipeline> make_qwen_pipeline(const PipelineConfig& config) {
+  return std::make_unique<QwenImageEdit>(config);
+}
+
+}  // namespace dg

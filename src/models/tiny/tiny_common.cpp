@@ -1,0 +1,113 @@
+#include "tiny_common.hpp"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "diffgentor/bundle_contract.hpp"
+#include "diffgentor/fs.hpp"
+#include "diffgentor/text_regex.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace dg {
+
+TinyWriter::TinyWriter(std::string dir, const ModelSpec& spec, const TinyOptions& options)
+    : dir_(std::move(dir)), spec_(spec), options_(options), gen_(at::detail::createCPUGenerator(options.seed)) {
+  fs::create_directories(fs::path(dir_) / "torchscript");
+}
+
+void TinyWriter::param(torch::jit::Module& m, const std::string& name, std::vector<int64_t> shape, double scale) {
+  if (scale < 0) {
+    int64_t fan_in = 1;
+    for (std::size_t k = 1; k < shape.size(); ++k) fan_in *= shape[k];
+    scale = 1.0 / std::sqrt(double(shape.size() > 1 ? fan_in : shape[0]));
+  }
+  m.register_parameter(name, at::randn(shape, gen_, at::kFloat) * scale, false);
+}
+
+void TinyWriter::ones(torch::jit::Module& m, const std::string& name, std::vector<int64_t> shape) {
+  m.register_parameter(name, at::ones(shape, at::kFloat) + at::randn(shape, gen_, at::kFloat) * 0.1, false);
+}
+
+void TinyWriter::save(torch::jit::Module& m, const std::string& component) {
+  const ComponentSpec* spec = nullptr;
+  for (const auto& c : bundle_components(spec_.type))
+    if (c.name == component) spec = &c;
+  if (!spec) throw std::logic_error("no contract for component " + component);
+  m.save((fs::path(dir_) / "torchscript" / (component + ".pt")).string());
+  auto tensors = [](const std::vector<TensorSpec>& list) {
+    json out = json::array();
+    for (const auto& t : list) out.push_back({{"name", t.name}, {"dtype", t.dtype == "W" ? "float32" : t.dtype}, {"shape", t.shape}});
+    return out;
+  };
+  components_[component] = {{"file", component + ".pt"},
+                             {"subfolder", spec->subfolder},
+                             {"methods", {{"forward", {{"inputs", tensors(spec->inputs)}, {"outputs", tensors(spec->outputs)}}}}}};
+}
+
+void TinyWriter::write_json(const std::string& rel, const json& j) const {
+  write_file_atomic((fs::path(dir_) / rel).string(), j.dump(2) + "\n");
+}
+
+void TinyWriter::write_manifest(const json& constants) const {
+  write_json("torchscript/manifest.json",
+             {{"format_version", kBundleFormatVersion},
+              {"model_type", spec_.type},
+              {"source", {{"model_id", nullptr}, {"revision", nullptr}}},
+              {"producer", {{"name", "diffgentor make-tiny"}, {"version", DG_VERSION},
+                            {"torch", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}}},
+              {"tiny", true},
+              {"size", options_.size},
+              {"seed", options_.seed},
+              {"dtype", "float32"},
+              {"dtype_convertible", true},
+              {"trace_device", "cpu"},
+              {"attention", "math"},
+              {"components", components_},
+              {"constants", constants}});
+}
+
+json tiny_qwen_tokenizer() {
+  json vocab = json::object();
+  int id = 0;
+  for (int pass = 0; pass < 2; ++pass)  // bytes_to_unicode order: printable bytes, then the remapped ones
+    for (int b = 0; b < 256; ++b) {
+      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      if (printable == (pass == 0)) vocab[byte_to_unicode(static_cast<unsigned char>(b))] = id++;
+    }
+  const std::vector<std::pair<std::string, std::string>> merges = {
+      {"\u0120", "t"}, {"h", "e"}, {"\u0120t", "he"}, {"i", "n"}, {"e", "r"}, {"\u0120", "a"}, {"o", "n"},
+      {"a", "t"}, {"\u0120", "s"}, {"r", "e"}, {"\u0120", "c"}, {"e", "d"}, {"\u0120", "i"}, {"i", "c"}};
+  json merge_list = json::array();
+  for (const auto& [a, b] : merges) {
+    if (!vocab.contains(a + b)) vocab[a + b] = id++;
+    merge_list.push_back(a + " " + b);
+  }
+  json added = json::array();
+  for (const char* special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                              "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"})
+    added.push_back({{"id", id++}, {"content", special}, {"special", true}, {"normalized", false},
+                     {"lstrip", false}, {"rstrip", false}, {"single_word", false}});
+  return {{"version", "1.0"},
+          {"added_tokens", added},
+          {"normalizer", {{"type", "NFC"}}},
+          {"pre_tokenizer",
+           {{"type", "Sequence"},
+            {"pretokenizers",
+             {{{"type", "Split"},
+               {"pattern", {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+               {"behavior", "Isolated"}, {"invert", false}},
+              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}}},
+          {"post_processor", {{"type", "ByteLevel"}, {"trim_offsets", false}}},
+          {"decoder", {{"type", "ByteLevel"}}},
+          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}, {"unk_token", nullptr},
+                     {"byte_fallback", false}, {"ignore_merges", false}}}};
+}
+
+}  // namespace dg
