@@ -1,0 +1,294 @@
+// The libtorch engine in one process (each libtorch process costs ~0.5 s to start): tiny bundles
+// made by make-tiny, the Qwen pipelines end to end, tensor helpers, component sensitivity, and
+// bundle validation errors.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "diffgentor/bundle.hpp"
+#include "diffgentor/latents.hpp"
+#include "diffgentor/model_registry.hpp"
+#include "diffgentor/resize.hpp"
+#include "diffgentor/scheduler.hpp"
+#include "process.hpp"
+
+namespace fs = std::filesystem;
+using namespace dg;
+
+namespace {
+
+// Two tiny bundles shared by every test of this binary.
+struct Bundles {
+  dg::test::TempDir dir;
+  std::string qwen, single;
+  Bundles() {
+    qwen = dir / "qwen";
+    single = dir / "single";
+    find_model_entry("qwen")->make_tiny(*find_model("qwen"), qwen, {"tiny", 0});
+    find_model_entry("qwen_singleimg")->make_tiny(*find_model("qwen_singleimg"), single, {"tiny", 0});
+  }
+};
+Bundles& bundles() {
+  static Bundles b;
+  return b;
+}
+
+Image pattern(int w, int h, int seed) {
+  Image img{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
+  for (std::size_t k = 0; k < img.rgb.size(); ++k) img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
+  return img;
+}
+
+struct Runner {
+  EditOptions options;
+  std::unique_ptr<Pipeline> pipe;
+  Runner(const std::string& bundle, const std::string& type, const std::string& dtype = "bfloat16") {
+    options.torch_dtype = dtype;
+    pipe = find_model_entry(type)->make_pipeline(PipelineConfig{find_model(type), bundle, "cpu", &options});
+  }
+  EditResult run(std::vector<Image> images, const std::string& text, uint64_t seed, double true_cfg = 4.0,
+                 int steps = 2) {
+    EditRequest r;
+    r.images = std::move(images);
+    r.instruction = text;
+    r.seed = seed;
+    r.params.steps = steps;
+    r.params.guidance = 1.0;
+    r.params.true_cfg = true_cfg;
+    r.params.negative_prompt = " ";
+    return pipe->edit(r);
+  }
+};
+
+int64_t counter(const EditResult& r, const std::string& name) {
+  for (const auto& [k, v] : r.counters)
+    if (k == name) return v;
+  return -1;
+}
+
+}  // namespace
+
+TEST(Latents, PackUnpackRoundTripAndTokenOrder) {
+  const at::Tensor x = at::arange(2 * 3 * 4 * 6, at::kFloat).view({2, 3, 4, 6});
+  const at::Tensor p = pack_latents(x);
+  ASSERT_EQ(p.sizes(), (std::vector<int64_t>{2, 6, 12}));
+  // token (0, 0) holds c*4 + dy*2 + dx = x[c, dy, dx]
+  EXPECT_EQ(p[0][0][4 * 1 + 2 * 1 + 0].item<float>(), x[0][1][1][0].item<float>());
+  EXPECT_EQ(p[0][1][0].item<float>(), x[0][0][0][2].item<float>());  // row-major tokens
+  EXPECT_TRUE(at::equal(unpack_latents(p, 4, 6, 3), x));
+}
+
+TEST(Latents, SeededNoiseMatchesPyTorchAndIsDrawnInItsDtype) {
+  // torch.manual_seed(0); torch.randn(4) in Python gives 1.5410, -0.2934, -2.1788, 0.5684.
+  const at::Tensor n = seeded_noise({4}, 0, at::kFloat, "cpu");
+  const float want[] = {1.5410f, -0.2934f, -2.1788f, 0.5684f};
+  for (int k = 0; k < 4; ++k) EXPECT_NEAR(n[k].item<float>(), want[k], 1e-4);
+  EXPECT_TRUE(at::equal(seeded_noise({2, 3}, 7, at::kBFloat16, "cpu"), seeded_noise({6}, 7, at::kBFloat16, "cpu").view({2, 3})));
+  EXPECT_FALSE(at::equal(seeded_noise({64}, 7, at::kBFloat16, "cpu"), seeded_noise({64}, 7, at::kFloat, "cpu").to(at::kBFloat16)));
+}
+
+TEST(Latents, EulerStepRoundsLikePyTorchBf16) {
+  // pipelines.md §1.1: x_next = bf16(f32(x) + f32(bf16(bf16(dt) * v))) for bf16 v.
+  const at::Tensor x = at::randn({4096}, at::kFloat).to(at::kBFloat16);
+  const at::Tensor v = at::randn({4096}, at::kFloat).to(at::kBFloat16);
+  const float s0 = 0.91372549f, s1 = 0.87254903f;
+  const float dt = bf16_round(s1 - s0);
+  const at::Tensor prod = (v.to(at::kFloat) * dt).to(at::kBFloat16).to(at::kFloat);
+  const at::Tensor want = (x.to(at::kFloat) + prod).to(at::kBFloat16);
+  EXPECT_TRUE(at::equal(euler_step(x, v, s0, s1), want));
+}
+
+TEST(Latents, ImageRoundTripThroughMinusOneOne) {
+  const Image img = pattern(5, 3, 1);
+  EXPECT_EQ(tensor_to_image(image_to_tensor(img, at::kFloat, "cpu")).rgb, img.rgb);
+}
+
+TEST(QwenPipeline, OutputSizesFollowTheReferenceRules) {
+  Runner plus(bundles().qwen, "qwen");
+  // Plus: output from the LAST image at 1024^2 area (multiples of 32).
+  EditResult r = plus.run({pattern(96, 64, 1), pattern(40, 80, 2)}, "merge them", 1);
+  const auto [w2, h2] = calculate_dimensions(1024.0 * 1024, 40.0 / 80);
+  EXPECT_EQ(r.image.width, w2);
+  EXPECT_EQ(r.image.height, h2);
+  EXPECT_EQ(r.image.width, 736);
+  EXPECT_EQ(r.image.height, 1440);
+  r = plus.run({pattern(96, 64, 1)}, "one image", 1);
+  EXPECT_EQ(r.image.width, 1248);
+  EXPECT_EQ(r.image.height, 832);
+  Runner single(bundles().single, "qwen_singleimg");
+  r = single.run({pattern(64, 64, 3)}, "square", 1);
+  EXPECT_EQ(r.image.width, 1024);
+  EXPECT_EQ(r.image.height, 1024);
+  EXPECT_THROW(single.run({pattern(64, 64, 3), pattern(64, 64, 4)}, "two", 1), std::invalid_argument);
+}
+
+TEST(QwenPipeline, DeterministicAndSensitiveToEveryInput) {
+  Runner plus(bundles().qwen, "qwen");
+  const Image a = pattern(64, 48, 1), b = pattern(48, 48, 2);
+  const auto base = plus.run({a, b}, "make it blue", 5).image.rgb;
+  EXPECT_EQ(plus.run({a, b}, "make it blue", 5).image.rgb, base);  // bit-identical
+  EXPECT_NE(plus.run({a, b}, "make it blue", 6).image.rgb, base);  // seed
+  EXPECT_NE(plus.run({a, b}, "make it red", 5).image.rgb, base);   // instruction
+  Image a2 = a;
+  for (int y = 10; y < 20; ++y) a2.pixel(10, y)[0] ^= 0x80;  // a changed reference image
+  EXPECT_NE(plus.run({a2, b}, "make it blue", 5).image.rgb, base);
+  Image b2 = b;
+  b2.pixel(3, 3)[2] ^= 0xff;
+  EXPECT_NE(plus.run({a, b2}, "make it blue", 5).image.rgb, base);
+  // Removing the first reference keeps the output size (from the last image) but changes the output.
+  const auto removed = plus.run({b}, "make it blue", 5);
+  EXPECT_NE(removed.image.rgb, base);
+}
+
+TEST(QwenPipeline, TrueCfgDoublesTransformerCallsAndChangesTheOutput) {
+  Runner plus(bundles().qwen, "qwen");
+  const Image a = pattern(64, 48, 1);
+  const EditResult on = plus.run({a}, "x", 3, 4.0, 3);
+  const EditResult off = plus.run({a}, "x", 3, 1.0, 3);
+  EXPECT_EQ(counter(on, "transformer_calls"), 6);
+  EXPECT_EQ(counter(off, "transformer_calls"), 3);
+  EXPECT_NE(on.image.rgb, off.image.rgb);
+  const EditResult other_scale = plus.run({a}, "x", 3, 2.0, 3);
+  EXPECT_NE(other_scale.image.rgb, on.image.rgb);
+}
+
+TEST(QwenPipeline, Float32RunsToo) {
+  Runner plus(bundles().qwen, "qwen", "float32");
+  const EditResult r = plus.run({pattern(32, 32, 1)}, "x", 1, 4.0, 1);
+  EXPECT_EQ(r.image.width, 1024);
+}
+
+TEST(TinyComponents, ReactToEveryInput) {
+  c10::InferenceMode guard;
+  Bundle b = Bundle::open(bundles().qwen, *find_model("qwen"), "float32", "cpu");
+  auto changed = [](const at::Tensor& x, const at::Tensor& y) { return !at::allclose(x, y, 1e-6, 1e-7); };
+  // Transformer: hidden states, text, timestep, both RoPE tables, modulate_index (zero_cond_t).
+  torch::jit::Module dit = b.load("transformer", "cpu");
+  const int64_t S = 8, L = 5;
+  std::vector<at::Tensor> in{at::randn({1, S, 64}), at::randn({1, L, 32}), at::full({1}, 0.5f), at::randn({S, 8, 2}),
+                             at::randn({L, 8, 2}), at::zeros({1, S}, at::kLong)};
+  in[5][0][S - 1] = 1;
+  auto run_dit = [&](std::vector<at::Tensor> args) {
+    return dit.forward(std::vector<c10::IValue>(args.begin(), args.end())).toTensor();
+  };
+  const at::Tensor base = run_dit(in);
+  for (std::size_t k = 0; k < in.size(); ++k) {
+    auto args = in;
+    args[k] = args[k].clone();
+    if (k == 5) args[k][0][S - 1] = 0;
+    else if (k == 2) args[k] = at::full({1}, 0.25f);
+    else args[k].view({-1})[0] += 1.0;
+    EXPECT_TRUE(changed(run_dit(args), base)) << "transformer input " << k;
+  }
+  // Text encoder: ids, mask, each mRoPE axis, image embeddings.
+  torch::jit::Module te = b.load("text_encoder", "cpu");
+  const int32_t pad = te.attr("image_token_id").toInt();
+  at::Tensor ids = at::tensor(std::vector<int64_t>{1, 2, pad, pad, 3, 4}).view({1, 6});
+  std::vector<at::Tensor> tin{ids, at::ones({1, 6}, at::kLong), at::arange(6).view({1, 1, 6}).repeat({3, 1, 1}),
+                              at::randn({2, 32})};
+  auto run_te = [&](std::vector<at::Tensor> args) {
+    return te.forward(std::vector<c10::IValue>(args.begin(), args.end())).toTensor();
+  };
+  const at::Tensor tbase = run_te(tin);
+  for (int k = 0; k < 4; ++k) {
+    auto args = tin;
+    args[k] = args[k].clone();
+    if (k == 0) args[0][0][1] = 5;
+    if (k == 1) args[1][0][1] = 0;
+    if (k == 3) args[3][1][0] += 1.0;
+    if (k == 2) {
+      for (int axis = 0; axis < 3; ++axis) {
+        auto pos = tin;
+        pos[2] = tin[2].clone();
+        pos[2][axis][0][3] += 2;
+        EXPECT_TRUE(changed(run_te(pos), tbase)) << "mRoPE axis " << axis;
+      }
+      continue;
+    }
+    EXPECT_TRUE(changed(run_te(args), tbase)) << "text encoder input " << k;
+  }
+  // Vision encoder: pixels, positions, both segment inputs.
+  torch::jit::Module ve = b.load("vision_encoder", "cpu");
+  std::vector<at::Tensor> vin{at::randn({8, 1176}), at::tensor(std::vector<int64_t>{0, 0, 0, 1, 1, 0, 1, 1, 0, 2, 0, 3, 1, 2, 1, 3}).view({8, 2}),
+                              at::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1}), at::zeros({8}, at::kLong)};
+  auto run_ve = [&](std::vector<at::Tensor> args) {
+    return ve.forward(std::vector<c10::IValue>(args.begin(), args.end())).toTensor();
+  };
+  const at::Tensor vbase = run_ve(vin);
+  EXPECT_EQ(vbase.sizes(), (std::vector<int64_t>{2, 32}));
+  for (int k = 0; k < 4; ++k) {
+    auto args = vin;
+    args[k] = args[k].clone();
+    if (k == 0) args[0][5][7] += 1.0;
+    if (k == 1) args[1][1][1] = 5;
+    if (k == 2) args[2] = at::zeros({8}, at::kLong);
+    if (k == 3) args[3] = at::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1});
+    EXPECT_TRUE(changed(run_ve(args), vbase)) << "vision encoder input " << k;
+  }
+}
+
+TEST(Bundle, LoadErrorsNameWhatIsWrong) {
+  dg::test::TempDir d;
+  auto copy = [&](const std::string& name) {
+    const std::string dst = d / name;
+    fs::copy(bundles().qwen, dst, fs::copy_options::recursive);
+    return dst;
+  };
+  auto error_of = [&](const std::string& dir, const std::string& dtype = "bfloat16") -> std::string {
+    try {
+      EditOptions o;
+      o.torch_dtype = dtype;
+      find_model_entry("qwen")->make_pipeline(PipelineConfig{find_model("qwen"), dir, "cpu", &o});
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const std::string missing = copy("missing");
+  fs::remove(missing + "/torchscript/transformer.pt");
+  EXPECT_NE(error_of(missing).find("component 'transformer': file torchscript/transformer.pt does not exist"),
+            std::string::npos) << error_of(missing);
+
+  auto edit_manifest = [&](const std::string& dir, const std::function<void(nlohmann::json&)>& change) {
+    nlohmann::json m = nlohmann::json::parse(std::ifstream(dir + "/torchscript/manifest.json"));
+    change(m);
+    std::ofstream(dir + "/torchscript/manifest.json") << m.dump();
+  };
+  const std::string version = copy("version");
+  edit_manifest(version, [](nlohmann::json& m) { m["format_version"] = 99; });
+  EXPECT_NE(error_of(version).find("format_version 99 is not supported"), std::string::npos);
+  const std::string type = copy("type");
+  edit_manifest(type, [](nlohmann::json& m) { m["model_type"] = "flux2"; });
+  EXPECT_NE(error_of(type).find("model_type is 'flux2' but the run asks for 'qwen'"), std::string::npos);
+  const std::string dtype = copy("dtype");
+  edit_manifest(dtype, [](nlohmann::json& m) { m["dtype_convertible"] = false; });
+  EXPECT_NE(error_of(dtype).find("exported in float32, but --torch_dtype is bfloat16"), std::string::npos);
+  EXPECT_EQ(error_of(dtype, "float32"), "");
+  const std::string newer = copy("newer");
+  edit_manifest(newer, [](nlohmann::json& m) { m["producer"]["torch"] = "99.0.0"; });
+  EXPECT_NE(error_of(newer).find("newer than this runtime's libtorch"), std::string::npos);
+  const std::string noconfig = copy("noconfig");
+  fs::remove(noconfig + "/vae/config.json");
+  EXPECT_NE(error_of(noconfig).find("missing file"), std::string::npos);
+  EXPECT_NE(error_of(noconfig).find("vae/config.json"), std::string::npos);
+
+  const std::string signature = copy("signature");
+  torch::jit::Module wrong("Wrong");
+  wrong.define("def forward(self, x: Tensor, t: Tensor) -> Tensor:\n    return x + t\n");
+  wrong.save(signature + "/torchscript/transformer.pt");
+  const std::string sig = error_of(signature);
+  EXPECT_NE(sig.find("component transformer"), std::string::npos) << sig;
+  EXPECT_NE(sig.find("wrong signature: forward(x, t)"), std::string::npos) << sig;
+}
+
+TEST(ModelRegistry, QwenTypesHaveAPipelineAndATinyBundle) {
+  for (const char* type : {"qwen", "qwen_singleimg"}) {
+    const ModelEntry* e = find_model_entry(type);
+    ASSERT_NE(e, nullptr) << type;
+    EXPECT_TRUE(e->make_pipeline && e->make_tiny);
+  }
+}
