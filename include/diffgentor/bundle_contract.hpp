@@ -14,17 +14,20 @@ struct TensorSpec {
   std::vector<std::string> shape;  ///< symbols or integers as text, e.g. {"B", "S", "64"}
 };
 
+/// One method of one component. A component with two methods (GLM's transformer: forward and
+/// write_kv) has two entries with the same name.
 struct ComponentSpec {
   std::string name;  ///< file stem in torchscript/, e.g. "transformer"
   std::string subfolder;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
+  std::string method = "forward";
 };
 
 /// Supported `format_version` values of torchscript/manifest.json.
 inline constexpr int kBundleFormatVersion = 1;
 
-/// The components of `model_type` (empty for a type whose contract is not written yet).
+/// The component methods of `model_type`, for all seven types.
 const std::vector<ComponentSpec>& bundle_components(const std::string& model_type);
 
 }  // namespace dg

@@ -69,7 +69,6 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
     throw BundleError("--torch_dtype float16 does not run on the CPU (no half-precision matmul); use bfloat16 or float32");
 
   const auto& contract = bundle_components(spec.type);
-  if (contract.empty()) throw BundleError(fmt::format("model type {}: no bundle contract in this build yet", spec.type));
   const json components = m.value("components", json::object());
   std::vector<std::string> files{"model_index.json", "scheduler/scheduler_config.json"};
   for (const auto& c : contract) {
@@ -98,10 +97,10 @@ const json& Bundle::constant(const std::string& key) const {
 }
 
 torch::jit::Module Bundle::load(const std::string& component, const std::string& device) const {
-  const ComponentSpec* spec = nullptr;
+  std::vector<const ComponentSpec*> methods;
   for (const auto& c : bundle_components(model_type_))
-    if (c.name == component) spec = &c;
-  if (!spec) throw BundleError(fmt::format("model type {} has no component '{}'", model_type_, component));
+    if (c.name == component) methods.push_back(&c);
+  if (methods.empty()) throw BundleError(fmt::format("model type {} has no component '{}'", model_type_, component));
   const fs::path file = fs::path(dir_) / "torchscript" / manifest_["components"][component].value("file", "");
   torch::jit::Module mod;
   try {
@@ -109,16 +108,18 @@ torch::jit::Module Bundle::load(const std::string& component, const std::string&
   } catch (const c10::Error& e) {
     throw BundleError(fmt::format("bundle {}: cannot load {}: {}", dir_, file.string(), e.what_without_backtrace()));
   }
-  const auto method = mod.find_method("forward");
-  if (!method) throw BundleError(fmt::format("bundle {}: {} has no forward()", dir_, file.string()));
-  const auto& args = method->function().getSchema().arguments();
-  std::vector<std::string> got, want;
-  for (std::size_t k = 1; k < args.size(); ++k) got.push_back(args[k].name());
-  for (const auto& in : spec->inputs) want.push_back(in.name);
-  if (got != want)
-    throw BundleError(fmt::format("bundle {}: component {} ({}) has the wrong signature: forward({}) but the contract "
-                                  "wants forward({})", dir_, component, file.string(), fmt::join(got, ", "),
-                                  fmt::join(want, ", ")));
+  for (const ComponentSpec* spec : methods) {
+    const auto method = mod.find_method(spec->method);
+    if (!method) throw BundleError(fmt::format("bundle {}: {} has no method {}()", dir_, file.string(), spec->method));
+    const auto& args = method->function().getSchema().arguments();
+    std::vector<std::string> got, want;
+    for (std::size_t k = 1; k < args.size(); ++k) got.push_back(args[k].name());
+    for (const auto& in : spec->inputs) want.push_back(in.name);
+    if (got != want)
+      throw BundleError(fmt::format("bundle {}: component {} ({}) has the wrong signature: {}({}) but the contract "
+                                    "wants {}({})", dir_, component, file.string(), spec->method, fmt::join(got, ", "),
+                                    spec->method, fmt::join(want, ", ")));
+  }
   if (convertible_) mod.to(dtype_);
   mod.eval();
   return mod;

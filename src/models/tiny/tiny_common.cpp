@@ -36,19 +36,20 @@ void TinyWriter::ones(torch::jit::Module& m, const std::string& name, std::vecto
 }
 
 void TinyWriter::save(torch::jit::Module& m, const std::string& component) {
-  const ComponentSpec* spec = nullptr;
-  for (const auto& c : bundle_components(spec_.type))
-    if (c.name == component) spec = &c;
-  if (!spec) throw std::logic_error("no contract for component " + component);
-  m.save((fs::path(dir_) / "torchscript" / (component + ".pt")).string());
   auto tensors = [](const std::vector<TensorSpec>& list) {
     json out = json::array();
     for (const auto& t : list) out.push_back({{"name", t.name}, {"dtype", t.dtype == "W" ? "float32" : t.dtype}, {"shape", t.shape}});
     return out;
   };
-  components_[component] = {{"file", component + ".pt"},
-                             {"subfolder", spec->subfolder},
-                             {"methods", {{"forward", {{"inputs", tensors(spec->inputs)}, {"outputs", tensors(spec->outputs)}}}}}};
+  json entry = {{"file", component + ".pt"}, {"methods", json::object()}};
+  for (const auto& c : bundle_components(spec_.type)) {
+    if (c.name != component) continue;
+    entry["subfolder"] = c.subfolder;
+    entry["methods"][c.method] = {{"inputs", tensors(c.inputs)}, {"outputs", tensors(c.outputs)}};
+  }
+  if (entry["methods"].empty()) throw std::logic_error("no contract for component " + component);
+  m.save((fs::path(dir_) / "torchscript" / (component + ".pt")).string());
+  components_[component] = entry;
 }
 
 void TinyWriter::write_json(const std::string& rel, const json& j) const {
