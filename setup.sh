@@ -41,9 +41,13 @@ build
 case "${1:-}" in
   "") ;;
   demo)
-    # Until the first model pipeline lands this is a dry run: the plan for the example manifest.
-    exec "$BUILD_DIR/diffgentor" edit --backend diffusers --model_name Qwen/Qwen-Image-Edit-2511 \
-      --input examples/edit.csv --output_name_column output_name --output_dir out/example --dry_run ;;
+    # A real batch on the CPU with no download: a tiny Qwen-Image-Edit-2511 bundle (random weights,
+    # real interfaces) edits the three example rows (single- and multi-image).
+    bundle=out/models/Qwen-Image-Edit-2511-tiny
+    [ -f "$bundle/torchscript/manifest.json" ] || "$BUILD_DIR/diffgentor" make-tiny --model_type qwen --out "$bundle"
+    exec "$BUILD_DIR/diffgentor" edit --backend diffusers --model_name "$bundle" --device cpu \
+      --input examples/edit.csv --output_name_column output_name --output_dir out/example \
+      --seed 0 ;;
   test)
     exec ctest --test-dir "$BUILD_DIR" --output-on-failure -j 2 ;;
   *)

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 
 #include "diffgentor/csv.hpp"
@@ -148,11 +149,12 @@ struct FileLock {
 
 }  // namespace
 
-RecordTable merge_journals(const std::string& path, const RecordTable* successes) {
+RecordTable merge_journals(const std::string& path, const RecordTable* successes, bool lock) {
   const fs::path p(path);
   std::error_code ec;
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
-  FileLock lock(path + ".lock");
+  std::optional<FileLock> guard;
+  if (lock) guard.emplace(path + ".lock");
   std::vector<std::string> sources{path};
   const std::string prefix = p.stem().string() + ".shard-", ext = p.extension().string();
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");

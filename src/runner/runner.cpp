@@ -278,8 +278,9 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   }
   results->close();
   failures->close();
-  const RecordTable merged = merge_journals(plan.results_path);
-  merge_journals(plan.failures_path, &merged);
+  const bool sharded = plan.shard.count > 1;
+  const RecordTable merged = merge_journals(plan.results_path, nullptr, sharded);
+  merge_journals(plan.failures_path, &merged, sharded);
   return summary;
 }
 

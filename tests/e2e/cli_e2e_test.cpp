@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "e2e_util.hpp"
+#include "testdata.hpp"
 
 namespace fs = std::filesystem;
 using namespace dg::test;
@@ -87,4 +88,47 @@ TEST(CliE2E, UsageAndStartupErrors) {
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_NE(r.err.find("no model bundle found for --model_name Qwen/Qwen-Image-Edit"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(d / "out/results.csv"));
+}
+
+TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
+  TempDir d;
+  const std::string bundle = d / "Qwen-Image-Edit-2511-tiny";
+  ProcessResult r = diffgentor({"make-tiny", "--model_type", "qwen", "--out", bundle, "--seed", "3"}, d);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(bundle + "/torchscript/manifest.json"));
+  r = diffgentor({"make-tiny", "--model_type", "flux2", "--out", d / "flux"}, d);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no tiny bundle for model type flux2"), std::string::npos) << r.err;
+
+  r = diffgentor({"edit", "--backend", "diffusers", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv",
+                  "--output_dir", d / "out", "--output_name_column", "output_name", "--num_inference_steps", "2",
+                  "--seed", "0"},
+                 d);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const dg::RecordTable res = dg::RecordTable::load(d / "out/results.csv");
+  ASSERT_EQ(res.records.size(), 3u);
+  EXPECT_EQ(res.find("0")->at("width"), "1248");  // 96x64 input: calculate_dimensions(1024^2, 1.5)
+  EXPECT_EQ(res.find("0")->at("height"), "832");
+  EXPECT_EQ(res.find("1")->at("width"), "1024");  // two images: size from the last (80x80)
+  EXPECT_EQ(res.find("1")->at("counters"), "{\"transformer_calls\":4}");  // true CFG: 2 calls per step
+  EXPECT_EQ(res.find("2")->at("model_type"), "qwen");
+  EXPECT_EQ(read_image(d / "out/rings_water.jpg").width, 1024);
+}
+
+TEST(CliE2E, TokenizePrintsIds) {
+  TempDir d;
+  const std::string bundle = d / "tiny";
+  ASSERT_EQ(diffgentor({"make-tiny", "--model_type", "qwen_singleimg", "--out", bundle}, d).exit_code, 0);
+  // The tiny vocabulary starts with the printable bytes, so "Hello" is H e l l o = 72-33, 101-33, ...
+  ProcessResult r = diffgentor({"tokenize", "--model_name", bundle, "Hello<|im_start|>"}, d);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "[39,68,75,75,78," + std::to_string(256 + 14 + 1) + "]\n");
+  r = diffgentor({"tokenize", "Hello"}, d);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("exactly one of --model_name"), std::string::npos);
+  const std::string qwen2 = dg::test::testdata_dir() + "/tokenizers/qwen2/tokenizer.json";
+  if (fs::exists(qwen2)) {
+    r = diffgentor({"tokenize", "--tokenizer", qwen2, "Make the cat wear a red hat"}, d);
+    EXPECT_EQ(r.out, "[8078,279,8251,9850,264,2518,8896]\n");
+  }
 }
