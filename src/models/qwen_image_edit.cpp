@@ -116,10 +116,13 @@ class QwenImageEdit : public Pipeline {
             .toTensor();
     lap("vision_encoder");
 
-    const at::Tensor prompt_embeds = encode_prompt(r.instruction, vis, image_embeds);
+    double tokenize = 0;
+    const at::Tensor prompt_embeds = encode_prompt(r.instruction, vis, image_embeds, tokenize);
     const bool true_cfg = r.params.true_cfg && *r.params.true_cfg > 1.0 && r.params.negative_prompt;
     at::Tensor negative_embeds;
-    if (true_cfg) negative_embeds = encode_prompt(*r.params.negative_prompt, vis, image_embeds);
+    if (true_cfg) negative_embeds = encode_prompt(*r.params.negative_prompt, vis, image_embeds, tokenize);
+    result.stage_seconds.emplace_back("tokenize", tokenize);
+    t0 += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(tokenize));
     lap("text_encoder");
 
     // References: VAE mean, (z - mean) / std in W, packed; concatenated in input order.
@@ -186,7 +189,9 @@ class QwenImageEdit : public Pipeline {
 
  private:
   // Template, "Picture i:" blocks (Plus), tokenize, expand image pads, run the LM, drop the prefix.
-  at::Tensor encode_prompt(const std::string& text, const VisionInputs& vis, const at::Tensor& image_embeds) {
+  at::Tensor encode_prompt(const std::string& text, const VisionInputs& vis, const at::Tensor& image_embeds,
+                           double& tokenize_seconds) {
+    const auto start = Clock::now();
     std::string user;
     for (std::size_t k = 0; k < vis.grids.size(); ++k)
       user += plus_ ? fmt::format("Picture {}: {}", k + 1, kVisionBlock) : std::string(kVisionBlock);
@@ -204,6 +209,7 @@ class QwenImageEdit : public Pipeline {
       ids.insert(ids.end(), static_cast<std::size_t>(vis.image_tokens(image++, vision_.merge_size)), image_token_id_);
     }
     const auto L = static_cast<int64_t>(ids.size());
+    tokenize_seconds += seconds_since(start);
     if (L <= drop_) throw std::invalid_argument("prompt shorter than the template prefix");
     const std::vector<int64_t> ids64(ids.begin(), ids.end());
     const at::Tensor out = text_encoder_

@@ -1,0 +1,84 @@
+// diffgentor_bench: throughput, per-stage time and peak RSS of the real tool on tiny/small bundles on
+// the CPU. It makes a bundle, writes a manifest of N rows (single- and two-image rows), runs
+// `diffgentor edit` in this process (the same app_main the binary runs) and summarises results.csv.
+//   diffgentor_bench [--size tiny|small] [--rows N] [--steps N] [--threads N] [--dtype bfloat16|float32]
+//                    [--model_type qwen|qwen_singleimg]
+#include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "diffgentor/cli.hpp"
+#include "diffgentor/fs.hpp"
+#include "diffgentor/image_io.hpp"
+#include "diffgentor/model_registry.hpp"
+#include "diffgentor/results.hpp"
+#include "diffgentor/torch_runtime.hpp"
+
+namespace fs = std::filesystem;
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> opt{{"--size", "tiny"}, {"--rows", "6"}, {"--steps", "8"}, {"--threads", "0"},
+                                         {"--dtype", "bfloat16"}, {"--model_type", "qwen"}};
+  for (int k = 1; k + 1 < argc; k += 2) {
+    if (!opt.count(argv[k])) {
+      fmt::print(stderr, "unknown option {}\n", argv[k]);
+      return 2;
+    }
+    opt[argv[k]] = argv[k + 1];
+  }
+  const fs::path dir = fs::temp_directory_path() / fmt::format("dgbench-{}", ::getpid());
+  fs::create_directories(dir);
+  const dg::ModelSpec& spec = *dg::find_model(opt["--model_type"]);
+  dg::find_model_entry(spec.type)->make_tiny(spec, (dir / "bundle").string(), {opt["--size"], 0});
+
+  // Inputs: a 640x480 and a 512x512 image, as a user's photos would be (resized by the pipeline).
+  for (auto [name, w, h] : {std::tuple{"a.png", 640, 480}, std::tuple{"b.png", 512, 512}}) {
+    dg::Image img{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
+    for (std::size_t i = 0; i < img.rgb.size(); ++i) img.rgb[i] = static_cast<uint8_t>((i * 7 + i / 3001) % 256);
+    dg::write_file_atomic((dir / name).string(), dg::encode_image(img, ".png"));
+  }
+  std::string csv = "input_images,instruction\n";
+  const int rows = std::stoi(opt["--rows"]);
+  for (int r = 0; r < rows; ++r)
+    csv += (r % 2 && spec.type == "qwen") ? "\"[\"\"a.png\"\", \"\"b.png\"\"]\",combine the two pictures\n"
+                                          : "a.png,make the sky purple and keep the horizon\n";
+  dg::write_file_atomic((dir / "m.csv").string(), csv);
+
+  std::vector<std::string> args{"diffgentor", "edit", "--model_name", (dir / "bundle").string(), "--device", "cpu",
+                                "--input", (dir / "m.csv").string(), "--output_dir", (dir / "out").string(),
+                                "--num_inference_steps", opt["--steps"], "--threads", opt["--threads"],
+                                "--torch_dtype", opt["--dtype"], "--seed", "0"};
+  std::vector<char*> argv2;
+  for (auto& a : args) argv2.push_back(a.data());
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = dg::app_main(static_cast<int>(argv2.size()), argv2.data(), dg::torch_backend());
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (rc != 0) return rc;
+
+  const dg::RecordTable res = dg::RecordTable::load((dir / "out/results.csv").string());
+  std::map<std::string, double> stage;
+  for (const auto& r : res.records) {
+    stage["decode (prepare)"] += std::stod(r.at("time_prepare_s"));
+    stage["write"] += std::stod(r.at("time_write_s"));
+    stage["model (total)"] += std::stod(r.at("time_model_s"));
+    const nlohmann::json stages = nlohmann::json::parse(r.at("stage_times"));
+    for (const auto& [k, v] : stages.items()) stage[k] += v.get<double>();
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  fmt::print("\n{} {} bundle, {} rows, {} steps, {} threads, {}: {:.2f} s wall (load included), {:.3f} rows/s, "
+             "peak RSS {:.0f} MiB\n", opt["--size"], spec.type, rows, opt["--steps"], opt["--threads"], opt["--dtype"],
+             wall, rows / wall, ru.ru_maxrss / 1024.0);
+  fmt::print("mean seconds per row by stage:\n");
+  for (const auto& [k, v] : stage) fmt::print("  {:<18} {:8.4f}\n", k, v / rows);
+  fs::remove_all(dir);
+  return 0;
+}
