@@ -33,6 +33,12 @@ struct AddedToken {
 using PieceFn = std::function<void(const std::string&, std::vector<std::string>&)>;
 using TextFn = std::function<std::string(const std::string&)>;
 
+// A tokenizer.json pattern object: {"Regex": "..."} or {"String": "..."} (a literal).
+std::shared_ptr<Regex> regex_of(const json& pattern) {
+  return std::make_shared<Regex>(pattern.contains("Regex") ? pattern["Regex"].get<std::string>()
+                                                           : regex_escape(pattern.at("String").get<std::string>()));
+}
+
 }  // namespace
 
 struct Tokenizer::Impl {
@@ -71,10 +77,7 @@ struct Tokenizer::Impl {
         return s.substr(b, e - b);
       });
     } else if (type == "Replace") {
-      const json& pat = n.at("pattern");
-      const std::string pattern = pat.contains("Regex") ? pat["Regex"].get<std::string>()
-                                                        : regex_escape(pat.at("String").get<std::string>());
-      auto re = std::make_shared<Regex>(pattern);
+      auto re = regex_of(n.at("pattern"));
       const std::string content = n.at("content");
       normalizers.push_back([re, content](const std::string& s) {
         std::string out;
@@ -93,13 +96,10 @@ struct Tokenizer::Impl {
     if (type == "Sequence") {
       for (const auto& sub : p.at("pretokenizers")) load_pre_tokenizer(sub);
     } else if (type == "Split") {
-      const json& pat = p.at("pattern");
-      const std::string pattern = pat.contains("Regex") ? pat["Regex"].get<std::string>()
-                                                        : regex_escape(pat.at("String").get<std::string>());
+      auto re = regex_of(p.at("pattern"));
       const std::string behavior = p.value("behavior", "Isolated");
       const bool invert = p.value("invert", false);
       if (behavior != "Isolated" && behavior != "Removed") fail("Split behavior '" + behavior + "' is not supported");
-      auto re = std::make_shared<Regex>(pattern);
       const bool keep_matches = behavior == "Isolated" || invert, keep_gaps = behavior == "Isolated" || !invert;
       pre_tokenizers.push_back([re, keep_matches, keep_gaps](const std::string& s, std::vector<std::string>& out) {
         std::size_t last = 0;
