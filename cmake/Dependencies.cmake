@@ -1,14 +1,51 @@
-# Finds the Debian-packaged dependency stack (see docs/building.md).
+# Finds the Debian-packaged dependency stack (docs/development.md). With DG_ENGINE_ONLY only libtorch,
+# nlohmann_json, fmt (header-only is enough), Oniguruma and utf8proc are needed, found by config files
+# or, failing that, by plain header/library search (so they can be copied onto a machine by hand:
+# set CMAKE_PREFIX_PATH to their folder).
 find_package(Threads REQUIRED)
 find_package(Torch REQUIRED)                       # libtorch-dev -> target `torch`
+
+find_package(nlohmann_json 3.11 CONFIG QUIET)      # nlohmann-json3-dev
+add_library(dg_json INTERFACE)
+if(nlohmann_json_FOUND)
+  target_link_libraries(dg_json INTERFACE nlohmann_json::nlohmann_json)
+else()
+  find_path(DG_JSON_INCLUDE nlohmann/json.hpp REQUIRED)
+  target_include_directories(dg_json SYSTEM INTERFACE ${DG_JSON_INCLUDE})
+endif()
+add_library(dg::json ALIAS dg_json)
+
+find_package(fmt CONFIG QUIET)                     # libfmt-dev
+add_library(dg_fmt INTERFACE)
+if(fmt_FOUND)
+  target_link_libraries(dg_fmt INTERFACE fmt::fmt)
+else()
+  find_path(DG_FMT_INCLUDE fmt/format.h REQUIRED)
+  target_include_directories(dg_fmt SYSTEM BEFORE INTERFACE ${DG_FMT_INCLUDE})
+  target_compile_definitions(dg_fmt INTERFACE FMT_HEADER_ONLY)
+endif()
+add_library(dg::fmt ALIAS dg_fmt)
+
+# libonig-dev (tokenizer regexes) and libutf8proc-dev (NFC, lower-casing).
+foreach(pair "onig:oniguruma.h" "utf8proc:utf8proc.h")
+  string(REPLACE ":" ";" pair "${pair}")
+  list(GET pair 0 lib)
+  list(GET pair 1 header)
+  find_path(DG_${lib}_INCLUDE ${header} REQUIRED)
+  find_library(DG_${lib}_LIB NAMES ${lib} REQUIRED)
+  add_library(dg_${lib} INTERFACE)
+  target_include_directories(dg_${lib} SYSTEM INTERFACE ${DG_${lib}_INCLUDE})
+  target_link_libraries(dg_${lib} INTERFACE ${DG_${lib}_LIB})
+  add_library(dg::${lib} ALIAS dg_${lib})
+endforeach()
+
+if(DG_ENGINE_ONLY)
+  return()
+endif()
+
 find_package(CLI11 CONFIG REQUIRED)                # libcli11-dev (header-only)
-find_package(nlohmann_json 3.11 CONFIG REQUIRED)   # nlohmann-json3-dev
-find_package(fmt CONFIG REQUIRED)                  # libfmt-dev
 find_package(spdlog CONFIG REQUIRED)               # libspdlog-dev (built against the external fmt)
 find_package(CURL REQUIRED)                        # libcurl4-openssl-dev
-find_package(PkgConfig REQUIRED)
-pkg_check_modules(ONIG REQUIRED IMPORTED_TARGET oniguruma)        # libonig-dev: tokenizer regexes
-pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)  # libutf8proc-dev: NFC, lower-casing
 
 # OpenCV: Debian ships OpenCVConfig.cmake only in the big libopencv-dev; with the three slim module
 # packages (core, imgproc, imgcodecs) we build the imported target by hand.

@@ -1,7 +1,6 @@
 #include "diffgentor/torch_runtime.hpp"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>

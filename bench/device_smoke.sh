@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The CUDA check, run on a lent GPU machine (docs/development.md): builds the engine alone against the
+# libtorch inside the machine's Python torch, with the few headers and libraries it lacks carried in
+# .carry/ (see the comment at the end), runs both Qwen pipelines on tiny bundles made here on the CPU,
+# on CUDA and on that machine's CPU, compares the outputs with this machine's CPU outputs, and times
+# a small bundle on the GPU.
+set -euo pipefail
+OUT=${OUT:-/tmp/dg-device}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
+TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+cmake -S . -B build-cuda -G Ninja -DDG_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TP;$PWD/.carry" \
+  -Dfmt_DIR=/nonexistent -Dnlohmann_json_DIR=/nonexistent >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
+cmake --build build-cuda -j "$(nproc)" >"$OUT/build.log" 2>&1 || { grep -m 30 -E "error|Error" "$OUT/build.log"; exit 1; }
+for dev in cuda cpu; do
+  rm -rf "run-$dev"; mkdir -p "run-$dev"; cp -r .carry/cpu_ref/bundle_* "run-$dev/"
+  ./build-cuda/diffgentor_engine_smoke "$dev" "run-$dev" tiny 4 $([ $dev = cuda ] && echo 5 || echo 1) .carry/cpu_ref | tee -a "$OUT/smoke.txt"
+done
+./build-cuda/diffgentor_engine_smoke cuda run-small small 20 3 | tee -a "$OUT/smoke.txt"
+# .carry/ (ignored by git) holds: include/{nlohmann,fmt,oniguruma.h,utf8proc.h}, lib/libonig.so*,
+# lib/libutf8proc.so* from this machine's Debian packages, and cpu_ref/ = the output of
+# `diffgentor_engine_smoke cpu .carry/cpu_ref tiny 4 1` built here (its bundles and .rgb images).
