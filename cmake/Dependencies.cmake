@@ -5,8 +5,11 @@
 find_package(Threads REQUIRED)
 find_package(Torch REQUIRED)                       # libtorch-dev -> target `torch`
 
-find_package(nlohmann_json 3.11 CONFIG QUIET)      # nlohmann-json3-dev
+# nlohmann-json3-dev; -DDG_JSON_INCLUDE=<folder> uses a copy of the headers instead.
 add_library(dg_json INTERFACE)
+if(NOT DG_JSON_INCLUDE)
+  find_package(nlohmann_json 3.11 CONFIG QUIET)
+endif()
 if(nlohmann_json_FOUND)
   target_link_libraries(dg_json INTERFACE nlohmann_json::nlohmann_json)
 else()
@@ -15,13 +18,18 @@ else()
 endif()
 add_library(dg::json ALIAS dg_json)
 
-find_package(fmt CONFIG QUIET)                     # libfmt-dev
+# libfmt-dev; -DDG_FMT_INCLUDE=<folder> uses a copy of fmt's headers, header-only.
 add_library(dg_fmt INTERFACE)
+if(NOT DG_FMT_INCLUDE)
+  find_package(fmt CONFIG QUIET)
+endif()
 if(fmt_FOUND)
   target_link_libraries(dg_fmt INTERFACE fmt::fmt)
 else()
   find_path(DG_FMT_INCLUDE fmt/format.h REQUIRED)
-  target_include_directories(dg_fmt SYSTEM BEFORE INTERFACE ${DG_FMT_INCLUDE})
+  # A pip torch ships fmt headers of its own among its system includes; a plain -I is searched
+  # before every -isystem folder, so this fmt (used header-only) wins.
+  include_directories(BEFORE ${DG_FMT_INCLUDE})
   target_compile_definitions(dg_fmt INTERFACE FMT_HEADER_ONLY)
 endif()
 add_library(dg::fmt ALIAS dg_fmt)

@@ -1,6 +1,7 @@
 #include "diffgentor/bundle.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <torch/script.h>
 #include <torch/version.h>
 

@@ -1,6 +1,7 @@
 #include "diffgentor/plan.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
 #include <map>

@@ -1,6 +1,7 @@
 #include "diffgentor/runner.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
