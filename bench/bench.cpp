@@ -2,7 +2,9 @@
 // the CPU. It makes a bundle, writes a manifest of N rows (single- and two-image rows), runs
 // `diffgentor edit` in this process (the same app_main the binary runs) and summarises results.csv.
 //   diffgentor_bench [--size tiny|small] [--rows N] [--steps N] [--threads N] [--dtype bfloat16|float32]
-//                    [--model_type qwen|qwen_singleimg]
+//                    [--model_type qwen|qwen_singleimg] [--fake_api_ms N]
+// --fake_api_ms N > 0 turns on prompt enhancement (qwen_image_edit) against a local fake API that answers
+// after N ms, to show how much of that latency the runner hides.
 #include <fmt/format.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -21,12 +24,13 @@
 #include "diffgentor/model_registry.hpp"
 #include "diffgentor/results.hpp"
 #include "diffgentor/torch_runtime.hpp"
+#include "http_server.hpp"
 
 namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> opt{{"--size", "tiny"}, {"--rows", "6"}, {"--steps", "8"}, {"--threads", "0"},
-                                         {"--dtype", "bfloat16"}, {"--model_type", "qwen"}};
+                                         {"--dtype", "bfloat16"}, {"--model_type", "qwen"}, {"--fake_api_ms", "0"}};
   for (int k = 1; k + 1 < argc; k += 2) {
     if (!opt.count(argv[k])) {
       fmt::print(stderr, "unknown option {}\n", argv[k]);
@@ -56,6 +60,18 @@ int main(int argc, char** argv) {
                                 "--input", (dir / "m.csv").string(), "--output_dir", (dir / "out").string(),
                                 "--num_inference_steps", opt["--steps"], "--threads", opt["--threads"],
                                 "--torch_dtype", opt["--dtype"], "--seed", "0"};
+  const int api_ms = std::stoi(opt["--fake_api_ms"]);
+  std::unique_ptr<dg::test::HttpServer> api;
+  if (api_ms > 0) {
+    api = std::make_unique<dg::test::HttpServer>();
+    api->set_handler([api_ms](const dg::test::HttpRequest&, int) {
+      const nlohmann::json reply = {{"choices", {{{"message", {{"content", "{\"Rewritten\": \"a clearer edit\"}"}}}}}}};
+      return dg::test::HttpResponse{200, reply.dump(), {}, api_ms};
+    });
+    ::setenv("DG_PROMPT_ENHANCER_API_KEY", "bench-key", 1);
+    ::setenv("DG_PROMPT_ENHANCER_API_BASE", api->url("/v1").c_str(), 1);
+    args.insert(args.end(), {"--prompt_enhance_type", "qwen_image_edit"});
+  }
   std::vector<char*> argv2;
   for (auto& a : args) argv2.push_back(a.data());
   const auto t0 = std::chrono::steady_clock::now();
@@ -66,17 +82,18 @@ int main(int argc, char** argv) {
   const dg::RecordTable res = dg::RecordTable::load((dir / "out/results.csv").string());
   std::map<std::string, double> stage;
   for (const auto& r : res.records) {
-    stage["decode (prepare)"] += std::stod(r.at("time_prepare_s"));
+    stage["prepare (decode + enhance)"] += std::stod(r.at("time_prepare_s"));
     stage["write"] += std::stod(r.at("time_write_s"));
     stage["model (total)"] += std::stod(r.at("time_model_s"));
+    stage["enhance"] += std::stod(r.at("time_enhance_s"));
     const nlohmann::json stages = nlohmann::json::parse(r.at("stage_times"));
     for (const auto& [k, v] : stages.items()) stage[k] += v.get<double>();
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  fmt::print("\n{} {} bundle, {} rows, {} steps, {} threads, {}: {:.2f} s wall (load included), {:.3f} rows/s, "
+  fmt::print("\n{} {} bundle, {} rows, {} steps, {} threads, {}{}: {:.2f} s wall (load included), {:.3f} rows/s, "
              "peak RSS {:.0f} MiB\n", opt["--size"], spec.type, rows, opt["--steps"], opt["--threads"], opt["--dtype"],
-             wall, rows / wall, ru.ru_maxrss / 1024.0);
+             api_ms > 0 ? fmt::format(", enhancer API {} ms", api_ms) : "", wall, rows / wall, ru.ru_maxrss / 1024.0);
   fmt::print("mean seconds per row by stage:\n");
   for (const auto& [k, v] : stage) fmt::print("  {:<18} {:8.4f}\n", k, v / rows);
   fs::remove_all(dir);

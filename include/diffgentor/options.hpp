@@ -51,7 +51,8 @@ struct EditOptions {
   // Prompt enhancement
   std::optional<std::string> prompt_enhance_type;
   double timeout = 300.0;
-  int api_max_retries = 0;
+  int api_max_retries = 3;
+  int enhance_workers = 4;  ///< enhancer requests in flight
   double retry_delay = 1.0;
   // Distribution and logging
   std::optional<int> node_rank;

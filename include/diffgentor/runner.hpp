@@ -1,6 +1,7 @@
 #pragma once
 /// The batch runner (ARCHITECTURE.md §2, §5). Three stages joined by bounded queues:
-///   prepare  (--prefetch threads): read or download inputs, decode, orient, check limits
+///   prepare  (--prefetch threads, at least --enhance_workers with an enhancer): read or download
+///            inputs, decode, orient, check limits, enhance the prompt
 ///   model    (one thread per pipeline replica): Pipeline::edit_batch with --max_retries
 ///   write    (the calling thread): encode, write atomically, append results/failures journals
 /// so the model never waits on disk or network. A failing row is recorded and the batch goes on.
@@ -9,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "diffgentor/enhancer.hpp"
 #include "diffgentor/pipeline.hpp"
 #include "diffgentor/plan.hpp"
 
@@ -24,6 +26,6 @@ struct RunSummary {
 /// Runs `plan.todo` through `replicas`. `stop` (set by SIGINT/SIGTERM) stops taking new rows; rows
 /// already finished are written. Results and failures are merged into their files before returning.
 RunSummary run_batch(Plan& plan, const EditOptions& options, const std::vector<Pipeline*>& replicas,
-                     const std::atomic<bool>& stop);
+                     const std::atomic<bool>& stop, const PromptEnhancer* enhancer = nullptr);
 
 }  // namespace dg

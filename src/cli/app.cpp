@@ -13,6 +13,7 @@
 
 #include "diffgentor/bundle_location.hpp"
 #include "diffgentor/cli.hpp"
+#include "diffgentor/enhancer.hpp"
 #include "diffgentor/http.hpp"
 #include "diffgentor/manifest.hpp"
 #include "diffgentor/plan.hpp"
@@ -62,9 +63,9 @@ void warn_fixed_flags(const EditOptions& o) {
 int run_edit(Command& cmd, const Backend& backend) {
   EditOptions& o = cmd.edit;
   validate_options(o);
-  if (o.prompt_enhance_type)
-    throw UsageError(fmt::format("--prompt_enhance_type {}: prompt enhancement is not available in this build yet",
-                                 *o.prompt_enhance_type));
+  // The enhancer's configuration is checked now, before any model loads (a missing key fails here).
+  std::unique_ptr<PromptEnhancer> enhancer;
+  if (o.prompt_enhance_type) enhancer = std::make_unique<PromptEnhancer>(enhancer_config(o, getenv_lookup));
   const ModelSpec& spec = resolve_model_type(o);
   const std::vector<std::string> devices = backend.resolve_devices(o);
 
@@ -79,6 +80,10 @@ int run_edit(Command& cmd, const Backend& backend) {
       for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
       bundle_status = fmt::format("NOT FOUND (a real run would stop here):\n    {}", why);
     }
+    if (enhancer)
+      bundle_status += fmt::format("\n  enhancer    {} via {} ({}, temperature {}, {} in flight)", enhancer->config().type,
+                                   ChatClient(enhancer->config().client).endpoint(), enhancer->config().model,
+                                   enhancer->config().temperature, enhancer->config().concurrency);
     std::size_t problem_rows = 0;
     std::cout << format_plan(plan, o, bundle_status, devices, &problem_rows) << std::flush;
     return problem_rows ? kExitRowsFailed : kExitOk;
@@ -111,7 +116,7 @@ int run_edit(Command& cmd, const Backend& backend) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const RunSummary s = run_batch(plan, o, replicas, g_stop);
+  const RunSummary s = run_batch(plan, o, replicas, g_stop, enhancer.get());
   spdlog::info("done: {} succeeded, {} failed{}; results in {}{}", s.succeeded, s.failed,
                s.interrupted ? fmt::format(", {} left for a later run (interrupted)", s.not_run) : "",
                plan.results_path, s.failed ? fmt::format(", failures in {}", plan.failures_path) : "");

@@ -53,7 +53,8 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_flag("-v,--verbose", verbose, "Debug logging")->group(ex);
 
   const char* pe = "Prompt enhancement";
-  edit.add_option("--prompt_enhance_type", o.prompt_enhance_type, "qwen_image_edit, glm_image or flux2 (not available in this build yet: exits with a usage error)")->group(pe);
+  edit.add_option("--prompt_enhance_type", o.prompt_enhance_type, "Rewrite each instruction with an LLM first: qwen_image_edit, glm_image or flux2 (API from the DG_PROMPT_ENHANCER_* variables)")->group(pe);
+  edit.add_option("--enhance_workers", o.enhance_workers, "Enhancer requests in flight at once")->capture_default_str()->group(pe);
   edit.add_option("--timeout", o.timeout, "Seconds allowed for one enhancer API request")->capture_default_str()->group(pe);
   edit.add_option("--api_max_retries", o.api_max_retries, "Extra attempts for a failed enhancer API request")->capture_default_str()->group(pe);
   edit.add_option("--retry_delay", o.retry_delay, "First delay in seconds between API retries (doubles each time)")->capture_default_str()->group(pe);

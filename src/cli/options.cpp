@@ -98,6 +98,7 @@ void validate_options(const EditOptions& o) {
   }
   require(o.timeout > 0, "--timeout", o.timeout, "must be > 0");
   require(o.api_max_retries >= 0, "--api_max_retries", o.api_max_retries, "must be >= 0");
+  require(o.enhance_workers >= 1, "--enhance_workers", o.enhance_workers, "must be at least 1");
   require(o.retry_delay >= 0, "--retry_delay", o.retry_delay, "must be >= 0");
   if (o.num_nodes) require(*o.num_nodes >= 1, "--num_nodes", *o.num_nodes, "must be at least 1");
   if (o.node_rank) {

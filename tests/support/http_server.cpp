@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <stdexcept>
 #include <vector>
@@ -59,6 +60,11 @@ HttpServer::~HttpServer() {
   ::close(listen_fd_);
 }
 
+void HttpServer::set_handler(Handler handler) {
+  std::lock_guard<std::mutex> lock(mu_);
+  handler_ = std::move(handler);
+}
+
 void HttpServer::put(const std::string& name, const std::string& bytes) {
   std::lock_guard<std::mutex> lock(mu_);
   files_[name] = bytes;
@@ -94,10 +100,47 @@ void HttpServer::handle(int fd) {
   }
   const auto sp1 = req.find(' '), sp2 = req.find(' ', sp1 + 1);
   std::string path = sp1 == std::string::npos ? "/" : req.substr(sp1 + 1, sp2 - sp1 - 1);
+  HttpRequest request;
+  request.method = req.substr(0, sp1);
+  request.path = path;
+  const auto head_end = req.find("\r\n\r\n");
+  for (std::size_t pos = req.find("\r\n"); pos != std::string::npos && pos < head_end;) {
+    const auto next = req.find("\r\n", pos + 2);
+    const std::string line = req.substr(pos + 2, next - pos - 2);
+    const auto colon = line.find(':');
+    if (colon != std::string::npos) {
+      std::string name = line.substr(0, colon);
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      request.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+    pos = next;
+  }
+  if (head_end != std::string::npos) {
+    request.body = req.substr(head_end + 4);
+    const auto len = request.headers.count("content-length") ? std::stoul(request.headers["content-length"]) : 0ul;
+    while (request.body.size() < len) {
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      request.body.append(buf, static_cast<std::size_t>(n));
+    }
+  }
   int count;
+  Handler handler;
   {
     std::lock_guard<std::mutex> lock(mu_);
     count = ++hits_[path];
+    handler = handler_;
+  }
+  if (handler) {
+    const HttpResponse r = handler(request, count);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(r.delay_ms);
+    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::string head = "HTTP/1.1 " + std::to_string(r.status) + " X\r\nContent-Length: " + std::to_string(r.body.size()) +
+                       "\r\nConnection: close\r\n";
+    for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
+    send_all(fd, head + "\r\n" + r.body);
+    ::close(fd);
+    return;
   }
   auto reply = [&](int status, const std::string& body) {
     const char* text = status == 200 ? "OK" : status == 404 ? "Not Found" : "Service Unavailable";

@@ -4,6 +4,7 @@
 //   /flaky/<n>/<name>     503 for the first <n> requests of that path, then like /file/<name>
 //   /slow/<ms>/<name>     waits <ms> before answering like /file/<name>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -11,9 +12,24 @@
 
 namespace dg::test {
 
+struct HttpRequest {
+  std::string method, path, body;
+  std::map<std::string, std::string> headers;  ///< names lower-cased
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::map<std::string, std::string> headers;
+  int delay_ms = 0;  ///< wait before answering
+};
+
 class HttpServer {
  public:
+  using Handler = std::function<HttpResponse(const HttpRequest&, int hit)>;
   HttpServer();
+  /// Answers every request with `handler` (hit = how many times this path was asked, from 1).
+  void set_handler(Handler handler);
   ~HttpServer();
   void put(const std::string& name, const std::string& bytes);
   std::string url(const std::string& path) const;
@@ -29,6 +45,7 @@ class HttpServer {
   std::mutex mu_;
   std::map<std::string, std::string> files_;
   std::map<std::string, int> hits_;
+  Handler handler_;
   std::thread thread_;
 };
 
