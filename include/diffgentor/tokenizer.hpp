@@ -1,9 +1,11 @@
 #pragma once
-/// A byte-level BPE tokenizer that reads Hugging Face `tokenizer.json` files (Qwen2/2.5-VL, Qwen3,
-/// and later CLIP and Mistral): added tokens split out first (leftmost-longest), the normalizer
+/// A tokenizer that reads Hugging Face `tokenizer.json` files. Byte-level BPE (Qwen2/2.5-VL, Qwen3,
+/// CLIP): added tokens split out first (leftmost-longest), the normalizer
 /// (NFC/NFKC/NFD/NFKD, Lowercase, Replace, Strip, Sequence), the pre-tokenizer (Split with its
 /// regex run by Oniguruma, ByteLevel, Sequence), BPE merges by rank (with ignore_merges and
-/// end_of_word_suffix), and the post-processor's special tokens when asked for.
+/// end_of_word_suffix), and the post-processor's special tokens when asked for. Unigram (T5): added
+/// tokens split out the same way, each text segment encoded by the sentencepiece library with the
+/// `spiece.model` beside the tokenizer.json, then the post-processor (`</s>`).
 /// Pinned by ../shared/testdata/tokenizers/<name>/cases.jsonl (ids from HF tokenizers).
 #include <cstdint>
 #include <map>
@@ -35,6 +37,15 @@ class Tokenizer {
 
   /// Token ids of `text`; `add_special_tokens` applies the post-processor's template (BOS/EOS).
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
+
+  /// `padding="max_length", truncation=True` as the pipelines call it: the text's tokens truncated on
+  /// the right so that they fit with the post-processor's special tokens (CLIP: BOS + 75 + EOS; T5:
+  /// 511 + `</s>`), then right-padded with `pad_id`; the mask is 1 for real tokens.
+  struct Padded {
+    std::vector<int32_t> ids;
+    std::vector<int32_t> attention_mask;
+  };
+  Padded encode_padded(std::string_view text, std::size_t max_length, int32_t pad_id) const;
 
   /// Id of a vocabulary entry or added token.
   std::optional<int32_t> token_to_id(std::string_view token) const;

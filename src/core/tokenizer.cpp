@@ -14,6 +14,10 @@
 
 #include "diffgentor/text_regex.hpp"
 
+#include <sentencepiece_processor.h>
+
+#include <filesystem>
+
 using nlohmann::json;
 
 namespace dg {
@@ -53,7 +57,9 @@ struct Tokenizer::Impl {
   std::vector<TextFn> normalizers;
   std::vector<PieceFn> pre_tokenizers;
   std::vector<int32_t> prefix_ids, suffix_ids;  // post-processor template around a single sequence
-  std::vector<std::shared_ptr<Regex>> regexes;  // owned by the pre-tokenizer closures
+  // Unigram models (T5) run through the sentencepiece library on the `spiece.model` beside the
+  // tokenizer.json: it does its own normalisation and pre-tokenisation, so the JSON's are not used.
+  std::shared_ptr<sentencepiece::SentencePieceProcessor> unigram;
 
   [[noreturn]] void fail(const std::string& what) const { throw TokenizerError(origin + ": " + what); }
 
@@ -165,8 +171,19 @@ struct Tokenizer::Impl {
     }
   }
 
+  void load_unigram(const json& m) {
+    const auto spiece = std::filesystem::path(origin).parent_path() / "spiece.model";
+    unigram = std::make_shared<sentencepiece::SentencePieceProcessor>();
+    const auto status = unigram->Load(spiece.string());
+    if (!status.ok()) fail("a Unigram tokenizer needs spiece.model beside it: " + status.ToString());
+    int32_t id = 0;
+    for (const auto& piece : m.at("vocab")) vocab[piece.at(0).get<std::string>()] = id++;
+    if (id < unigram->GetPieceSize()) fail("model.vocab is smaller than spiece.model's vocabulary");
+  }
+
   void load_model(const json& m) {
-    if (m.value("type", "BPE") != "BPE") fail("model type '" + m.value("type", "") + "' is not BPE");
+    if (m.value("type", "BPE") == "Unigram") return load_unigram(m);
+    if (m.value("type", "BPE") != "BPE") fail("model type '" + m.value("type", "") + "' is not BPE or Unigram");
     for (auto it = m.at("vocab").begin(); it != m.at("vocab").end(); ++it) vocab[it.key()] = it.value().get<int32_t>();
     ignore_merges = m.value("ignore_merges", false);
     byte_fallback = m.value("byte_fallback", false);
@@ -281,6 +298,10 @@ struct Tokenizer::Impl {
   }
 
   void encode_plain(const std::string& raw, std::vector<int32_t>& ids) const {
+    if (unigram) {
+      for (int id : unigram->EncodeAsIds(raw)) ids.push_back(id);
+      return;
+    }
     std::string text = raw;
     for (const auto& n : normalizers) text = n(text);
     for (const auto& seg : split_added(text, true)) {
@@ -333,8 +354,10 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
         m.added.push_back(tok);
       }
     }
-    m.load_normalizer(j.value("normalizer", json()));
-    m.load_pre_tokenizer(j.value("pre_tokenizer", json()));
+    if (!m.unigram) {
+      m.load_normalizer(j.value("normalizer", json()));
+      m.load_pre_tokenizer(j.value("pre_tokenizer", json()));
+    }
     m.load_post_processor(j.value("post_processor", json()));
   } catch (const json::exception& e) {
     m.fail(std::string("malformed tokenizer.json: ") + e.what());
@@ -360,6 +383,21 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   }
   if (add_special_tokens) ids.insert(ids.end(), impl_->suffix_ids.begin(), impl_->suffix_ids.end());
   return ids;
+}
+
+Tokenizer::Padded Tokenizer::encode_padded(std::string_view text, std::size_t max_length, int32_t pad_id) const {
+  Padded out;
+  std::vector<int32_t> content = encode(text, false);
+  const std::size_t specials = impl_->prefix_ids.size() + impl_->suffix_ids.size();
+  if (max_length < specials) throw TokenizerError(impl_->origin + ": max_length is shorter than the special tokens");
+  if (content.size() > max_length - specials) content.resize(max_length - specials);  // right truncation
+  out.ids = impl_->prefix_ids;
+  out.ids.insert(out.ids.end(), content.begin(), content.end());
+  out.ids.insert(out.ids.end(), impl_->suffix_ids.begin(), impl_->suffix_ids.end());
+  out.attention_mask.assign(out.ids.size(), 1);
+  out.ids.resize(max_length, pad_id);
+  out.attention_mask.resize(max_length, 0);
+  return out;
 }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {

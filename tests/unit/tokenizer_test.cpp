@@ -46,7 +46,7 @@ json tiny_qwen2() {
       {"post_processor", {{"type", "ByteLevel"}}}};
 }
 
-void check_cases(const std::string& name) {
+void check_cases(const std::string& name, int expected_cases) {
   const std::string dir = dg::test::testdata_dir() + "/tokenizers/" + name;
   const Tokenizer tok = Tokenizer::from_file(dir + "/tokenizer.json");
   std::ifstream in(dir + "/cases.jsonl");
@@ -59,7 +59,7 @@ void check_cases(const std::string& name) {
         << name << ": " << c["text"];
     ++checked;
   }
-  EXPECT_EQ(checked, 54) << name;
+  EXPECT_EQ(checked, expected_cases) << name;
 }
 
 }  // namespace
@@ -91,12 +91,12 @@ TEST(Tokenizer, ErrorsNameTheFileAndField) {
 
 TEST(Tokenizer, Qwen2GoldenCases) {
   DG_REQUIRE_TESTDATA("tokenizers/qwen2/cases.jsonl");
-  check_cases("qwen2");
+  check_cases("qwen2", 54);
 }
 
 TEST(Tokenizer, Qwen3GoldenCases) {
   DG_REQUIRE_TESTDATA("tokenizers/qwen3/cases.jsonl");
-  check_cases("qwen3");
+  check_cases("qwen3", 54);
 }
 
 TEST(Tokenizer, QwenTemplatesAndTheir64TokenPrefix) {
@@ -116,4 +116,76 @@ TEST(Tokenizer, QwenTemplatesAndTheir64TokenPrefix) {
   const json& lc = t["longcat_image_edit"];
   EXPECT_EQ(tok.encode(lc["prefix"].get<std::string>()), lc["prefix_ids"].get<std::vector<int32_t>>());
   EXPECT_EQ(tok.encode(lc["suffix"].get<std::string>()), lc["suffix_ids"].get<std::vector<int32_t>>());
+}
+
+TEST(Tokenizer, ClipGoldenCases) {
+  // CLIP: NFC, whitespace collapse, lower-casing, Split(Removed, inverted), ByteLevel with the GPT-2
+  // regex, BPE with "</w>", RobertaProcessing (BOS/EOS) when special tokens are added.
+  DG_REQUIRE_TESTDATA("tokenizers/clip/cases.jsonl");
+  check_cases("clip", 47);
+}
+
+TEST(Tokenizer, T5GoldenCasesThroughSentencepiece) {
+  DG_REQUIRE_TESTDATA("tokenizers/t5/cases.jsonl");
+  check_cases("t5", 48);
+}
+
+TEST(Tokenizer, PaddingAndTruncationAsThePipelinesAskForThem) {
+  DG_REQUIRE_TESTDATA("tokenizers/clip/tokenizer.json");
+  const std::string dir = dg::test::testdata_dir() + "/tokenizers/";
+  const Tokenizer clip = Tokenizer::from_file(dir + "clip/tokenizer.json");
+  // CLIP: 77 ids, BOS ... EOS, padded with EOS (49407) so that pooling at argmax(ids) finds the EOS.
+  auto p = clip.encode_padded("How are you doing?", 77, 49407);
+  ASSERT_EQ(p.ids.size(), 77u);
+  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 7), (std::vector<int32_t>{49406, 829, 631, 592, 1960, 286, 49407}));
+  EXPECT_EQ(p.ids[76], 49407);
+  EXPECT_EQ(p.attention_mask[6], 1);
+  EXPECT_EQ(p.attention_mask[7], 0);
+  std::string long_text;
+  for (int k = 0; k < 100; ++k) long_text += "cat ";
+  p = clip.encode_padded(long_text, 77, 49407);
+  EXPECT_EQ(p.ids.front(), 49406);
+  EXPECT_EQ(p.ids[75], clip.encode("cat")[0]);  // 75 content tokens kept
+  EXPECT_EQ(p.ids[76], 49407);
+  // T5: content, </s> (1), then pads (0) up to 512.
+  const Tokenizer t5 = Tokenizer::from_file(dir + "t5/tokenizer.json");
+  p = t5.encode_padded("A cat holding a sign", 512, 0);
+  ASSERT_EQ(p.ids.size(), 512u);
+  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 8), (std::vector<int32_t>{71, 1712, 3609, 3, 9, 1320, 1, 0}));
+  std::string very_long;
+  for (int k = 0; k < 700; ++k) very_long += "cat ";
+  p = t5.encode_padded(very_long, 512, 0);
+  EXPECT_EQ(p.ids[511], 1);
+  EXPECT_EQ(p.attention_mask[511], 1);
+}
+
+TEST(Tokenizer, TekkenStyleIgnoreMergesWithOffsetIds) {
+  // A synthetic tokenizer in the layout transformers' Mistral converter writes for Tekken: specials at
+  // ids 0..3, every regular token's id = rank + 4, ignore_merges, the Tekken split regex, no normalizer.
+  json vocab = json::object();
+  int rank = 0;
+  std::vector<std::string> tokens;
+  for (int b = 0; b < 256; ++b) tokens.push_back(byte_to_unicode(static_cast<unsigned char>(b)));
+  for (const char* t : {"ca", "cat", "\u0120ca", "\u0120cat", "dog", "\u0120dog"}) tokens.push_back(t);
+  for (const auto& t : tokens) vocab[t] = 4 + rank++;
+  const json j = {
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"ignore_merges", true},
+                 {"merges", {"c a", "ca t", "\u0120 ca", "\u0120ca t"}}}},  // "dog" has no merges at all
+      {"added_tokens", {{{"id", 0}, {"content", "<unk>"}, {"special", true}, {"normalized", false}},
+                        {{"id", 1}, {"content", "<s>"}, {"special", true}, {"normalized", false}},
+                        {{"id", 2}, {"content", "</s>"}, {"special", true}, {"normalized", false}},
+                        {{"id", 3}, {"content", "[INST]"}, {"special", true}, {"normalized", false}}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+           {"behavior", "Isolated"}, {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}}};
+  const Tokenizer tok = Tokenizer::from_json(j, "tekken");
+  const int32_t dog = 4 + 256 + 4, space_dog = dog + 1, cat = 4 + 256 + 1, space_cat = 4 + 256 + 3;
+  // Whole pieces in the vocabulary map directly (ignore_merges), even with no merge path ("dog").
+  EXPECT_EQ(tok.encode("[INST]dog cat dog"), (std::vector<int32_t>{3, dog, space_cat, space_dog}));
+  // A piece outside the vocabulary is merged by rank: "cats" = "cat" + "s".
+  EXPECT_EQ(tok.encode("cats"), (std::vector<int32_t>{cat, 4 + 's'}));
 }
