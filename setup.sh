@@ -12,7 +12,7 @@ PACKAGES=(cmake ninja-build g++ ccache pkg-config
   libtorch-dev libopenblas0-pthread
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
-  libonig-dev libutf8proc-dev libsentencepiece-dev
+  libonig-dev libutf8proc-dev
   libgtest-dev libgmock-dev)
 
 install_packages() {

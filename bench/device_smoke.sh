@@ -19,6 +19,6 @@ for dev in cuda cpu; do
   ./build-cuda/diffgentor_engine_smoke "$dev" "run-$dev" tiny 4 $([ $dev = cuda ] && echo 5 || echo 1) .carry/cpu_ref | tee -a "$OUT/smoke.txt"
 done
 ./build-cuda/diffgentor_engine_smoke cuda run-small small 20 3 | tee -a "$OUT/smoke.txt"
-# .carry/ (ignored by git) holds: include/{nlohmann,fmt,oniguruma.h,utf8proc.h,sentencepiece_processor.h},
-# lib/libonig.so*, lib/libutf8proc.so*, lib/libsentencepiece.so* from this machine's Debian packages, and cpu_ref/ = the output of
+# .carry/ (ignored by git) holds: include/{nlohmann,fmt,oniguruma.h,utf8proc.h}, lib/libonig.so*,
+# lib/libutf8proc.so* from this machine's Debian packages, and cpu_ref/ = the output of
 # `diffgentor_engine_smoke cpu .carry/cpu_ref tiny 4 1` built here (its bundles and .rgb images).

@@ -34,8 +34,8 @@ else()
 endif()
 add_library(dg::fmt ALIAS dg_fmt)
 
-# libonig-dev (tokenizer regexes), libutf8proc-dev (NFC, lower-casing), libsentencepiece-dev (T5).
-foreach(pair "onig:oniguruma.h" "utf8proc:utf8proc.h" "sentencepiece:sentencepiece_processor.h")
+# libonig-dev (tokenizer regexes), libutf8proc-dev (NFC, lower-casing).
+foreach(pair "onig:oniguruma.h" "utf8proc:utf8proc.h")
   string(REPLACE ":" ";" pair "${pair}")
   list(GET pair 0 lib)
   list(GET pair 1 header)

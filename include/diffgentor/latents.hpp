@@ -16,6 +16,14 @@ at::Tensor pack_latents(const at::Tensor& x);
 /// Inverse of pack_latents for a latent grid of h x w (even), C channels.
 at::Tensor unpack_latents(const at::Tensor& tokens, int64_t h, int64_t w, int64_t channels);
 
+/// FLUX.2's patchify: [B, C, h, w] -> [B, 4C, h/2, w/2], channel c*4 + dy*2 + dx.
+at::Tensor patchify_2x2(const at::Tensor& x);
+/// Inverse of patchify_2x2.
+at::Tensor unpatchify_2x2(const at::Tensor& x);
+/// [B, C, h, w] -> [B, h*w, C] tokens in row-major order, and back.
+at::Tensor to_tokens(const at::Tensor& x);
+at::Tensor from_tokens(const at::Tensor& tokens, int64_t h, int64_t w);
+
 /// `randn(shape, dtype)` from a CPU generator seeded with `seed`, as diffusers' randn_tensor draws it
 /// (drawn directly in `dtype`: a bf16 draw is not a cast float32 draw); then moved to `device`.
 at::Tensor seeded_noise(const std::vector<int64_t>& shape, uint64_t seed, at::ScalarType dtype,

@@ -27,5 +27,11 @@ const ModelEntry* find_model_entry(const std::string& type);
 // One pair per model file.
 std::unique_ptr<Pipeline> make_qwen_pipeline(const PipelineConfig& config);
 void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOptions& options);
+std::unique_ptr<Pipeline> make_flux2_pipeline(const PipelineConfig& config);
+void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOptions& options);
+
+/// FLUX.2 reference preparation and ids (src/models/flux2.cpp), exposed for tests.
+Image flux2_reference(const Image& image);
+std::vector<int64_t> flux2_image_ids(int64_t T, int64_t h, int64_t w);
 
 }  // namespace dg

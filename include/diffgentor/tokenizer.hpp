@@ -3,9 +3,9 @@
 /// CLIP): added tokens split out first (leftmost-longest), the normalizer
 /// (NFC/NFKC/NFD/NFKD, Lowercase, Replace, Strip, Sequence), the pre-tokenizer (Split with its
 /// regex run by Oniguruma, ByteLevel, Sequence), BPE merges by rank (with ignore_merges and
-/// end_of_word_suffix), and the post-processor's special tokens when asked for. Unigram (T5): added
-/// tokens split out the same way, each text segment encoded by the sentencepiece library with the
-/// `spiece.model` beside the tokenizer.json, then the post-processor (`</s>`).
+/// end_of_word_suffix), and the post-processor's special tokens when asked for. Unigram models (T5)
+/// are not supported yet: Debian's libsentencepiece carries its own protobuf, which clashes with
+/// libtorch's in one process, so T5 needs a native Unigram implementation.
 /// Pinned by ../shared/testdata/tokenizers/<name>/cases.jsonl (ids from HF tokenizers).
 #include <cstdint>
 #include <map>

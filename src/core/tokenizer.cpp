@@ -14,10 +14,6 @@
 
 #include "diffgentor/text_regex.hpp"
 
-#include <sentencepiece_processor.h>
-
-#include <filesystem>
-
 using nlohmann::json;
 
 namespace dg {
@@ -57,9 +53,7 @@ struct Tokenizer::Impl {
   std::vector<TextFn> normalizers;
   std::vector<PieceFn> pre_tokenizers;
   std::vector<int32_t> prefix_ids, suffix_ids;  // post-processor template around a single sequence
-  // Unigram models (T5) run through the sentencepiece library on the `spiece.model` beside the
-  // tokenizer.json: it does its own normalisation and pre-tokenisation, so the JSON's are not used.
-  std::shared_ptr<sentencepiece::SentencePieceProcessor> unigram;
+  std::vector<std::shared_ptr<Regex>> regexes;  // owned by the pre-tokenizer closures
 
   [[noreturn]] void fail(const std::string& what) const { throw TokenizerError(origin + ": " + what); }
 
@@ -171,19 +165,8 @@ struct Tokenizer::Impl {
     }
   }
 
-  void load_unigram(const json& m) {
-    const auto spiece = std::filesystem::path(origin).parent_path() / "spiece.model";
-    unigram = std::make_shared<sentencepiece::SentencePieceProcessor>();
-    const auto status = unigram->Load(spiece.string());
-    if (!status.ok()) fail("a Unigram tokenizer needs spiece.model beside it: " + status.ToString());
-    int32_t id = 0;
-    for (const auto& piece : m.at("vocab")) vocab[piece.at(0).get<std::string>()] = id++;
-    if (id < unigram->GetPieceSize()) fail("model.vocab is smaller than spiece.model's vocabulary");
-  }
-
   void load_model(const json& m) {
-    if (m.value("type", "BPE") == "Unigram") return load_unigram(m);
-    if (m.value("type", "BPE") != "BPE") fail("model type '" + m.value("type", "") + "' is not BPE or Unigram");
+    if (m.value("type", "BPE") != "BPE") fail("model type '" + m.value("type", "") + "' is not supported (BPE only)");
     for (auto it = m.at("vocab").begin(); it != m.at("vocab").end(); ++it) vocab[it.key()] = it.value().get<int32_t>();
     ignore_merges = m.value("ignore_merges", false);
     byte_fallback = m.value("byte_fallback", false);
@@ -298,10 +281,6 @@ struct Tokenizer::Impl {
   }
 
   void encode_plain(const std::string& raw, std::vector<int32_t>& ids) const {
-    if (unigram) {
-      for (int id : unigram->EncodeAsIds(raw)) ids.push_back(id);
-      return;
-    }
     std::string text = raw;
     for (const auto& n : normalizers) text = n(text);
     for (const auto& seg : split_added(text, true)) {
@@ -354,10 +333,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
         m.added.push_back(tok);
       }
     }
-    if (!m.unigram) {
-      m.load_normalizer(j.value("normalizer", json()));
-      m.load_pre_tokenizer(j.value("pre_tokenizer", json()));
-    }
+    m.load_normalizer(j.value("normalizer", json()));
+    m.load_pre_tokenizer(j.value("pre_tokenizer", json()));
     m.load_post_processor(j.value("post_processor", json()));
   } catch (const json::exception& e) {
     m.fail(std::string("malformed tokenizer.json: ") + e.what());

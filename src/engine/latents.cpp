@@ -15,6 +15,24 @@ at::Tensor unpack_latents(const at::Tensor& t, int64_t h, int64_t w, int64_t C) 
   return t.view({B, h / 2, w / 2, C, 2, 2}).permute({0, 3, 1, 4, 2, 5}).reshape({B, C, h, w});
 }
 
+at::Tensor patchify_2x2(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), h = x.size(2), w = x.size(3);
+  return x.view({B, C, h / 2, 2, w / 2, 2}).permute({0, 1, 3, 5, 2, 4}).reshape({B, C * 4, h / 2, w / 2});
+}
+
+at::Tensor unpatchify_2x2(const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1) / 4, h = x.size(2), w = x.size(3);
+  return x.view({B, C, 2, 2, h, w}).permute({0, 1, 4, 2, 5, 3}).reshape({B, C, h * 2, w * 2});
+}
+
+at::Tensor to_tokens(const at::Tensor& x) {
+  return x.flatten(2).transpose(1, 2).contiguous();
+}
+
+at::Tensor from_tokens(const at::Tensor& t, int64_t h, int64_t w) {
+  return t.transpose(1, 2).reshape({t.size(0), t.size(2), h, w});
+}
+
 at::Tensor seeded_noise(const std::vector<int64_t>& shape, uint64_t seed, at::ScalarType dtype,
                         const std::string& device) {
   at::Generator gen = at::detail::createCPUGenerator(seed);

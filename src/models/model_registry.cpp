@@ -8,6 +8,8 @@ const ModelEntry* find_model_entry(const std::string& type) {
   static const std::map<std::string, ModelEntry> entries = {
       {"qwen", {make_qwen_pipeline, make_tiny_qwen}},
       {"qwen_singleimg", {make_qwen_pipeline, make_tiny_qwen}},
+      {"flux2", {make_flux2_pipeline, make_tiny_flux2}},
+      {"flux2_klein", {make_flux2_pipeline, make_tiny_flux2}},
   };
   auto it = entries.find(type);
   return it == entries.end() ? nullptr : &it->second;

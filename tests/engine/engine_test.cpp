@@ -14,6 +14,8 @@
 #include "diffgentor/model_registry.hpp"
 #include "diffgentor/resize.hpp"
 #include "diffgentor/scheduler.hpp"
+#include "diffgentor/tokenizer.hpp"
+#include <nlohmann/json.hpp>
 #include "process.hpp"
 
 namespace fs = std::filesystem;
@@ -24,12 +26,22 @@ namespace {
 // Two tiny bundles shared by every test of this binary.
 struct Bundles {
   dg::test::TempDir dir;
-  std::string qwen, single;
+  std::string qwen, single, flux2, klein, klein_base;
   Bundles() {
     qwen = dir / "qwen";
     single = dir / "single";
+    flux2 = dir / "flux2";
+    klein = dir / "klein";
+    klein_base = dir / "klein_base";
     find_model_entry("qwen")->make_tiny(*find_model("qwen"), qwen, {"tiny", 0});
     find_model_entry("qwen_singleimg")->make_tiny(*find_model("qwen_singleimg"), single, {"tiny", 0});
+    find_model_entry("flux2")->make_tiny(*find_model("flux2"), flux2, {"tiny", 0});
+    find_model_entry("flux2_klein")->make_tiny(*find_model("flux2_klein"), klein, {"tiny", 0});
+    // The base (undistilled) klein: the same bundle with is_distilled false in model_index.json.
+    fs::copy(klein, klein_base, fs::copy_options::recursive);
+    nlohmann::json index = nlohmann::json::parse(std::ifstream(klein_base + "/model_index.json"));
+    index["is_distilled"] = false;
+    std::ofstream(klein_base + "/model_index.json") << index.dump();
   }
 };
 Bundles& bundles() {
@@ -51,13 +63,13 @@ struct Runner {
     pipe = find_model_entry(type)->make_pipeline(PipelineConfig{find_model(type), bundle, "cpu", &options});
   }
   EditResult run(std::vector<Image> images, const std::string& text, uint64_t seed, double true_cfg = 4.0,
-                 int steps = 2) {
+                 int steps = 2, double guidance = 1.0) {
     EditRequest r;
     r.images = std::move(images);
     r.instruction = text;
     r.seed = seed;
     r.params.steps = steps;
-    r.params.guidance = 1.0;
+    r.params.guidance = guidance;
     r.params.true_cfg = true_cfg;
     r.params.negative_prompt = " ";
     return pipe->edit(r);
@@ -285,10 +297,99 @@ TEST(Bundle, LoadErrorsNameWhatIsWrong) {
   EXPECT_NE(sig.find("wrong signature: forward(x, t)"), std::string::npos) << sig;
 }
 
-TEST(ModelRegistry, QwenTypesHaveAPipelineAndATinyBundle) {
-  for (const char* type : {"qwen", "qwen_singleimg"}) {
+TEST(ModelRegistry, ImplementedTypesHaveAPipelineAndATinyBundle) {
+  for (const char* type : {"qwen", "qwen_singleimg", "flux2", "flux2_klein"}) {
     const ModelEntry* e = find_model_entry(type);
     ASSERT_NE(e, nullptr) << type;
     EXPECT_TRUE(e->make_pipeline && e->make_tiny);
+  }
+}
+
+TEST(Flux2, ReferencePreparationAndIds) {
+  EXPECT_THROW(flux2_reference(pattern(63, 100, 1)), std::invalid_argument);
+  EXPECT_THROW(flux2_reference(pattern(900, 100, 1)), std::invalid_argument);  // aspect 9
+  const Image small = flux2_reference(pattern(70, 75, 1));  // centre crop to 64x64, no resampling
+  ASSERT_EQ(small.width, 64);
+  ASSERT_EQ(small.height, 64);
+  const Image src = pattern(70, 75, 1);
+  EXPECT_EQ(small.pixel(0, 0)[0], src.pixel(3, 5)[0]);
+  EXPECT_EQ(small.pixel(63, 63)[2], src.pixel(66, 68)[2]);
+  const Image big = flux2_reference(pattern(1500, 1000, 2));  // capped to 1024^2 area: int(1254.1) x int(836.1)
+  EXPECT_EQ(big.width, 1248);
+  EXPECT_EQ(big.height, 832);
+  EXPECT_EQ(flux2_image_ids(20, 2, 3), (std::vector<int64_t>{20, 0, 0, 0, 20, 0, 1, 0, 20, 0, 2, 0,
+                                                              20, 1, 0, 0, 20, 1, 1, 0, 20, 1, 2, 0}));
+}
+
+TEST(Flux2, PatchifyAndBatchNormRoundTrip) {
+  const at::Tensor z = at::randn({1, 32, 6, 4});
+  const at::Tensor p = patchify_2x2(z);
+  ASSERT_EQ(p.sizes(), (std::vector<int64_t>{1, 128, 3, 2}));
+  EXPECT_EQ(p[0][5 * 4 + 1 * 2 + 1][2][1].item<float>(), z[0][5][5][3].item<float>());  // c*4 + dy*2 + dx
+  const at::Tensor mean = at::randn({1, 128, 1, 1}), stdv = at::rand({1, 128, 1, 1}) + 0.5;
+  const at::Tensor tokens = to_tokens((p - mean) / stdv);
+  ASSERT_EQ(tokens.sizes(), (std::vector<int64_t>{1, 6, 128}));
+  EXPECT_TRUE(at::allclose(unpatchify_2x2(from_tokens(tokens, 3, 2) * stdv + mean), z, 1e-5, 1e-6));
+}
+
+TEST(Flux2, SizesCallsAndSensitivity) {
+  Runner dev(bundles().flux2, "flux2");
+  const Image a = pattern(96, 64, 1), b = pattern(80, 80, 2);
+  EditResult r = dev.run({a, b}, "add a moon", 3, 1.0, 2, 4.0);
+  EXPECT_EQ(r.image.width, 96);  // the first reference's processed size
+  EXPECT_EQ(r.image.height, 64);
+  EXPECT_EQ(counter(r, "transformer_calls"), 2);  // distilled guidance: one call per step
+  const auto base = r.image.rgb;
+  EXPECT_EQ(dev.run({a, b}, "add a moon", 3, 1.0, 2, 4.0).image.rgb, base);
+  EXPECT_NE(dev.run({a, b}, "add a moon", 4, 1.0, 2, 4.0).image.rgb, base);
+  EXPECT_NE(dev.run({a, b}, "add a sun", 3, 1.0, 2, 4.0).image.rgb, base);
+  EXPECT_NE(dev.run({a, b}, "add a moon", 3, 1.0, 2, 2.5).image.rgb, base);  // guidance embedding
+  Image b2 = b;
+  b2.pixel(40, 40)[1] ^= 0xff;
+  EXPECT_NE(dev.run({a, b2}, "add a moon", 3, 1.0, 2, 4.0).image.rgb, base);  // the second reference
+  EXPECT_NE(dev.run({a}, "add a moon", 3, 1.0, 2, 4.0).image.rgb, base);
+  EXPECT_THROW(dev.run({pattern(40, 40, 1)}, "tiny input", 3), std::invalid_argument);
+
+  Runner distilled(bundles().klein, "flux2_klein");
+  EXPECT_EQ(counter(distilled.run({a}, "x", 1, 1.0, 3, 4.0), "transformer_calls"), 3);  // no CFG when distilled
+  Runner undistilled(bundles().klein_base, "flux2_klein");
+  const EditResult with_cfg = undistilled.run({a}, "x", 1, 1.0, 3, 4.0);
+  EXPECT_EQ(counter(with_cfg, "transformer_calls"), 6);  // plain CFG against ""
+  const EditResult without = undistilled.run({a}, "x", 1, 1.0, 3, 1.0);
+  EXPECT_EQ(counter(without, "transformer_calls"), 3);
+  EXPECT_NE(with_cfg.image.rgb, without.image.rgb);
+}
+
+TEST(Flux2, MistralTemplateTokensComeFromTheBundle) {
+  const Tokenizer tok = Tokenizer::from_file(bundles().flux2 + "/tokenizer/tokenizer.json");
+  const auto ids = tok.encode("<s>[SYSTEM_PROMPT]hi[/SYSTEM_PROMPT][INST]a cat[/INST]");
+  ASSERT_GE(ids.size(), 6u);
+  EXPECT_EQ(ids.front(), 1);
+  EXPECT_EQ(ids[1], 17);
+  EXPECT_EQ(ids.back(), 4);
+  EXPECT_EQ(*tok.token_to_id("<pad>"), 11);
+}
+
+TEST(TinyComponents, Flux2TransformerReactsToIdsAndGuidance) {
+  c10::InferenceMode guard;
+  Bundle b = Bundle::open(bundles().flux2, *find_model("flux2"), "float32", "cpu");
+  torch::jit::Module dit = b.load("transformer", "cpu");
+  const int64_t S = 6, L = 4;
+  std::vector<at::Tensor> in{at::randn({1, S, 128}), at::randn({1, L, 96}), at::full({1}, 0.5f), at::full({1}, 4.0f),
+                             at::zeros({S, 4}, at::kLong), at::zeros({L, 4}, at::kLong)};
+  for (int64_t s = 0; s < S; ++s) in[4][s][1] = s / 3, in[4][s][2] = s % 3;
+  for (int64_t l = 0; l < L; ++l) in[5][l][3] = l;
+  auto run = [&](const std::vector<at::Tensor>& args) {
+    return dit.forward(std::vector<c10::IValue>(args.begin(), args.end())).toTensor();
+  };
+  const at::Tensor base = run(in);
+  for (int k : {2, 3, 4, 5}) {
+    auto args = in;
+    args[k] = args[k].clone();
+    if (k == 2) args[k] = at::full({1}, 0.25f);
+    if (k == 3) args[k] = at::full({1}, 2.0f);
+    if (k == 4) args[k][S - 1][0] = 10;  // one token moves to reference frame T = 10
+    if (k == 5) args[k][1][3] = 7;
+    EXPECT_FALSE(at::allclose(run(args), base, 1e-6, 1e-7)) << "input " << k;
   }
 }

@@ -1,0 +1,217 @@
+// FLUX.2-dev (Flux2Pipeline, type flux2) and FLUX.2-klein (Flux2KleinPipeline, type flux2_klein) on
+// TorchScript bundles. Orchestration ported from diffusers 58eb52c0 pipeline_flux2.py /
+// pipeline_flux2_klein.py (pipelines.md §3-4, bundle-contract.md §5.3):
+//   chat template -> 512 tokens padded with the tokenizer's pad id (pads reach the DiT unmasked) ->
+//   three stacked LM layers -> references capped to 1024^2, floored to 16, centre-cropped -> VAE mean,
+//   2x2 patchify to 128 channels, batch-norm statistics -> 4-D ids (references at T = 10, 20, ...) ->
+//   noise drawn in patchified space -> empirical mu -> Euler with the distilled guidance embedding
+//   (dev) or plain CFG against "" (klein base) -> undo BN, unpatchify, decode.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "diffgentor/bundle.hpp"
+#include "diffgentor/latents.hpp"
+#include "diffgentor/model_registry.hpp"
+#include "diffgentor/resize.hpp"
+#include "diffgentor/scheduler.hpp"
+#include "diffgentor/tokenizer.hpp"
+
+namespace dg {
+
+namespace {
+
+// Flux2Pipeline's system message for the Mistral chat template (there is a newline inside it).
+const char* kMistralSystem =
+    "You are an AI that reasons about image descriptions. You give structured responses focusing on object "
+    "relationships, object\nattribution and actions without speculation.";
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+/// Flux2ImageProcessor-style reference preparation: sides >= 64 and aspect <= 8, LANCZOS down to
+/// 1024^2 area when larger (int() truncation), then a centre crop to multiples of 16.
+Image flux2_reference(const Image& img) {
+  if (img.width < 64 || img.height < 64)
+    throw std::invalid_argument(fmt::format("FLUX.2 reference images need sides of at least 64 px, got {}x{}",
+                                            img.width, img.height));
+  if (double(std::max(img.width, img.height)) / std::min(img.width, img.height) > 8.0)
+    throw std::invalid_argument(fmt::format("FLUX.2 reference images need an aspect ratio of at most 8, got {}x{}",
+                                            img.width, img.height));
+  Image cur = img;
+  const double area = double(img.width) * img.height, cap = 1024.0 * 1024.0;
+  if (area > cap) {
+    const double s = std::sqrt(cap / area);
+    cur = resize_pil(img, static_cast<int>(img.width * s), static_cast<int>(img.height * s), ResampleFilter::Lanczos);
+  }
+  const int w = cur.width / 16 * 16, h = cur.height / 16 * 16;
+  if (w == cur.width && h == cur.height) return cur;
+  Image out{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
+  const int left = (cur.width - w) / 2, top = (cur.height - h) / 2;
+  for (int y = 0; y < h; ++y)
+    std::copy_n(cur.pixel(left, top + y), static_cast<std::size_t>(w) * 3, out.pixel(0, y));
+  return out;
+}
+
+/// Flux2Pipeline ids: rows of (T, row, col, l); noise T = 0, reference i T = 10 + 10 i; text (0, 0, 0, l).
+std::vector<int64_t> flux2_image_ids(int64_t T, int64_t h, int64_t w) {
+  std::vector<int64_t> ids;
+  ids.reserve(static_cast<std::size_t>(h * w * 4));
+  for (int64_t r = 0; r < h; ++r)
+    for (int64_t c = 0; c < w; ++c) ids.insert(ids.end(), {T, r, c, 0});
+  return ids;
+}
+
+namespace {
+
+class Flux2 : public Pipeline {
+ public:
+  explicit Flux2(const PipelineConfig& cfg)
+      : klein_(cfg.spec->type == "flux2_klein"),
+        device_(cfg.device),
+        bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+        tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
+    const auto& tc = bundle_.config("tokenizer/tokenizer_config.json");
+    const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
+                                                           : tc["pad_token"].at("content").get<std::string>();
+    const auto pad_id = tokenizer_.token_to_id(pad);
+    if (!pad_id) throw BundleError(fmt::format("bundle {}: pad_token '{}' is not in the tokenizer", cfg.bundle_dir, pad));
+    pad_id_ = *pad_id;
+    if (tc.value("padding_side", "right") != "right")
+      throw BundleError(fmt::format("bundle {}: padding_side '{}' is not supported (right only)", cfg.bundle_dir,
+                                    tc.value("padding_side", "")));
+    is_distilled_ = bundle_.config("model_index.json").value("is_distilled", false);
+    guidance_embeds_ = bundle_.config("transformer/config.json").value("guidance_embeds", false);
+    const auto& vae = bundle_.config("vae/config.json");
+    eps_ = vae.value("batch_norm_eps", 1e-4);
+    const at::ScalarType W = bundle_.dtype();
+    // Batch-norm statistics in the run dtype, std = sqrt(var + eps) evaluated in it (bundle-contract §4).
+    const auto mean = bundle_.constant("vae_bn_running_mean").get<std::vector<float>>();
+    const auto var = bundle_.constant("vae_bn_running_var").get<std::vector<float>>();
+    bn_mean_ = at::tensor(mean).view({1, -1, 1, 1}).to(at::Device(device_), W);
+    bn_std_ = (at::tensor(var).view({1, -1, 1, 1}).to(at::Device(device_), W) + eps_).sqrt();
+    scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
+    text_encoder_ = bundle_.load("text_encoder", device_);
+    transformer_ = bundle_.load("transformer", device_);
+    vae_encoder_ = bundle_.load("vae_encoder", device_);
+    vae_decoder_ = bundle_.load("vae_decoder", device_);
+  }
+
+  EditResult edit(const EditRequest& r) override {
+    c10::InferenceMode guard;
+    EditResult result;
+    auto t0 = Clock::now();
+    auto lap = [&](const char* stage) {
+      result.stage_seconds.emplace_back(stage, seconds_since(t0));
+      t0 = Clock::now();
+    };
+    if (r.images.empty()) throw std::invalid_argument("no input image");
+    const at::ScalarType W = bundle_.dtype();
+    const auto dev = at::Device(device_);
+
+    std::vector<Image> refs;
+    for (const Image& img : r.images) refs.push_back(flux2_reference(img));
+    const int64_t H = refs.front().height, Wd = refs.front().width;  // output from the first reference
+    lap("preprocess");
+
+    const at::Tensor embeds = encode(r.instruction);
+    // Klein base models run plain CFG against "" when guidance_scale > 1; distilled ones never do.
+    const bool cfg = klein_ && !is_distilled_ && r.params.guidance > 1.0;
+    at::Tensor negative;
+    if (cfg) negative = encode("");
+    lap("text_encoder");
+
+    std::vector<at::Tensor> ref_tokens;
+    std::vector<int64_t> ids = flux2_image_ids(0, H / 16, Wd / 16);
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], W, device_)}).toTensor();
+      const at::Tensor p = (patchify_2x2(z) - bn_mean_) / bn_std_;
+      ref_tokens.push_back(to_tokens(p));
+      const auto more = flux2_image_ids(10 + 10 * static_cast<int64_t>(i), p.size(2), p.size(3));
+      ids.insert(ids.end(), more.begin(), more.end());
+    }
+    const at::Tensor refs_cat = at::cat(ref_tokens, 1);
+    lap("vae_encode");
+
+    // Noise drawn directly in patchified space, [1, 128, H/16, W/16].
+    const int64_t C = bn_mean_.size(1), h = H / 16, w = Wd / 16;
+    at::Tensor latents = to_tokens(seeded_noise({1, C, h, w}, r.seed, W, device_));
+    const int64_t Sn = latents.size(1), S = Sn + refs_cat.size(1), L = embeds.size(1);
+    const at::Tensor img_ids = at::tensor(ids, at::kLong).view({S, 4}).to(dev);
+    std::vector<int64_t> txt(static_cast<std::size_t>(L * 4), 0);
+    for (int64_t l = 0; l < L; ++l) txt[static_cast<std::size_t>(l * 4 + 3)] = l;
+    const at::Tensor txt_ids = at::tensor(txt, at::kLong).view({L, 4}).to(dev);
+
+    const double mu = compute_mu(MuRule::Flux2Empirical, scheduler_, Sn, r.params.steps);
+    const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, mu);
+    const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
+    int64_t calls = 0;
+    auto velocity = [&](const at::Tensor& text, const at::Tensor& x, float t) {
+      ++calls;
+      std::vector<c10::IValue> in{at::cat({x, refs_cat}, 1), text,
+                                  at::full({1}, W == at::kBFloat16 ? dit_timestep_bf16(t) : t / 1000.0f, f32)};
+      if (guidance_embeds_) in.emplace_back(at::full({1}, static_cast<float>(r.params.guidance), f32));
+      in.emplace_back(img_ids);
+      in.emplace_back(txt_ids);
+      return transformer_.forward(in).toTensor().slice(1, 0, Sn);
+    };
+    for (int i = 0; i < r.params.steps; ++i) {
+      at::Tensor v = velocity(embeds, latents, sched.timesteps[i]);
+      if (cfg) {
+        const at::Tensor u = velocity(negative, latents, sched.timesteps[i]);
+        v = u + static_cast<float>(r.params.guidance) * (v - u);
+      }
+      latents = euler_step(latents, v, sched.sigmas[i], sched.sigmas[i + 1]);
+    }
+    lap("denoise");
+
+    const at::Tensor z = unpatchify_2x2(from_tokens(latents, h, w) * bn_std_ + bn_mean_);
+    result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
+    lap("vae_decode");
+    result.counters.emplace_back("transformer_calls", calls);
+    return result;
+  }
+
+ private:
+  // The chat template, 512 tokens right-padded with the pad id, the three stacked LM layers.
+  at::Tensor encode(const std::string& prompt) {
+    std::string text;
+    if (klein_) {
+      text = fmt::format("<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", prompt);
+    } else {
+      std::string p = prompt;
+      for (auto pos = p.find("[IMG]"); pos != std::string::npos; pos = p.find("[IMG]")) p.erase(pos, 5);
+      text = fmt::format("<s>[SYSTEM_PROMPT]{}[/SYSTEM_PROMPT][INST]{}[/INST]", kMistralSystem, p);
+    }
+    const Tokenizer::Padded t = tokenizer_.encode_padded(text, 512, pad_id_);
+    const auto dev = at::Device(device_);
+    const at::Tensor ids = at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).view({1, 512}).to(dev);
+    const at::Tensor mask =
+        at::tensor(std::vector<int64_t>(t.attention_mask.begin(), t.attention_mask.end()), at::kLong).view({1, 512}).to(dev);
+    const at::Tensor pos = at::arange(512, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, 512});
+    return text_encoder_.forward({ids, mask, pos}).toTensor();
+  }
+
+  bool klein_;
+  std::string device_;
+  Bundle bundle_;
+  Tokenizer tokenizer_;
+  int32_t pad_id_ = 0;
+  bool is_distilled_ = false, guidance_embeds_ = false;
+  double eps_ = 1e-4;
+  at::Tensor bn_mean_, bn_std_;
+  SchedulerConfig scheduler_;
+  torch::jit::Module text_encoder_, transformer_, vae_encoder_, vae_decoder_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pipeline> make_flux2_pipeline(const PipelineConfig& config) { return std::make_unique<Flux2>(config); }
+
+}  // namespace dg

@@ -1,0 +1,299 @@
+// `diffgentor make-tiny --model_type flux2|flux2_klein`: FLUX.2 bundles with seeded random weights
+// (bundle-contract.md §7): a 3-layer LM whose three layer outputs are stacked per token, a DiT whose
+// RoPE is built from the 4-D ids in the graph (theta 2000, interleaved pairs), a 32-channel VAE, random
+// batch-norm statistics in the manifest, and a tokenizer of the real kind (Qwen3 for klein, a
+// Tekken-style BPE with a special-token block for dev).
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/script.h>
+
+#include <nlohmann/json.hpp>
+
+#include "diffgentor/model_registry.hpp"
+#include "diffgentor/text_regex.hpp"
+#include "diffgentor/tokenizer.hpp"
+#include "tiny_common.hpp"
+
+using nlohmann::json;
+
+namespace dg {
+
+namespace {
+
+const char* kText = R"JIT(
+def rms(self, x: Tensor, w: Tensor) -> Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype) * w
+
+def rotate_half(self, x: Tensor) -> Tensor:
+    h = x.size(-1) // 2
+    return torch.cat([x.narrow(-1, h, h).neg(), x.narrow(-1, 0, h)], -1)
+
+def layer(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, n: Tensor, wq: Tensor, wk: Tensor, wv: Tensor, wo: Tensor, n2: Tensor, g: Tensor, u: Tensor, dn: Tensor) -> Tensor:
+    B = x.size(0)
+    L = x.size(1)
+    h = self.rms(x, n)
+    q = torch.linear(h, wq).view(B, L, self.heads, self.head_dim).transpose(1, 2)
+    k = torch.linear(h, wk).view(B, L, 1, self.head_dim).transpose(1, 2)
+    v = torch.linear(h, wv).view(B, L, 1, self.head_dim).transpose(1, 2)
+    q = q * cos + self.rotate_half(q) * sin
+    k = k * cos + self.rotate_half(k) * sin
+    s = torch.matmul(q, k.expand(B, self.heads, L, self.head_dim).transpose(2, 3)) * (self.head_dim ** -0.5)
+    s = s.masked_fill(mask.logical_not(), -30000.0)
+    o = torch.matmul(s.softmax(-1), v.expand(B, self.heads, L, self.head_dim)).transpose(1, 2).reshape(B, L, self.heads * self.head_dim)
+    x = x + torch.linear(o, wo)
+    h = self.rms(x, n2)
+    return x + torch.linear(torch.silu(torch.linear(h, g)) * torch.linear(h, u), dn)
+
+def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+    x = torch.embedding(self.embed, input_ids)
+    L = x.size(1)
+    ang = position_ids.float().unsqueeze(-1) * self.inv_freq.float()
+    emb = torch.cat([ang, ang], -1)
+    cos = emb.cos().unsqueeze(1).to(x.dtype)
+    sin = emb.sin().unsqueeze(1).to(x.dtype)
+    idx = torch.arange(L, device=x.device)
+    mask = (idx.unsqueeze(0) <= idx.unsqueeze(1)).unsqueeze(0).unsqueeze(0) & (attention_mask > 0).unsqueeze(1).unsqueeze(1)
+    h1 = self.layer(x, cos, sin, mask, self.n0, self.q0, self.k0, self.v0, self.o0, self.m0, self.g0, self.u0, self.d0)
+    h2 = self.layer(h1, cos, sin, mask, self.n1, self.q1, self.k1, self.v1, self.o1, self.m1, self.g1, self.u1, self.d1)
+    h3 = self.layer(h2, cos, sin, mask, self.n2, self.q2, self.k2, self.v2, self.o2, self.m2, self.g2, self.u2, self.d2)
+    return torch.cat([h1, h2, h3], -1)
+)JIT";
+
+// {GUIDANCE_ARG} and {GUIDANCE_EMB} are filled for FLUX.2-dev (guidance embedding) and left empty for klein.
+const char* kTransformer = R"JIT(
+def sinusoid(self, t: Tensor) -> Tensor:
+    half = self.t_freq_dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device).float() * (-9.210340371976184 / half))
+    args = t.float().unsqueeze(-1) * 1000.0 * freqs.unsqueeze(0)
+    return torch.cat([args.cos(), args.sin()], -1).to(self.t1.dtype)
+
+def rope(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    xe = x[..., 0::2]
+    xo = x[..., 1::2]
+    return torch.stack([xe * cos - xo * sin, xe * sin + xo * cos], -1).flatten(-2)
+
+def block(self, img: Tensor, txt: Tensor, mod: Tensor, cos: Tensor, sin: Tensor, wqkv: Tensor, wo: Tensor, f1: Tensor, f2: Tensor) -> Tensor:
+    B = img.size(0)
+    S = img.size(1)
+    L = txt.size(1)
+    d = img.size(-1)
+    shift, scale = mod.chunk(2, -1)
+    h = torch.cat([torch.layer_norm(txt, [d]), torch.layer_norm(img, [d])], 1) * (1.0 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    qkv = torch.linear(h, wqkv).view(B, L + S, 3, self.heads, self.head_dim)
+    q = self.rope(qkv.select(2, 0), cos, sin)
+    k = self.rope(qkv.select(2, 1), cos, sin)
+    v = qkv.select(2, 2)
+    qf = torch.elu(q.float()) + 1.0
+    kf = torch.elu(k.float()) + 1.0
+    kv = torch.einsum('bnhd,bnhe->bhde', [kf, v.float()])
+    z = torch.einsum('bnhd,bhd->bnh', [qf, kf.sum(1)]).unsqueeze(-1)
+    o = torch.linear((torch.einsum('bnhd,bhde->bnhe', [qf, kv]) / z).to(img.dtype).reshape(B, L + S, d), wo)
+    img = img + o.narrow(1, L, S)
+    return img + torch.linear(torch.gelu(torch.linear(torch.layer_norm(img, [d]), f1)), f2)
+
+def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep: Tensor{GUIDANCE_ARG}, img_ids: Tensor, txt_ids: Tensor) -> Tensor:
+    x = torch.linear(hidden_states, self.img_in)
+    c = torch.linear(encoder_hidden_states, self.txt_in)
+    temb = torch.linear(torch.silu(torch.linear(self.sinusoid(timestep.to(x.dtype)), self.t1, self.t1b)), self.t2, self.t2b)
+{GUIDANCE_EMB}
+    mod = torch.linear(torch.silu(temb), self.mod_w, self.mod_b)
+    ids = torch.cat([txt_ids, img_ids], 0).float()
+    ang = torch.cat([ids.select(1, 0).unsqueeze(-1) * self.inv_freq.float(), ids.select(1, 1).unsqueeze(-1) * self.inv_freq.float(), ids.select(1, 2).unsqueeze(-1) * self.inv_freq.float(), ids.select(1, 3).unsqueeze(-1) * self.inv_freq.float()], -1)
+    cos = ang.cos().unsqueeze(1).to(x.dtype)
+    sin = ang.sin().unsqueeze(1).to(x.dtype)
+    x = self.block(x, c, mod, cos, sin, self.qkv0, self.o0, self.f0a, self.f0b)
+    x = self.block(x, c, mod, cos, sin, self.qkv1, self.o1, self.f1a, self.f1b)
+    d = x.size(-1)
+    shift, scale = torch.linear(torch.silu(temb), self.out_w, self.out_b).chunk(2, -1)
+    x = torch.layer_norm(x, [d]) * (1.0 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    return torch.linear(x, self.proj_out)
+)JIT";
+
+const char* kGuidanceEmb = R"JIT(    temb = temb + torch.linear(torch.silu(torch.linear(self.sinusoid(guidance.to(x.dtype)), self.g1, self.g1b)), self.g2, self.g2b))JIT";
+
+const char* kVaeEncoder = R"JIT(
+def forward(self, image: Tensor) -> Tensor:
+    B = image.size(0)
+    H = image.size(2)
+    W = image.size(3)
+    x = image.to(self.c1.dtype).reshape(B, 3, H // 8, 8, W // 8, 8).permute(0, 1, 3, 5, 2, 4).reshape(B, 192, H // 8, W // 8)
+    x = torch.silu(torch.conv2d(x, self.c1, self.c1b, [1, 1], [1, 1]))
+    return torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
+)JIT";
+
+const char* kVaeDecoder = R"JIT(
+def forward(self, latents: Tensor) -> Tensor:
+    B = latents.size(0)
+    h = latents.size(2)
+    w = latents.size(3)
+    x = torch.silu(torch.conv2d(latents.to(self.c1.dtype), self.c1, self.c1b, [1, 1], [1, 1]))
+    x = torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
+    return x.reshape(B, 3, 8, 8, h, w).permute(0, 1, 4, 2, 5, 3).reshape(B, 3, h * 8, w * 8)
+)JIT";
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (auto p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+  return s;
+}
+
+// A Tekken-style tokenizer.json as transformers' Mistral converter writes it: a block of special tokens
+// first (ids 0..19 here; 0..999 in the real one), regular tokens at rank + 20, ignore_merges, the
+// Tekken split regex, no normalizer, no post-processor.
+json tiny_tekken_tokenizer() {
+  const std::vector<std::pair<int, const char*>> named = {{0, "<unk>"}, {1, "<s>"}, {2, "</s>"}, {3, "[INST]"},
+                                                          {4, "[/INST]"}, {10, "[IMG]"}, {11, "<pad>"}, {12, "[IMG_BREAK]"},
+                                                          {13, "[IMG_END]"}, {17, "[SYSTEM_PROMPT]"}, {18, "[/SYSTEM_PROMPT]"}};
+  json added = json::array();
+  for (int id = 0; id < 20; ++id) {
+    std::string content = fmt::format("<SPECIAL_{}>", id);
+    for (const auto& [k, v] : named)
+      if (k == id) content = v;
+    added.push_back({{"id", id}, {"content", content}, {"special", true}, {"normalized", false}, {"lstrip", false},
+                     {"rstrip", false}, {"single_word", false}});
+  }
+  json vocab = json::object();
+  int id = 20;
+  for (int b = 0; b < 256; ++b) vocab[byte_to_unicode(static_cast<unsigned char>(b))] = id++;
+  json merges = json::array();
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{{"\u0120", "a"}, {"i", "n"}, {"t", "h"}, {"e", "r"}}) {
+    vocab[a + b] = id++;
+    merges.push_back(a + " " + b);
+  }
+  return {{"version", "1.0"},
+          {"added_tokens", added},
+          {"normalizer", nullptr},
+          {"pre_tokenizer",
+           {{"type", "Sequence"},
+            {"pretokenizers",
+             {{{"type", "Split"},
+               {"pattern", {{"Regex", R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+               {"behavior", "Isolated"}, {"invert", false}},
+              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}}},
+          {"post_processor", nullptr},
+          {"decoder", {{"type", "ByteLevel"}}},
+          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"ignore_merges", true},
+                     {"unk_token", "<unk>"}, {"byte_fallback", false}}}};
+}
+
+}  // namespace
+
+void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOptions& opt) {
+  const bool klein = spec.type == "flux2_klein", small = opt.size == "small";
+  const int64_t d = small ? 256 : 32, heads = 2, hd = d / heads, J = 3 * d;
+  TinyWriter tw(dir, spec, opt);
+
+  json tok;
+  std::string pad;
+  if (klein) {  // Qwen3: the Qwen2 layout plus <think> / </think> as added (non-special) tokens
+    tok = tiny_qwen_tokenizer();
+    int next = 0;
+    for (const auto& a : tok["added_tokens"]) next = std::max(next, a["id"].get<int>() + 1);
+    for (const char* t : {"<think>", "</think>"})
+      tok["added_tokens"].push_back({{"id", next++}, {"content", t}, {"special", false}, {"normalized", false},
+                                     {"lstrip", false}, {"rstrip", false}, {"single_word", false}});
+    pad = "<|endoftext|>";
+  } else {
+    tok = tiny_tekken_tokenizer();
+    pad = "<pad>";
+  }
+  tw.write_json("tokenizer/tokenizer.json", tok);
+  tw.write_json("tokenizer/tokenizer_config.json", {{"pad_token", pad}, {"padding_side", "right"}, {"model_max_length", 512}});
+  const int64_t vocab = static_cast<int64_t>(Tokenizer::from_json(tok, "tiny").vocab_size());
+
+  {
+    torch::jit::Module m("TinyFlux2TextEncoder");
+    tw.param(m, "embed", {vocab, d}, 1.0);
+    for (int l = 0; l < 3; ++l) {
+      tw.ones(m, fmt::format("n{}", l), {d});
+      tw.ones(m, fmt::format("m{}", l), {d});
+      tw.param(m, fmt::format("q{}", l), {d, d});
+      tw.param(m, fmt::format("k{}", l), {hd, d});
+      tw.param(m, fmt::format("v{}", l), {hd, d});
+      tw.param(m, fmt::format("o{}", l), {d, d});
+      tw.param(m, fmt::format("g{}", l), {2 * d, d});
+      tw.param(m, fmt::format("u{}", l), {2 * d, d});
+      tw.param(m, fmt::format("d{}", l), {d, 2 * d});
+    }
+    m.register_buffer("inv_freq", 1.0 / at::pow(10000.0, at::arange(0, hd, 2, at::kFloat) / hd));
+    m.register_attribute("heads", c10::IntType::get(), heads);
+    m.register_attribute("head_dim", c10::IntType::get(), hd);
+    m.define(kText);
+    tw.save(m, "text_encoder");
+  }
+  {
+    torch::jit::Module m("TinyFlux2Transformer");
+    tw.param(m, "img_in", {d, 128});
+    tw.param(m, "txt_in", {d, J});
+    tw.param(m, "t1", {d, d});
+    tw.param(m, "t1b", {d}, 0.1);
+    tw.param(m, "t2", {d, d});
+    tw.param(m, "t2b", {d}, 0.1);
+    if (!klein) {
+      tw.param(m, "g1", {d, d});
+      tw.param(m, "g1b", {d}, 0.1);
+      tw.param(m, "g2", {d, d});
+      tw.param(m, "g2b", {d}, 0.1);
+    }
+    for (const char* n : {"mod", "out"}) {
+      tw.param(m, fmt::format("{}_w", n), {2 * d, d});
+      tw.param(m, fmt::format("{}_b", n), {2 * d}, 0.1);
+    }
+    for (int l = 0; l < 2; ++l) {
+      tw.param(m, fmt::format("qkv{}", l), {3 * d, d});
+      tw.param(m, fmt::format("o{}", l), {d, d});
+      tw.param(m, fmt::format("f{}a", l), {2 * d, d});
+      tw.param(m, fmt::format("f{}b", l), {d, 2 * d});
+    }
+    tw.param(m, "proj_out", {128, d});
+    // Four RoPE axes of hd/4 channels each (theta 2000): hd/8 pairs per axis.
+    m.register_buffer("inv_freq", 1.0 / at::pow(2000.0, at::arange(0, hd / 4, 2, at::kFloat) / (hd / 4)));
+    m.register_attribute("heads", c10::IntType::get(), heads);
+    m.register_attribute("head_dim", c10::IntType::get(), hd);
+    m.register_attribute("t_freq_dim", c10::IntType::get(), d);
+    std::string src = replace_all(kTransformer, "{GUIDANCE_ARG}", klein ? "" : ", guidance: Tensor");
+    src = replace_all(src, "{GUIDANCE_EMB}", klein ? "" : kGuidanceEmb);
+    m.define(src);
+    tw.save(m, "transformer");
+  }
+  {
+    torch::jit::Module m("TinyFlux2VaeEncoder");
+    tw.param(m, "c1", {64, 192, 3, 3});
+    tw.param(m, "c1b", {64}, 0.1);
+    tw.param(m, "c2", {32, 64, 3, 3});
+    tw.param(m, "c2b", {32}, 0.1);
+    m.define(kVaeEncoder);
+    tw.save(m, "vae_encoder");
+  }
+  {
+    torch::jit::Module m("TinyFlux2VaeDecoder");
+    tw.param(m, "c1", {64, 32, 3, 3});
+    tw.param(m, "c1b", {64}, 0.1);
+    tw.param(m, "c2", {192, 64, 3, 3});
+    tw.param(m, "c2b", {192}, 0.1);
+    m.define(kVaeDecoder);
+    tw.save(m, "vae_decoder");
+  }
+
+  json model_index = {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"}};
+  if (klein) model_index["is_distilled"] = true;
+  tw.write_json("model_index.json", model_index);
+  tw.write_json("scheduler/scheduler_config.json",
+                {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"shift", 3.0},
+                 {"use_dynamic_shifting", true}, {"base_shift", 0.5}, {"max_shift", 1.15}, {"base_image_seq_len", 256},
+                 {"max_image_seq_len", 4096}, {"time_shift_type", "exponential"}});
+  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKLFlux2"}, {"latent_channels", 32},
+                                    {"batch_norm_eps", 1e-4}, {"patch_size", {2, 2}}});
+  tw.write_json("transformer/config.json",
+                {{"_class_name", "Flux2Transformer2DModel"}, {"in_channels", 128}, {"joint_attention_dim", J},
+                 {"num_attention_heads", heads}, {"attention_head_dim", hd}, {"axes_dims_rope", {hd / 4, hd / 4, hd / 4, hd / 4}},
+                 {"rope_theta", 2000}, {"guidance_embeds", !klein}});
+  tw.write_json("text_encoder/config.json", {{"hidden_size", d}, {"num_hidden_layers", 3}, {"vocab_size", vocab},
+                                             {"num_attention_heads", heads}, {"num_key_value_heads", 1}});
+  std::vector<float> mean(128), var(128);
+  const at::Tensor rm = at::randn({128}) * 0.5, rv = at::rand({128}) + 0.5;
+  for (int k = 0; k < 128; ++k) mean[k] = rm[k].item<float>(), var[k] = rv[k].item<float>();
+  tw.write_manifest({{"vae_bn_running_mean", mean}, {"vae_bn_running_var", var}, {"text_encoder_out_layers", {1, 2, 3}}});
+}
+
+}  // namespace dg
