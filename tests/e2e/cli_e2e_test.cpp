@@ -96,9 +96,9 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   ProcessResult r = diffgentor({"make-tiny", "--model_type", "qwen", "--out", bundle, "--seed", "3"}, d);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(bundle + "/torchscript/manifest.json"));
-  r = diffgentor({"make-tiny", "--model_type", "flux2", "--out", d / "flux"}, d);
+  r = diffgentor({"make-tiny", "--model_type", "glm_image", "--out", d / "glm"}, d);
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("no tiny bundle for model type flux2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no tiny bundle for model type glm_image"), std::string::npos) << r.err;
 
   r = diffgentor({"edit", "--backend", "diffusers", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv",
                   "--output_dir", d / "out", "--output_name_column", "output_name", "--num_inference_steps", "2",
