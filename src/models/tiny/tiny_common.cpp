@@ -74,6 +74,52 @@ void TinyWriter::write_manifest(const json& constants) const {
               {"constants", constants}});
 }
 
+namespace {
+
+const char* kVaeEncoder = R"JIT(
+def forward(self, image: Tensor) -> Tensor:
+    B = image.size(0)
+    H = image.size(2)
+    W = image.size(3)
+    x = image.to(self.c1.dtype).reshape(B, 3, H // 8, 8, W // 8, 8).permute(0, 1, 3, 5, 2, 4).reshape(B, 192, H // 8, W // 8)
+    x = torch.silu(torch.conv2d(x, self.c1, self.c1b, [1, 1], [1, 1]))
+    return torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
+)JIT";
+
+const char* kVaeDecoder = R"JIT(
+def forward(self, latents: Tensor) -> Tensor:
+    B = latents.size(0)
+    h = latents.size(2)
+    w = latents.size(3)
+    x = torch.silu(torch.conv2d(latents.to(self.c1.dtype), self.c1, self.c1b, [1, 1], [1, 1]))
+    x = torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
+    x = x.reshape(B, 3, 8, 8, h, w).permute(0, 1, 4, 2, 5, 3).reshape(B, 3, h * 8, w * 8)
+    return {RESULT}
+)JIT";
+
+}  // namespace
+
+void save_tiny_vae(TinyWriter& tw, int64_t channels, bool clamp) {
+  {
+    torch::jit::Module m("TinyVaeEncoder");
+    tw.param(m, "c1", {64, 192, 3, 3});
+    tw.param(m, "c1b", {64}, 0.1);
+    tw.param(m, "c2", {channels, 64, 3, 3});
+    tw.param(m, "c2b", {channels}, 0.1);
+    m.define(kVaeEncoder);
+    tw.save(m, "vae_encoder");
+  }
+  torch::jit::Module m("TinyVaeDecoder");
+  tw.param(m, "c1", {64, channels, 3, 3});
+  tw.param(m, "c1b", {64}, 0.1);
+  tw.param(m, "c2", {192, 64, 3, 3});
+  tw.param(m, "c2b", {192}, 0.1);
+  std::string src = kVaeDecoder;
+  src.replace(src.find("{RESULT}"), 8, clamp ? "x.clamp(-1.0, 1.0)" : "x");
+  m.define(src);
+  tw.save(m, "vae_decoder");
+}
+
 json tiny_qwen_tokenizer() {
   json vocab = json::object();
   int id = 0;

@@ -32,6 +32,21 @@ class TinyWriter {
   nlohmann::json components_ = nlohmann::json::object();
 };
 
+/// Saves `vae_encoder` ([B,3,H,W] -> [B,C,H/8,W/8], x8 space-to-depth + two convolutions) and
+/// `vae_decoder` (the mirror image; `clamp` to [-1, 1] as the Qwen VAE does).
+void save_tiny_vae(TinyWriter& tw, int64_t channels, bool clamp);
+
+/// Saves a FLUX-style `transformer` whose RoPE is built in the graph from ids (text first, then image
+/// tokens): `axes` channels per id column (pairs summing to head_dim/2), `theta`; with `guidance` the
+/// forward takes a guidance tensor after the timestep (FLUX.2-dev).
+void save_tiny_ids_dit(TinyWriter& tw, int64_t d, int64_t in_channels, int64_t txt_dim, const std::vector<int64_t>& axes,
+                       double theta, bool guidance);
+
+class Tokenizer;
+/// Saves the tiny Qwen2.5-VL `vision_encoder` and `text_encoder` (hidden `d`) and writes
+/// text_encoder/config.json and processor/preprocessor_config.json (src/models/tiny/tiny_qwen.cpp).
+void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer);
+
 /// A byte-level BPE tokenizer.json with the real Qwen2 pre-tokenizer and special tokens, a 256-byte
 /// base vocabulary and a handful of merges.
 nlohmann::json tiny_qwen_tokenizer();

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <torch/script.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "diffgentor/model_registry.hpp"
@@ -99,7 +100,7 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep
 {GUIDANCE_EMB}
     mod = torch.linear(torch.silu(temb), self.mod_w, self.mod_b)
     ids = torch.cat([txt_ids, img_ids], 0).float()
-    ang = torch.cat([ids.select(1, 0).unsqueeze(-1) * self.inv_freq.float(), ids.select(1, 1).unsqueeze(-1) * self.inv_freq.float(), ids.select(1, 2).unsqueeze(-1) * self.inv_freq.float(), ids.select(1, 3).unsqueeze(-1) * self.inv_freq.float()], -1)
+    ang = ids.index_select(1, self.axis_of_pair.long()) * self.inv_freq.float()
     cos = ang.cos().unsqueeze(1).to(x.dtype)
     sin = ang.sin().unsqueeze(1).to(x.dtype)
     x = self.block(x, c, mod, cos, sin, self.qkv0, self.o0, self.f0a, self.f0b)
@@ -111,26 +112,6 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep
 )JIT";
 
 const char* kGuidanceEmb = R"JIT(    temb = temb + torch.linear(torch.silu(torch.linear(self.sinusoid(guidance.to(x.dtype)), self.g1, self.g1b)), self.g2, self.g2b))JIT";
-
-const char* kVaeEncoder = R"JIT(
-def forward(self, image: Tensor) -> Tensor:
-    B = image.size(0)
-    H = image.size(2)
-    W = image.size(3)
-    x = image.to(self.c1.dtype).reshape(B, 3, H // 8, 8, W // 8, 8).permute(0, 1, 3, 5, 2, 4).reshape(B, 192, H // 8, W // 8)
-    x = torch.silu(torch.conv2d(x, self.c1, self.c1b, [1, 1], [1, 1]))
-    return torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
-)JIT";
-
-const char* kVaeDecoder = R"JIT(
-def forward(self, latents: Tensor) -> Tensor:
-    B = latents.size(0)
-    h = latents.size(2)
-    w = latents.size(3)
-    x = torch.silu(torch.conv2d(latents.to(self.c1.dtype), self.c1, self.c1b, [1, 1], [1, 1]))
-    x = torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
-    return x.reshape(B, 3, 8, 8, h, w).permute(0, 1, 4, 2, 5, 3).reshape(B, 3, h * 8, w * 8)
-)JIT";
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (auto p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
@@ -178,6 +159,53 @@ json tiny_tekken_tokenizer() {
 
 }  // namespace
 
+void save_tiny_ids_dit(TinyWriter& tw, int64_t d, int64_t in_channels, int64_t txt_dim, const std::vector<int64_t>& axes,
+                       double theta, bool guidance) {
+  const int64_t heads = 2, hd = d / heads;
+  torch::jit::Module m("TinyIdsTransformer");
+  tw.param(m, "img_in", {d, in_channels});
+  tw.param(m, "txt_in", {d, txt_dim});
+  tw.param(m, "t1", {d, d});
+  tw.param(m, "t1b", {d}, 0.1);
+  tw.param(m, "t2", {d, d});
+  tw.param(m, "t2b", {d}, 0.1);
+  if (guidance) {
+    tw.param(m, "g1", {d, d});
+    tw.param(m, "g1b", {d}, 0.1);
+    tw.param(m, "g2", {d, d});
+    tw.param(m, "g2b", {d}, 0.1);
+  }
+  for (const char* n : {"mod", "out"}) {
+    tw.param(m, fmt::format("{}_w", n), {2 * d, d});
+    tw.param(m, fmt::format("{}_b", n), {2 * d}, 0.1);
+  }
+  for (int l = 0; l < 2; ++l) {
+    tw.param(m, fmt::format("qkv{}", l), {3 * d, d});
+    tw.param(m, fmt::format("o{}", l), {d, d});
+    tw.param(m, fmt::format("f{}a", l), {2 * d, d});
+    tw.param(m, fmt::format("f{}b", l), {d, 2 * d});
+  }
+  tw.param(m, "proj_out", {in_channels, d});
+  // Per channel pair: which id column it rotates by, and its frequency 1 / theta^(2j / axis_dim).
+  std::vector<int64_t> axis_of_pair;
+  std::vector<float> inv;
+  for (std::size_t a = 0; a < axes.size(); ++a)
+    for (int64_t j = 0; j < axes[a]; j += 2) {
+      axis_of_pair.push_back(static_cast<int64_t>(a));
+      inv.push_back(static_cast<float>(1.0 / std::pow(theta, double(j) / double(axes[a]))));
+    }
+  if (static_cast<int64_t>(inv.size()) * 2 != hd) throw std::logic_error("RoPE axes must cover the head dimension");
+  m.register_buffer("inv_freq", at::tensor(inv));
+  m.register_buffer("axis_of_pair", at::tensor(axis_of_pair));
+  m.register_attribute("heads", c10::IntType::get(), heads);
+  m.register_attribute("head_dim", c10::IntType::get(), hd);
+  m.register_attribute("t_freq_dim", c10::IntType::get(), d);
+  std::string src = replace_all(kTransformer, "{GUIDANCE_ARG}", guidance ? ", guidance: Tensor" : "");
+  src = replace_all(src, "{GUIDANCE_EMB}", guidance ? kGuidanceEmb : "");
+  m.define(src);
+  tw.save(m, "transformer");
+}
+
 void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOptions& opt) {
   const bool klein = spec.type == "flux2_klein", small = opt.size == "small";
   const int64_t d = small ? 256 : 32, heads = 2, hd = d / heads, J = 3 * d;
@@ -221,59 +249,9 @@ void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOp
     m.define(kText);
     tw.save(m, "text_encoder");
   }
-  {
-    torch::jit::Module m("TinyFlux2Transformer");
-    tw.param(m, "img_in", {d, 128});
-    tw.param(m, "txt_in", {d, J});
-    tw.param(m, "t1", {d, d});
-    tw.param(m, "t1b", {d}, 0.1);
-    tw.param(m, "t2", {d, d});
-    tw.param(m, "t2b", {d}, 0.1);
-    if (!klein) {
-      tw.param(m, "g1", {d, d});
-      tw.param(m, "g1b", {d}, 0.1);
-      tw.param(m, "g2", {d, d});
-      tw.param(m, "g2b", {d}, 0.1);
-    }
-    for (const char* n : {"mod", "out"}) {
-      tw.param(m, fmt::format("{}_w", n), {2 * d, d});
-      tw.param(m, fmt::format("{}_b", n), {2 * d}, 0.1);
-    }
-    for (int l = 0; l < 2; ++l) {
-      tw.param(m, fmt::format("qkv{}", l), {3 * d, d});
-      tw.param(m, fmt::format("o{}", l), {d, d});
-      tw.param(m, fmt::format("f{}a", l), {2 * d, d});
-      tw.param(m, fmt::format("f{}b", l), {d, 2 * d});
-    }
-    tw.param(m, "proj_out", {128, d});
-    // Four RoPE axes of hd/4 channels each (theta 2000): hd/8 pairs per axis.
-    m.register_buffer("inv_freq", 1.0 / at::pow(2000.0, at::arange(0, hd / 4, 2, at::kFloat) / (hd / 4)));
-    m.register_attribute("heads", c10::IntType::get(), heads);
-    m.register_attribute("head_dim", c10::IntType::get(), hd);
-    m.register_attribute("t_freq_dim", c10::IntType::get(), d);
-    std::string src = replace_all(kTransformer, "{GUIDANCE_ARG}", klein ? "" : ", guidance: Tensor");
-    src = replace_all(src, "{GUIDANCE_EMB}", klein ? "" : kGuidanceEmb);
-    m.define(src);
-    tw.save(m, "transformer");
-  }
-  {
-    torch::jit::Module m("TinyFlux2VaeEncoder");
-    tw.param(m, "c1", {64, 192, 3, 3});
-    tw.param(m, "c1b", {64}, 0.1);
-    tw.param(m, "c2", {32, 64, 3, 3});
-    tw.param(m, "c2b", {32}, 0.1);
-    m.define(kVaeEncoder);
-    tw.save(m, "vae_encoder");
-  }
-  {
-    torch::jit::Module m("TinyFlux2VaeDecoder");
-    tw.param(m, "c1", {64, 32, 3, 3});
-    tw.param(m, "c1b", {64}, 0.1);
-    tw.param(m, "c2", {192, 64, 3, 3});
-    tw.param(m, "c2b", {192}, 0.1);
-    m.define(kVaeDecoder);
-    tw.save(m, "vae_decoder");
-  }
+  // Four RoPE axes of hd/4 channels each, theta 2000 (Flux2Transformer2DModel).
+  save_tiny_ids_dit(tw, d, 128, J, {hd / 4, hd / 4, hd / 4, hd / 4}, 2000.0, !klein);
+  save_tiny_vae(tw, 32, false);
 
   json model_index = {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"}};
   if (klein) model_index["is_distilled"] = true;

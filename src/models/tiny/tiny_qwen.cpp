@@ -179,50 +179,14 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep
     return torch.linear(x, self.proj_out, self.proj_out_b)
 )JIT";
 
-// VAE: x8 space-to-depth + convolutions (encoder returns the latent mean), and the mirror image
-// with a final clamp to [-1, 1] as the Qwen VAE decoder does.
-const char* kVaeEncoder = R"JIT(
-def forward(self, image: Tensor) -> Tensor:
-    B = image.size(0)
-    H = image.size(2)
-    W = image.size(3)
-    x = image.to(self.c1.dtype).reshape(B, 3, H // 8, 8, W // 8, 8).permute(0, 1, 3, 5, 2, 4).reshape(B, 192, H // 8, W // 8)
-    x = torch.silu(torch.conv2d(x, self.c1, self.c1b, [1, 1], [1, 1]))
-    return torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
-)JIT";
-
-const char* kVaeDecoder = R"JIT(
-def forward(self, latents: Tensor) -> Tensor:
-    B = latents.size(0)
-    h = latents.size(2)
-    w = latents.size(3)
-    x = torch.silu(torch.conv2d(latents.to(self.c1.dtype), self.c1, self.c1b, [1, 1], [1, 1]))
-    x = torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
-    x = x.reshape(B, 3, 8, 8, h, w).permute(0, 1, 4, 2, 5, 3).reshape(B, 3, h * 8, w * 8)
-    return x.clamp(-1.0, 1.0)
-)JIT";
-
 }  // namespace
 
-void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOptions& opt) {
-  const bool small = opt.size == "small";
-  const int64_t d = small ? 256 : 32, heads = 2, hd = d / heads;
-  const bool zero_cond_t = spec.type == "qwen";
-  TinyWriter tw(dir, spec, opt);
-
-  // Tokenizer first: its vocabulary sizes the embedding, its ids go into the configs.
-  const json tok = tiny_qwen_tokenizer();
-  tw.write_json("tokenizer/tokenizer.json", tok);
-  const Tokenizer tokenizer = Tokenizer::from_json(tok, "tiny tokenizer");
+// The Qwen2.5-VL vision tower and language model of a tiny bundle, with text_encoder/config.json and
+// processor/preprocessor_config.json (shared by qwen, qwen_singleimg and longcat).
+void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer) {
+  const int64_t heads = 2, hd = d / heads;
   const int32_t image_pad = *tokenizer.token_to_id("<|image_pad|>");
   const int64_t vocab = static_cast<int64_t>(tokenizer.vocab_size());
-  const std::string system_prefix =
-      "<|im_start|>system\nDescribe the key features of the input image (color, shape, size, texture, objects, "
-      "background), then explain how the user's text instruction should alter or modify the image. Generate a new "
-      "image that meets the user's requirements while maintaining consistency with the original input where "
-      "appropriate.<|im_end|>\n<|im_start|>user\n";
-  const auto drop = static_cast<int64_t>(tokenizer.encode(system_prefix).size());
-
   // Vision encoder: rotary inv_freq of 4 over (row, col) -> 16 = head_dim channels for the tiny size.
   {
     torch::jit::Module m("TinyQwenVision");
@@ -270,6 +234,40 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
     m.define(kText);
     tw.save(m, "text_encoder");
   }
+  tw.write_json("text_encoder/config.json",
+                {{"architectures", {"Qwen2_5_VLForConditionalGeneration"}}, {"hidden_size", d},
+                 {"num_hidden_layers", 2}, {"num_attention_heads", heads}, {"num_key_value_heads", 1},
+                 {"vocab_size", vocab}, {"image_token_id", image_pad},
+                 {"vision_start_token_id", *tokenizer.token_to_id("<|vision_start|>")},
+                 {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {hd / 8, (hd / 2 - hd / 8) / 2, hd / 2 - hd / 8 - (hd / 2 - hd / 8) / 2}}}},
+                 {"vision_config", {{"depth", 2}, {"hidden_size", 32}, {"patch_size", 14}, {"temporal_patch_size", 2},
+                                    {"spatial_merge_size", 2}, {"window_size", 112}, {"fullatt_block_indexes", {1}},
+                                    {"out_hidden_size", d}}}});
+  tw.write_json("processor/preprocessor_config.json",
+                {{"image_processor_type", "Qwen2VLImageProcessor"}, {"patch_size", 14}, {"temporal_patch_size", 2},
+                 {"merge_size", 2}, {"min_pixels", 3136}, {"max_pixels", 12845056},
+                 {"image_mean", {0.48145466, 0.4578275, 0.40821073}}, {"image_std", {0.26862954, 0.26130258, 0.27577711}}});
+}
+
+void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOptions& opt) {
+  const bool small = opt.size == "small";
+  const int64_t d = small ? 256 : 32, heads = 2, hd = d / heads;
+  const bool zero_cond_t = spec.type == "qwen";
+  TinyWriter tw(dir, spec, opt);
+
+  // Tokenizer first: its vocabulary sizes the embedding, its ids go into the configs.
+  const json tok = tiny_qwen_tokenizer();
+  tw.write_json("tokenizer/tokenizer.json", tok);
+  const Tokenizer tokenizer = Tokenizer::from_json(tok, "tiny tokenizer");
+  const std::string system_prefix =
+      "<|im_start|>system\nDescribe the key features of the input image (color, shape, size, texture, objects, "
+      "background), then explain how the user's text instruction should alter or modify the image. Generate a new "
+      "image that meets the user's requirements while maintaining consistency with the original input where "
+      "appropriate.<|im_end|>\n<|im_start|>user\n";
+  const auto drop = static_cast<int64_t>(tokenizer.encode(system_prefix).size());
+
+  write_tiny_qwen_vl(tw, d, tokenizer);
+
   // Transformer: RoPE axes summing to head_dim; tables are [S, head_dim / 2, 2].
   std::vector<int64_t> axes{hd / 4, 3 * hd / 8, 3 * hd / 8};
   {
@@ -302,24 +300,7 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
     m.define(kTransformer);
     tw.save(m, "transformer");
   }
-  {
-    torch::jit::Module m("TinyQwenVaeEncoder");
-    tw.param(m, "c1", {64, 192, 3, 3});
-    tw.param(m, "c1b", {64}, 0.1);
-    tw.param(m, "c2", {16, 64, 3, 3});
-    tw.param(m, "c2b", {16}, 0.1);
-    m.define(kVaeEncoder);
-    tw.save(m, "vae_encoder");
-  }
-  {
-    torch::jit::Module m("TinyQwenVaeDecoder");
-    tw.param(m, "c1", {64, 16, 3, 3});
-    tw.param(m, "c1b", {64}, 0.1);
-    tw.param(m, "c2", {192, 64, 3, 3});
-    tw.param(m, "c2b", {192}, 0.1);
-    m.define(kVaeDecoder);
-    tw.save(m, "vae_decoder");
-  }
+  save_tiny_vae(tw, 16, true);
 
   // diffusers-style configs holding the constants the runtime reads.
   tw.write_json("model_index.json", {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"},
@@ -341,19 +322,6 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
                  {"num_layers", 2}, {"attention_head_dim", hd}, {"num_attention_heads", heads},
                  {"joint_attention_dim", d}, {"axes_dims_rope", axes}, {"zero_cond_t", zero_cond_t},
                  {"guidance_embeds", false}});
-  tw.write_json("text_encoder/config.json",
-                {{"architectures", {"Qwen2_5_VLForConditionalGeneration"}}, {"hidden_size", d},
-                 {"num_hidden_layers", 2}, {"num_attention_heads", heads}, {"num_key_value_heads", 1},
-                 {"vocab_size", vocab}, {"image_token_id", image_pad},
-                 {"vision_start_token_id", *tokenizer.token_to_id("<|vision_start|>")},
-                 {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {hd / 8, (hd / 2 - hd / 8) / 2, hd / 2 - hd / 8 - (hd / 2 - hd / 8) / 2}}}},
-                 {"vision_config", {{"depth", 2}, {"hidden_size", 32}, {"patch_size", 14}, {"temporal_patch_size", 2},
-                                    {"spatial_merge_size", 2}, {"window_size", 112}, {"fullatt_block_indexes", {1}},
-                                    {"out_hidden_size", d}}}});
-  tw.write_json("processor/preprocessor_config.json",
-                {{"image_processor_type", "Qwen2VLImageProcessor"}, {"patch_size", 14}, {"temporal_patch_size", 2},
-                 {"merge_size", 2}, {"min_pixels", 3136}, {"max_pixels", 12845056},
-                 {"image_mean", {0.48145466, 0.4578275, 0.40821073}}, {"image_std", {0.26862954, 0.26130258, 0.27577711}}});
   tw.write_manifest({{"prompt_template_encode_start_idx", drop}});
 }
 
