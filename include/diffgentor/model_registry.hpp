@@ -30,6 +30,17 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
 std::unique_ptr<Pipeline> make_flux2_pipeline(const PipelineConfig& config);
 void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOptions& options);
 
+std::unique_ptr<Pipeline> make_longcat_pipeline(const PipelineConfig& config);
+void make_tiny_longcat(const ModelSpec& spec, const std::string& dir, const TinyOptions& options);
+
+/// LongCat prompt handling and sizing (src/models/longcat.cpp), exposed for tests: the prompt split
+/// into (text, quoted) spans as upstream's split_quotation does; the user tokens (quoted spans one
+/// character at a time); calculate_dimensions rounded up to multiples of 16, as (width, height).
+class Tokenizer;
+std::vector<std::pair<std::string, bool>> longcat_split_quotation(const std::string& prompt);
+std::vector<int32_t> longcat_prompt_tokens(const Tokenizer& tokenizer, const std::string& prompt);
+std::pair<int, int> longcat_dimensions(double target_area, double ratio);
+
 /// FLUX.2 reference preparation and ids (src/models/flux2.cpp), exposed for tests.
 Image flux2_reference(const Image& image);
 std::vector<int64_t> flux2_image_ids(int64_t T, int64_t h, int64_t w);

@@ -56,12 +56,17 @@ VisionInputs process_qwen_images(const std::vector<Image>& images, const QwenVis
 }
 
 std::vector<int64_t> mrope_position_ids(const std::vector<int32_t>& ids, int32_t image_token_id,
-                                        const VisionInputs& vision, int m) {
+                                        const VisionInputs& vision, int m, const std::vector<int32_t>* mask) {
   const std::size_t L = ids.size();
   std::vector<int64_t> pos(3 * L);
   int64_t next = 0;  // position of the next text token
   std::size_t image = 0;
   for (std::size_t i = 0; i < L;) {
+    if (mask && (*mask)[i] == 0) {  // masked slot: the fill value, and it does not advance the count
+      for (int a = 0; a < 3; ++a) pos[a * L + i] = 1;
+      ++i;
+      continue;
+    }
     if (ids[i] != image_token_id) {
       for (int a = 0; a < 3; ++a) pos[a * L + i] = next;
       ++next, ++i;

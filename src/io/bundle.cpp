@@ -28,7 +28,7 @@ std::string resolve_bundle(const std::string& name, const EnvLookup& env) {
   std::vector<std::string> looked;
   std::error_code ec;
   const std::string how =
-      "A bundle is a diffusers snapshot plus a torchscript/ folder (docs/models.md).";
+      "A bundle is a diffusers snapshot plus a torchscript/ folder (docs/bundle-format.md).";
   if (fs::is_directory(name, ec)) {
     if (is_bundle(name)) return fs::path(name).lexically_normal().string();
     throw BundleNotFound(fmt::format("--model_name {} is a directory but holds no torchscript/manifest.json, so it "

@@ -10,6 +10,7 @@ const ModelEntry* find_model_entry(const std::string& type) {
       {"qwen_singleimg", {make_qwen_pipeline, make_tiny_qwen}},
       {"flux2", {make_flux2_pipeline, make_tiny_flux2}},
       {"flux2_klein", {make_flux2_pipeline, make_tiny_flux2}},
+      {"longcat", {make_longcat_pipeline, make_tiny_longcat}},
   };
   auto it = entries.find(type);
   return it == entries.end() ? nullptr : &it->second;

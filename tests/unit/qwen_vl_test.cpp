@@ -100,3 +100,15 @@ TEST(QwenVl, DitRopeTablesAreCentredWithTextAfterTheLargestHalf) {
   // Pair 1 of the 6-wide axes: inverse frequency 10000^(-2/6).
   EXPECT_NEAR(angle(t.txt, 0, 3), 2.0 * std::pow(10000.0, -2.0 / 6), 1e-5);
 }
+
+TEST(QwenVl, MaskedSlotsGetTheFillPositionAndDoNotCount) {
+  // LongCat: user pads (mask 0) in the middle of the sequence; the suffix continues after the last real token.
+  const VisionInputs v = process_qwen_images({coded(56, 56)}, QwenVisionConfig{});
+  const int32_t I = 99, PAD = 7;
+  const std::vector<int32_t> ids{5, I, I, I, I, 6, PAD, PAD, 8};
+  const std::vector<int32_t> mask{1, 1, 1, 1, 1, 1, 0, 0, 1};
+  const auto pos = mrope_position_ids(ids, I, v, 2, &mask);
+  const std::vector<int64_t> t{0, 1, 1, 1, 1, 3, 1, 1, 4}, w{0, 1, 2, 1, 2, 3, 1, 1, 4};
+  EXPECT_EQ(std::vector<int64_t>(pos.begin(), pos.begin() + 9), t);
+  EXPECT_EQ(std::vector<int64_t>(pos.begin() + 18, pos.end()), w);
+}
