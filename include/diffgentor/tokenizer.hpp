@@ -3,9 +3,10 @@
 /// CLIP): added tokens split out first (leftmost-longest), the normalizer
 /// (NFC/NFKC/NFD/NFKD, Lowercase, Replace, Strip, Sequence), the pre-tokenizer (Split with its
 /// regex run by Oniguruma, ByteLevel, Sequence), BPE merges by rank (with ignore_merges and
-/// end_of_word_suffix), and the post-processor's special tokens when asked for. Unigram models (T5)
-/// are not supported yet: Debian's libsentencepiece carries its own protobuf, which clashes with
-/// libtorch's in one process, so T5 needs a native Unigram implementation.
+/// end_of_word_suffix), and the post-processor's special tokens when asked for. Unigram (T5): the
+/// Precompiled charsmap normalizer, Metaspace (with its "first" prepend scheme), Viterbi over the
+/// pieces (unigram.hpp) — native, because Debian's libsentencepiece carries its own protobuf, which
+/// clashes with libtorch's in one process.
 /// Pinned by ../shared/testdata/tokenizers/<name>/cases.jsonl (ids from HF tokenizers).
 #include <cstdint>
 #include <map>

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "diffgentor/text_regex.hpp"
+#include "diffgentor/unigram.hpp"
 
 using nlohmann::json;
 
@@ -53,7 +54,12 @@ struct Tokenizer::Impl {
   std::vector<TextFn> normalizers;
   std::vector<PieceFn> pre_tokenizers;
   std::vector<int32_t> prefix_ids, suffix_ids;  // post-processor template around a single sequence
-  std::vector<std::shared_ptr<Regex>> regexes;  // owned by the pre-tokenizer closures
+  std::shared_ptr<UnigramModel> unigram;  // set for Unigram models (T5), else BPE
+  // Metaspace pre-tokenizer (T5): spaces become `replacement`; the prefix depends on where the text
+  // segment starts in the input ("first": only a segment at offset 0), then it splits before each
+  // replacement character.
+  bool metaspace = false, metaspace_split = true;
+  std::string metaspace_replacement = "\u2581", metaspace_scheme = "always";
 
   [[noreturn]] void fail(const std::string& what) const { throw TokenizerError(origin + ": " + what); }
 
@@ -76,6 +82,9 @@ struct Tokenizer::Impl {
         while (right && e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
         return s.substr(b, e - b);
       });
+    } else if (type == "Precompiled") {
+      auto map = std::make_shared<PrecompiledCharsmap>(base64_decode(n.at("precompiled_charsmap").get<std::string>()));
+      normalizers.push_back([map](const std::string& s) { return map->normalize(s); });
     } else if (type == "Replace") {
       auto re = regex_of(n.at("pattern"));
       const std::string content = n.at("content");
@@ -134,6 +143,12 @@ struct Tokenizer::Impl {
           if (!mapped.empty()) out.push_back(std::move(mapped));
         }
       });
+    } else if (type == "Metaspace") {
+      metaspace = true;
+      metaspace_replacement = p.value("replacement", "\u2581");
+      metaspace_scheme = p.contains("prepend_scheme") ? p["prepend_scheme"].get<std::string>()
+                                                      : (p.value("add_prefix_space", true) ? "always" : "never");
+      metaspace_split = p.value("split", true);
     } else {
       fail("pre_tokenizer type '" + type + "' is not supported");
     }
@@ -165,8 +180,19 @@ struct Tokenizer::Impl {
     }
   }
 
+  void load_unigram(const json& m) {
+    if (m.value("byte_fallback", false)) fail("Unigram byte_fallback is not supported");
+    std::vector<std::pair<std::string, double>> pieces;
+    for (const auto& entry : m.at("vocab")) {
+      vocab[entry.at(0).get<std::string>()] = static_cast<int32_t>(pieces.size());
+      pieces.emplace_back(entry.at(0).get<std::string>(), entry.at(1).get<double>());
+    }
+    unigram = std::make_shared<UnigramModel>(std::move(pieces), m.value("unk_id", 0));
+  }
+
   void load_model(const json& m) {
-    if (m.value("type", "BPE") != "BPE") fail("model type '" + m.value("type", "") + "' is not supported (BPE only)");
+    if (m.value("type", "BPE") == "Unigram") return load_unigram(m);
+    if (m.value("type", "BPE") != "BPE") fail("model type '" + m.value("type", "") + "' is not BPE or Unigram");
     for (auto it = m.at("vocab").begin(); it != m.at("vocab").end(); ++it) vocab[it.key()] = it.value().get<int32_t>();
     ignore_merges = m.value("ignore_merges", false);
     byte_fallback = m.value("byte_fallback", false);
@@ -245,6 +271,7 @@ struct Tokenizer::Impl {
   struct Segment {
     std::string text;
     int32_t id = -1;
+    std::size_t offset = 0;  ///< where the segment starts in the text that was split
   };
   std::vector<Segment> split_added(const std::string& text, bool normalized_pass) const {
     std::vector<Segment> out;
@@ -272,15 +299,32 @@ struct Tokenizer::Impl {
         while (seg_end > start && is_ws(text[seg_end - 1])) --seg_end;
       if (best->rstrip)
         while (next < text.size() && is_ws(text[next])) ++next;
-      if (seg_end > start) out.push_back({text.substr(start, seg_end - start), -1});
-      out.push_back({"", best->id});
+      if (seg_end > start) out.push_back({text.substr(start, seg_end - start), -1, start});
+      out.push_back({"", best->id, i});
       start = i = next;
     }
-    if (start < text.size()) out.push_back({text.substr(start), -1});
+    if (start < text.size()) out.push_back({text.substr(start), -1, start});
     return out;
   }
 
-  void encode_plain(const std::string& raw, std::vector<int32_t>& ids) const {
+  // Spaces to the replacement character, the prefix by scheme, then a split before each replacement.
+  std::vector<std::string> apply_metaspace(const std::string& text, bool at_start) const {
+    std::string s;
+    for (char c : text) s += c == ' ' ? metaspace_replacement : std::string(1, c);
+    const bool prepend = metaspace_scheme == "always" || (metaspace_scheme == "first" && at_start);
+    if (prepend && s.compare(0, metaspace_replacement.size(), metaspace_replacement) != 0) s = metaspace_replacement + s;
+    if (!metaspace_split) return {s};
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    for (std::size_t p = s.find(metaspace_replacement, 1); p != std::string::npos; p = s.find(metaspace_replacement, p + 1)) {
+      if (p > start) out.push_back(s.substr(start, p - start));
+      start = p;
+    }
+    if (start < s.size()) out.push_back(s.substr(start));
+    return out;
+  }
+
+  void encode_plain(const std::string& raw, std::vector<int32_t>& ids, bool at_start) const {
     std::string text = raw;
     for (const auto& n : normalizers) text = n(text);
     for (const auto& seg : split_added(text, true)) {
@@ -294,8 +338,17 @@ struct Tokenizer::Impl {
         for (const auto& p : pieces) pre(p, next);
         pieces = std::move(next);
       }
-      for (const auto& p : pieces)
-        if (!p.empty()) bpe(p, ids);
+      if (metaspace) {
+        std::vector<std::string> next;
+        for (std::size_t k = 0; k < pieces.size(); ++k)
+          for (auto& part : apply_metaspace(pieces[k], at_start && seg.offset == 0 && k == 0)) next.push_back(std::move(part));
+        pieces = std::move(next);
+      }
+      for (const auto& p : pieces) {
+        if (p.empty()) continue;
+        if (unigram) unigram->encode(p, ids);
+        else bpe(p, ids);
+      }
     }
   }
 };
@@ -356,7 +409,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   if (add_special_tokens) ids = impl_->prefix_ids;
   for (const auto& seg : impl_->split_added(std::string(text), false)) {
     if (seg.id >= 0) ids.push_back(seg.id);
-    else impl_->encode_plain(seg.text, ids);
+    else impl_->encode_plain(seg.text, ids, seg.offset == 0);
   }
   if (add_special_tokens) ids.insert(ids.end(), impl_->suffix_ids.begin(), impl_->suffix_ids.end());
   return ids;

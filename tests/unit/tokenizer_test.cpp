@@ -150,6 +150,15 @@ TEST(Tokenizer, PaddingAndTruncationAsThePipelinesAskForThem) {
             (std::vector<int32_t>{151644, 872, 198, 32, 8251, 151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271, 151643}));
   EXPECT_EQ(p.attention_mask[13], 1);
   EXPECT_EQ(p.attention_mask[14], 0);
+  // T5: content, </s> (1), then pads (0) up to 512; a long text keeps </s> as its last real token.
+  const Tokenizer t5 = Tokenizer::from_file(dir + "t5/tokenizer.json");
+  p = t5.encode_padded("A cat holding a sign", 512, 0);
+  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 8), (std::vector<int32_t>{71, 1712, 3609, 3, 9, 1320, 1, 0}));
+  std::string very_long;
+  for (int k = 0; k < 700; ++k) very_long += "cat ";
+  p = t5.encode_padded(very_long, 512, 0);
+  EXPECT_EQ(p.ids[511], 1);
+  EXPECT_EQ(p.attention_mask[511], 1);
 }
 
 TEST(Tokenizer, TekkenStyleIgnoreMergesWithOffsetIds) {
@@ -181,4 +190,10 @@ TEST(Tokenizer, TekkenStyleIgnoreMergesWithOffsetIds) {
   EXPECT_EQ(tok.encode("[INST]dog cat dog"), (std::vector<int32_t>{3, dog, space_cat, space_dog}));
   // A piece outside the vocabulary is merged by rank: "cats" = "cat" + "s".
   EXPECT_EQ(tok.encode("cats"), (std::vector<int32_t>{cat, 4 + 's'}));
+}
+
+TEST(Tokenizer, T5GoldenCasesWithANativeUnigram) {
+  // Precompiled charsmap, Strip(right), Replace(" {2,}"), Metaspace(first), Unigram, "$A </s>".
+  DG_REQUIRE_TESTDATA("tokenizers/t5/cases.jsonl");
+  check_cases("t5", 48);
 }
