@@ -33,6 +33,14 @@ void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOp
 std::unique_ptr<Pipeline> make_longcat_pipeline(const PipelineConfig& config);
 void make_tiny_longcat(const ModelSpec& spec, const std::string& dir, const TinyOptions& options);
 
+std::unique_ptr<Pipeline> make_kontext_pipeline(const PipelineConfig& config);
+void make_tiny_kontext(const ModelSpec& spec, const std::string& dir, const TinyOptions& options);
+
+/// FLUX.1-Kontext sizing (src/models/flux1_kontext.cpp), exposed for tests: the preferred resolution
+/// (w, h) closest to an image's aspect ratio, and the output size rule for a requested (w, h).
+std::pair<int, int> kontext_preferred_resolution(int width, int height);
+std::pair<int, int> kontext_output_size(int width, int height);
+
 /// LongCat prompt handling and sizing (src/models/longcat.cpp), exposed for tests: the prompt split
 /// into (text, quoted) spans as upstream's split_quotation does; the user tokens (quoted spans one
 /// character at a time); calculate_dimensions rounded up to multiples of 16, as (width, height).

@@ -37,9 +37,11 @@ struct ModelSpec {
   std::optional<double> default_true_cfg;          ///< only for models with true CFG
   std::optional<std::string> default_negative_prompt;  ///< only for models that use one
   std::string notes;
+  /// True CFG that is off unless asked for (FLUX.1-Kontext: --true_cfg_scale > 1 with a negative prompt).
+  bool optional_true_cfg = false;
 
   bool uses_true_cfg() const { return cfg == CfgKind::TrueCfgNormRescale; }
-  bool uses_negative_prompt() const { return default_negative_prompt.has_value(); }
+  bool uses_negative_prompt() const { return default_negative_prompt.has_value() || optional_true_cfg; }
 };
 
 /// All model types in detection-priority order.

@@ -41,7 +41,7 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_option("--batch_size", o.batch_size, "Rows handed to the model at once (models without batching run them one by one)")->capture_default_str()->group(ed);
   edit.add_option("--num_inference_steps", o.num_inference_steps, "Denoising steps (default: the model's, see `diffgentor models`)")->group(ed);
   edit.add_option("--guidance_scale", o.guidance_scale, "Guidance scale (default: the model's; 0 is a value)")->group(ed);
-  edit.add_option("--true_cfg_scale", o.true_cfg_scale, "True CFG scale for Qwen types (default 4.0; 1 turns true CFG off)")->group(ed);
+  edit.add_option("--true_cfg_scale", o.true_cfg_scale, "True CFG scale: Qwen types default 4.0 (1 turns it off); FLUX.1-Kontext off unless > 1 with a negative prompt")->group(ed);
   edit.add_option("--negative_prompt", o.negative_prompt, "Negative prompt (default: the model's; a row's 'negative_prompt' column wins)")->group(ed);
 
   const char* ex = "Execution";

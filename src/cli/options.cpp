@@ -17,8 +17,12 @@ EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt) 
   p.steps = opt.num_inference_steps.value_or(spec.default_steps);
   p.guidance = opt.guidance_scale.value_or(spec.default_guidance);
   if (spec.uses_true_cfg()) p.true_cfg = opt.true_cfg_scale.value_or(spec.default_true_cfg.value_or(1.0));
-  if (spec.uses_negative_prompt() || spec.uses_true_cfg())
+  if (spec.optional_true_cfg) {  // off unless both a scale above 1 and a negative prompt are given
+    p.true_cfg = opt.true_cfg_scale;
+    p.negative_prompt = opt.negative_prompt;
+  } else if (spec.uses_negative_prompt() || spec.uses_true_cfg()) {
     p.negative_prompt = opt.negative_prompt.value_or(spec.default_negative_prompt.value_or(""));
+  }
   return p;
 }
 

@@ -34,7 +34,7 @@ const std::vector<ModelSpec>& model_table() {
        "Qwen3 text encoder; model_index.json is_distilled selects the CFG kind"},
       {"flux1_kontext", "FLUX.1-Kontext", "FluxKontextPipeline", {{"FLUX.1-Kontext", false}}, 0,
        CfgKind::DistilledEmbedding, 30, 2.5, std::nullopt, std::nullopt,
-       "CLIP + T5; extra references get ids 2, 3, ...; optional true CFG"},
+       "CLIP + T5; extra references get ids 2, 3, ...; optional true CFG", true},
       {"longcat", "LongCat-Image-Edit", "LongCatImageEditPipeline", {{"LongCat", false}}, 1,
        CfgKind::Plain, 50, 4.5, std::nullopt, std::string(""),
        "Qwen2.5-VL conditioning; plain CFG against the negative prompt"},

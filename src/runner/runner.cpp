@@ -90,7 +90,7 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
   w.request.instruction = pr.input.instruction;
   w.request.seed = pr.seed;
   w.request.params = plan.params;
-  if (pr.input.negative_prompt && w.request.params.negative_prompt) w.request.params.negative_prompt = pr.input.negative_prompt;
+  if (pr.input.negative_prompt && plan.spec->uses_negative_prompt()) w.request.params.negative_prompt = pr.input.negative_prompt;
   if (enhancer) {  // in the prepare stage, several rows at a time, so the model never waits on the API
     const auto te = Clock::now();
     w.enhanced = enhancer->enhance(pr.row->index, w.request.instruction, w.request.images);

@@ -56,6 +56,16 @@ TEST(Options, EffectiveParamsMergeFlagsOverDefaults) {
   EXPECT_FALSE(p.negative_prompt.has_value());
   EXPECT_EQ(p.steps, 28);
   EXPECT_EQ(effective_params(*find_model("longcat"), valid()).negative_prompt, "");
+  // FLUX.1-Kontext: true CFG stays off unless asked for, and no negative prompt is invented.
+  p = effective_params(*find_model("flux1_kontext"), valid());
+  EXPECT_FALSE(p.true_cfg.has_value());
+  EXPECT_FALSE(p.negative_prompt.has_value());
+  EditOptions k = valid();
+  k.true_cfg_scale = 2.0;
+  k.negative_prompt = "blurry";
+  p = effective_params(*find_model("flux1_kontext"), k);
+  EXPECT_EQ(p.true_cfg, 2.0);
+  EXPECT_EQ(p.negative_prompt, "blurry");
 }
 
 TEST(Options, ValidationNamesTheFlag) {

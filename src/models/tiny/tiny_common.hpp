@@ -36,11 +36,18 @@ class TinyWriter {
 /// `vae_decoder` (the mirror image; `clamp` to [-1, 1] as the Qwen VAE does).
 void save_tiny_vae(TinyWriter& tw, int64_t channels, bool clamp);
 
-/// Saves a FLUX-style `transformer` whose RoPE is built in the graph from ids (text first, then image
-/// tokens): `axes` channels per id column (pairs summing to head_dim/2), `theta`; with `guidance` the
-/// forward takes a guidance tensor after the timestep (FLUX.2-dev).
-void save_tiny_ids_dit(TinyWriter& tw, int64_t d, int64_t in_channels, int64_t txt_dim, const std::vector<int64_t>& axes,
-                       double theta, bool guidance);
+/// A FLUX-style tiny `transformer` whose RoPE is built in the graph from ids (text first, then image
+/// tokens): `axes` channels per id column (pairs summing to head_dim/2) and `theta`. Its forward is
+/// (hidden_states, encoder_hidden_states[, pooled_projections], timestep[, guidance], img_ids, txt_ids).
+struct IdsDit {
+  int64_t in_channels = 64;
+  int64_t txt_dim = 32;
+  std::vector<int64_t> axes;
+  double theta = 10000.0;
+  bool guidance = false;   ///< FLUX.1 / FLUX.2-dev guidance embedding
+  int64_t pooled_dim = 0;  ///< FLUX.1's pooled text projection (0 = none)
+};
+void save_tiny_ids_dit(TinyWriter& tw, int64_t d, const IdsDit& spec);
 
 class Tokenizer;
 /// Saves the tiny Qwen2.5-VL `vision_encoder` and `text_encoder` (hidden `d`) and writes

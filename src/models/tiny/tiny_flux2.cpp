@@ -93,11 +93,12 @@ def block(self, img: Tensor, txt: Tensor, mod: Tensor, cos: Tensor, sin: Tensor,
     img = img + o.narrow(1, L, S)
     return img + torch.linear(torch.gelu(torch.linear(torch.layer_norm(img, [d]), f1)), f2)
 
-def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep: Tensor{GUIDANCE_ARG}, img_ids: Tensor, txt_ids: Tensor) -> Tensor:
+def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor{POOLED_ARG}, timestep: Tensor{GUIDANCE_ARG}, img_ids: Tensor, txt_ids: Tensor) -> Tensor:
     x = torch.linear(hidden_states, self.img_in)
     c = torch.linear(encoder_hidden_states, self.txt_in)
     temb = torch.linear(torch.silu(torch.linear(self.sinusoid(timestep.to(x.dtype)), self.t1, self.t1b)), self.t2, self.t2b)
 {GUIDANCE_EMB}
+{POOLED_EMB}
     mod = torch.linear(torch.silu(temb), self.mod_w, self.mod_b)
     ids = torch.cat([txt_ids, img_ids], 0).float()
     ang = ids.index_select(1, self.axis_of_pair.long()) * self.inv_freq.float()
@@ -110,6 +111,8 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep
     x = torch.layer_norm(x, [d]) * (1.0 + scale.unsqueeze(1)) + shift.unsqueeze(1)
     return torch.linear(x, self.proj_out)
 )JIT";
+
+const char* kPooledEmb = R"JIT(    temb = temb + torch.linear(pooled_projections.to(x.dtype), self.pool_w, self.pool_b))JIT";
 
 const char* kGuidanceEmb = R"JIT(    temb = temb + torch.linear(torch.silu(torch.linear(self.sinusoid(guidance.to(x.dtype)), self.g1, self.g1b)), self.g2, self.g2b))JIT";
 
@@ -159,9 +162,11 @@ json tiny_tekken_tokenizer() {
 
 }  // namespace
 
-void save_tiny_ids_dit(TinyWriter& tw, int64_t d, int64_t in_channels, int64_t txt_dim, const std::vector<int64_t>& axes,
-                       double theta, bool guidance) {
-  const int64_t heads = 2, hd = d / heads;
+void save_tiny_ids_dit(TinyWriter& tw, int64_t d, const IdsDit& spec) {
+  const int64_t heads = 2, hd = d / heads, in_channels = spec.in_channels, txt_dim = spec.txt_dim;
+  const auto& axes = spec.axes;
+  const double theta = spec.theta;
+  const bool guidance = spec.guidance;
   torch::jit::Module m("TinyIdsTransformer");
   tw.param(m, "img_in", {d, in_channels});
   tw.param(m, "txt_in", {d, txt_dim});
@@ -174,6 +179,10 @@ void save_tiny_ids_dit(TinyWriter& tw, int64_t d, int64_t in_channels, int64_t t
     tw.param(m, "g1b", {d}, 0.1);
     tw.param(m, "g2", {d, d});
     tw.param(m, "g2b", {d}, 0.1);
+  }
+  if (spec.pooled_dim > 0) {
+    tw.param(m, "pool_w", {d, spec.pooled_dim});
+    tw.param(m, "pool_b", {d}, 0.1);
   }
   for (const char* n : {"mod", "out"}) {
     tw.param(m, fmt::format("{}_w", n), {2 * d, d});
@@ -202,6 +211,8 @@ void save_tiny_ids_dit(TinyWriter& tw, int64_t d, int64_t in_channels, int64_t t
   m.register_attribute("t_freq_dim", c10::IntType::get(), d);
   std::string src = replace_all(kTransformer, "{GUIDANCE_ARG}", guidance ? ", guidance: Tensor" : "");
   src = replace_all(src, "{GUIDANCE_EMB}", guidance ? kGuidanceEmb : "");
+  src = replace_all(src, "{POOLED_ARG}", spec.pooled_dim > 0 ? ", pooled_projections: Tensor" : "");
+  src = replace_all(src, "{POOLED_EMB}", spec.pooled_dim > 0 ? kPooledEmb : "");
   m.define(src);
   tw.save(m, "transformer");
 }
@@ -250,7 +261,7 @@ void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOp
     tw.save(m, "text_encoder");
   }
   // Four RoPE axes of hd/4 channels each, theta 2000 (Flux2Transformer2DModel).
-  save_tiny_ids_dit(tw, d, 128, J, {hd / 4, hd / 4, hd / 4, hd / 4}, 2000.0, !klein);
+  save_tiny_ids_dit(tw, d, IdsDit{128, J, {hd / 4, hd / 4, hd / 4, hd / 4}, 2000.0, !klein, 0});
   save_tiny_vae(tw, 32, false);
 
   json model_index = {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"}};

@@ -19,7 +19,7 @@ void make_tiny_longcat(const ModelSpec& spec, const std::string& dir, const Tiny
   const Tokenizer tokenizer = Tokenizer::from_json(tok, "tiny tokenizer");
   write_tiny_qwen_vl(tw, d, tokenizer);
   const std::vector<int64_t> axes{hd / 4, 3 * hd / 8, 3 * hd / 8};
-  save_tiny_ids_dit(tw, d, 64, d, axes, 10000.0, false);
+  save_tiny_ids_dit(tw, d, IdsDit{64, d, axes, 10000.0, false, 0});
   save_tiny_vae(tw, 16, false);
   tw.write_json("model_index.json", {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"}});
   tw.write_json("scheduler/scheduler_config.json",

@@ -1,0 +1,182 @@
+// FLUX.1-Kontext (FluxKontextPipeline, type flux1_kontext) on TorchScript bundles. Orchestration ported
+// from diffusers 58eb52c0 pipeline_flux_kontext.py (pipelines.md §5, bundle-contract.md §5.4):
+//   CLIP (77 tokens, EOS-padded, pooled output) and T5 (512 tokens, unmasked) -> each reference
+//   snapped to the closest preferred Kontext resolution (LANCZOS stretch) -> (z - shift) * scale, packed,
+//   ids (1 + i, row, col) -> noise ids (0, row, col) -> linear mu -> Euler with the guidance embedding,
+//   plus true CFG when --true_cfg_scale > 1 and a negative prompt are given.
+// Deviation (documented in docs/models/flux1_kontext.md): the output size is the preferred resolution
+// of the first image, so an edit keeps its aspect ratio, where diffusers defaults to 1024x1024.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+#include <torch/script.h>
+
+#include <chrono>
+#include <cmath>
+#include <tuple>
+
+#include "diffgentor/bundle.hpp"
+#include "diffgentor/latents.hpp"
+#include "diffgentor/model_registry.hpp"
+#include "diffgentor/resize.hpp"
+#include "diffgentor/scheduler.hpp"
+#include "diffgentor/tokenizer.hpp"
+
+namespace dg {
+
+std::pair<int, int> kontext_preferred_resolution(int width, int height) {
+  // PREFERRED_KONTEXT_RESOLUTIONS as (w, h); the ratio comes from the size floored to 16, and ties go to
+  // the smaller width (Python's min over (|ar - w/h|, w, h)).
+  static const int table[][2] = {{672, 1568}, {688, 1504}, {720, 1456}, {752, 1392}, {800, 1328}, {832, 1248},
+                                 {880, 1184}, {944, 1104}, {1024, 1024}, {1104, 944}, {1184, 880}, {1248, 832},
+                                 {1328, 800}, {1392, 752}, {1456, 720}, {1504, 688}, {1568, 672}};
+  const double ar = double(width / 16 * 16) / double(height / 16 * 16);
+  std::tuple<double, int, int> best{1e300, 0, 0};
+  for (const auto& r : table) best = std::min(best, std::make_tuple(std::fabs(ar - double(r[0]) / r[1]), r[0], r[1]));
+  return {std::get<1>(best), std::get<2>(best)};
+}
+
+std::pair<int, int> kontext_output_size(int width, int height) {
+  // W = round(sqrt(max_area * ar)), H = round(sqrt(max_area / ar)) (Python round), floored to 16.
+  const double ar = double(width) / height, area = 1024.0 * 1024.0;
+  const int w = static_cast<int>(round_half_even(std::sqrt(area * ar))), h = static_cast<int>(round_half_even(std::sqrt(area / ar)));
+  return {w / 16 * 16, h / 16 * 16};
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+int32_t pad_id_of(const Bundle& b, const Tokenizer& tok, const std::string& folder) {
+  const auto& tc = b.config(folder + "/tokenizer_config.json");
+  const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
+                                                         : tc["pad_token"].at("content").get<std::string>();
+  const auto id = tok.token_to_id(pad);
+  if (!id) throw BundleError(fmt::format("bundle {}: {} pad_token '{}' is not in its tokenizer", b.dir(), folder, pad));
+  return *id;
+}
+
+class Kontext : public Pipeline {
+ public:
+  explicit Kontext(const PipelineConfig& cfg)
+      : device_(cfg.device),
+        bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+        clip_tok_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")),
+        t5_tok_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer_2/tokenizer.json")) {
+    clip_pad_ = pad_id_of(bundle_, clip_tok_, "tokenizer");
+    t5_pad_ = pad_id_of(bundle_, t5_tok_, "tokenizer_2");
+    const auto& vae = bundle_.config("vae/config.json");
+    scale_ = vae.at("scaling_factor").get<double>();
+    shift_ = vae.value("shift_factor", 0.0);
+    channels_ = vae.value("latent_channels", 16);
+    scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
+    clip_ = bundle_.load("text_encoder", device_);
+    t5_ = bundle_.load("text_encoder_2", device_);
+    transformer_ = bundle_.load("transformer", device_);
+    vae_encoder_ = bundle_.load("vae_encoder", device_);
+    vae_decoder_ = bundle_.load("vae_decoder", device_);
+  }
+
+  EditResult edit(const EditRequest& r) override {
+    c10::InferenceMode guard;
+    EditResult result;
+    auto t0 = Clock::now();
+    auto lap = [&](const char* stage) {
+      result.stage_seconds.emplace_back(stage, seconds_since(t0));
+      t0 = Clock::now();
+    };
+    if (r.images.empty()) throw std::invalid_argument("no input image");
+    const at::ScalarType W = bundle_.dtype();
+    const auto dev = at::Device(device_);
+    std::vector<Image> refs;
+    for (const Image& img : r.images) {
+      const auto [pw, ph] = kontext_preferred_resolution(img.width, img.height);
+      refs.push_back(resize_pil(img, pw, ph, ResampleFilter::Lanczos));
+    }
+    const auto [Wd, H] = kontext_output_size(refs.front().width, refs.front().height);
+    lap("preprocess");
+
+    const auto [pooled, embeds] = encode(r.instruction);
+    const bool true_cfg = r.params.true_cfg && *r.params.true_cfg > 1.0 && r.params.negative_prompt;
+    at::Tensor neg_pooled, neg_embeds;
+    if (true_cfg) std::tie(neg_pooled, neg_embeds) = encode(*r.params.negative_prompt);
+    lap("text_encoder");
+
+    std::vector<at::Tensor> ref_tokens;
+    std::vector<float> ids;
+    const int64_t h = H / 8, w = Wd / 8;
+    auto add_ids = [&](float axis0, int64_t rows, int64_t cols) {
+      for (int64_t row = 0; row < rows; ++row)
+        for (int64_t col = 0; col < cols; ++col) ids.insert(ids.end(), {axis0, float(row), float(col)});
+    };
+    add_ids(0.0f, h / 2, w / 2);
+    for (std::size_t i = 0; i < refs.size(); ++i) {  // the first reference has axis 0 = 1, further ones 2, 3, ...
+      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], W, device_)}).toTensor();
+      ref_tokens.push_back(pack_latents((z - shift_) * scale_));
+      add_ids(1.0f + static_cast<float>(i), z.size(2) / 2, z.size(3) / 2);
+    }
+    const at::Tensor ref_cat = at::cat(ref_tokens, 1);
+    lap("vae_encode");
+
+    at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, W, device_));
+    const int64_t Sn = latents.size(1), S = Sn + ref_cat.size(1), L = embeds.size(1);
+    const at::Tensor img_ids = at::tensor(ids).view({S, 3}).to(dev);
+    const at::Tensor txt_ids = at::zeros({L, 3}, at::TensorOptions().dtype(at::kFloat).device(dev));
+    const Schedule sched =
+        flow_match_schedule(scheduler_, r.params.steps, compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps));
+    const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
+    const at::Tensor guidance = at::full({1}, static_cast<float>(r.params.guidance), f32);
+    int64_t calls = 0;
+    auto velocity = [&](const at::Tensor& p, const at::Tensor& e, const at::Tensor& x, float t) {
+      ++calls;
+      return transformer_
+          .forward({at::cat({x, ref_cat}, 1), e, p, at::full({1}, W == at::kBFloat16 ? dit_timestep_bf16(t) : t / 1000.0f, f32),
+                    guidance, img_ids, txt_ids})
+          .toTensor()
+          .slice(1, 0, Sn);
+    };
+    for (int i = 0; i < r.params.steps; ++i) {
+      at::Tensor v = velocity(pooled, embeds, latents, sched.timesteps[i]);
+      if (true_cfg) {
+        const at::Tensor n = velocity(neg_pooled, neg_embeds, latents, sched.timesteps[i]);
+        v = n + static_cast<float>(*r.params.true_cfg) * (v - n);
+      }
+      latents = euler_step(latents, v, sched.sigmas[i], sched.sigmas[i + 1]);
+    }
+    lap("denoise");
+    const at::Tensor z = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
+    result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
+    lap("vae_decode");
+    result.counters.emplace_back("transformer_calls", calls);
+    return result;
+  }
+
+ private:
+  // CLIP: 77 tokens (BOS, 75, EOS) padded with the pad token, no mask, pooled output. T5: 512 tokens,
+  // `</s>` then pads, no mask (pads attend), last hidden state.
+  std::pair<at::Tensor, at::Tensor> encode(const std::string& prompt) {
+    const auto dev = at::Device(device_);
+    auto ids_of = [&](const std::vector<int32_t>& v) {
+      return at::tensor(std::vector<int64_t>(v.begin(), v.end())).view({1, static_cast<int64_t>(v.size())}).to(dev);
+    };
+    const at::Tensor pooled = clip_.forward({ids_of(clip_tok_.encode_padded(prompt, 77, clip_pad_).ids)}).toTensor();
+    const at::Tensor embeds = t5_.forward({ids_of(t5_tok_.encode_padded(prompt, 512, t5_pad_).ids)}).toTensor();
+    return {pooled, embeds};
+  }
+
+  std::string device_;
+  Bundle bundle_;
+  Tokenizer clip_tok_, t5_tok_;
+  int32_t clip_pad_ = 0, t5_pad_ = 0;
+  double scale_ = 1.0, shift_ = 0.0;
+  int64_t channels_ = 16;
+  SchedulerConfig scheduler_;
+  torch::jit::Module clip_, t5_, transformer_, vae_encoder_, vae_decoder_;
+};
+
+}  // namespace
+
+std::unique_ptr<Pipeline> make_kontext_pipeline(const PipelineConfig& config) { return std::make_unique<Kontext>(config); }
+
+}  // namespace dg
