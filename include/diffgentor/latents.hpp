@@ -4,10 +4,14 @@
 /// with PyTorch's bf16 type promotion, and uint8 post-processing.
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "diffgentor/image.hpp"
+#include "diffgentor/pipeline.hpp"
+#include "diffgentor/scheduler.hpp"
 
 namespace dg {
 
@@ -39,5 +43,27 @@ Image tensor_to_image(const at::Tensor& x);
 /// FlowMatchEulerDiscreteScheduler.step: float32(sample) + (sigma_next - sigma) * v, cast to v's
 /// dtype, with the 0-dim float32 dt meeting a bf16 v exactly as PyTorch promotes it.
 at::Tensor euler_step(const at::Tensor& sample, const at::Tensor& v, float sigma, float sigma_next);
+
+/// The flow-match Euler loop: for each step, `velocity(latents, timestep)` (CFG included) then
+/// euler_step to the next sigma.
+at::Tensor euler_loop(at::Tensor latents, const Schedule& schedule,
+                      const std::function<at::Tensor(const at::Tensor& latents, float timestep)>& velocity);
+
+/// The [1] float32 timestep the DiTs take: bf16(bf16(t) / 1000) in bf16 runs (pipelines.md §1.1), else
+/// t / 1000.
+at::Tensor dit_timestep_tensor(float t, at::ScalarType run_dtype, const at::Device& device);
+
+/// Appends the seconds since the previous lap to a row's `stage_seconds` under a stage name.
+class StageClock {
+ public:
+  explicit StageClock(EditResult& result);
+  void lap(const char* stage);
+  /// Counts `seconds` already spent inside the running stage as a separate stage.
+  void split(const char* stage, double seconds);
+
+ private:
+  EditResult& result_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 }  // namespace dg

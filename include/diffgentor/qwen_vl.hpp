@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "diffgentor/image.hpp"
 
 namespace dg {
@@ -22,6 +24,10 @@ struct QwenVisionConfig {
   long max_pixels = 12845056;
   float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
   float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+  /// From processor/preprocessor_config.json and text_encoder/config.json (vision_config.window_size);
+  /// absent keys keep the Qwen2.5-VL-7B values above.
+  static QwenVisionConfig from_json(const nlohmann::json& processor, const nlohmann::json& text_encoder);
 };
 
 /// The processed images of one prompt, concatenated in prompt order.

@@ -3,12 +3,28 @@
 #include "diffgentor/qwen_vl.hpp"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <cmath>
 #include <stdexcept>
 
 #include "diffgentor/resize.hpp"
 
 namespace dg {
+
+QwenVisionConfig QwenVisionConfig::from_json(const nlohmann::json& pp, const nlohmann::json& te) {
+  QwenVisionConfig c;
+  c.patch_size = pp.value("patch_size", c.patch_size);
+  c.temporal_patch_size = pp.value("temporal_patch_size", c.temporal_patch_size);
+  c.merge_size = pp.value("merge_size", c.merge_size);
+  c.min_pixels = pp.value("min_pixels", c.min_pixels);
+  c.max_pixels = pp.value("max_pixels", c.max_pixels);
+  for (int k = 0; k < 3; ++k) {
+    if (pp.contains("image_mean")) c.mean[k] = pp["image_mean"].at(k).get<float>();
+    if (pp.contains("image_std")) c.std[k] = pp["image_std"].at(k).get<float>();
+  }
+  c.window_size = te.value("vision_config", nlohmann::json::object()).value("window_size", c.window_size);
+  return c;
+}
 
 int64_t VisionInputs::image_tokens(std::size_t k, int merge_size) const {
   return static_cast<int64_t>(grids.at(k).first) * grids.at(k).second / (merge_size * merge_size);

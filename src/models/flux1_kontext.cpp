@@ -45,8 +45,6 @@ std::pair<int, int> kontext_output_size(int width, int height) {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 int32_t pad_id_of(const Bundle& b, const Tokenizer& tok, const std::string& folder) {
   const auto& tc = b.config(folder + "/tokenizer_config.json");
@@ -81,11 +79,7 @@ class Kontext : public Pipeline {
   EditResult edit(const EditRequest& r) override {
     c10::InferenceMode guard;
     EditResult result;
-    auto t0 = Clock::now();
-    auto lap = [&](const char* stage) {
-      result.stage_seconds.emplace_back(stage, seconds_since(t0));
-      t0 = Clock::now();
-    };
+    StageClock clock(result);
     if (r.images.empty()) throw std::invalid_argument("no input image");
     const at::ScalarType W = bundle_.dtype();
     const auto dev = at::Device(device_);
@@ -95,13 +89,13 @@ class Kontext : public Pipeline {
       refs.push_back(resize_pil(img, pw, ph, ResampleFilter::Lanczos));
     }
     const auto [Wd, H] = kontext_output_size(refs.front().width, refs.front().height);
-    lap("preprocess");
+    clock.lap("preprocess");
 
     const auto [pooled, embeds] = encode(r.instruction);
     const bool true_cfg = r.params.true_cfg && *r.params.true_cfg > 1.0 && r.params.negative_prompt;
     at::Tensor neg_pooled, neg_embeds;
     if (true_cfg) std::tie(neg_pooled, neg_embeds) = encode(*r.params.negative_prompt);
-    lap("text_encoder");
+    clock.lap("text_encoder");
 
     std::vector<at::Tensor> ref_tokens;
     std::vector<float> ids;
@@ -117,7 +111,7 @@ class Kontext : public Pipeline {
       add_ids(1.0f + static_cast<float>(i), z.size(2) / 2, z.size(3) / 2);
     }
     const at::Tensor ref_cat = at::cat(ref_tokens, 1);
-    lap("vae_encode");
+    clock.lap("vae_encode");
 
     at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, W, device_));
     const int64_t Sn = latents.size(1), S = Sn + ref_cat.size(1), L = embeds.size(1);
@@ -128,26 +122,23 @@ class Kontext : public Pipeline {
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
     const at::Tensor guidance = at::full({1}, static_cast<float>(r.params.guidance), f32);
     int64_t calls = 0;
-    auto velocity = [&](const at::Tensor& p, const at::Tensor& e, const at::Tensor& x, float t) {
+    auto dit = [&](const at::Tensor& p, const at::Tensor& e, const at::Tensor& x, float t) {
       ++calls;
       return transformer_
-          .forward({at::cat({x, ref_cat}, 1), e, p, at::full({1}, W == at::kBFloat16 ? dit_timestep_bf16(t) : t / 1000.0f, f32),
-                    guidance, img_ids, txt_ids})
+          .forward({at::cat({x, ref_cat}, 1), e, p, dit_timestep_tensor(t, W, dev), guidance, img_ids, txt_ids})
           .toTensor()
           .slice(1, 0, Sn);
     };
-    for (int i = 0; i < r.params.steps; ++i) {
-      at::Tensor v = velocity(pooled, embeds, latents, sched.timesteps[i]);
-      if (true_cfg) {
-        const at::Tensor n = velocity(neg_pooled, neg_embeds, latents, sched.timesteps[i]);
-        v = n + static_cast<float>(*r.params.true_cfg) * (v - n);
-      }
-      latents = euler_step(latents, v, sched.sigmas[i], sched.sigmas[i + 1]);
-    }
-    lap("denoise");
+    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+      const at::Tensor v = dit(pooled, embeds, x, t);
+      if (!true_cfg) return v;
+      const at::Tensor n = dit(neg_pooled, neg_embeds, x, t);
+      return n + static_cast<float>(*r.params.true_cfg) * (v - n);
+    });
+    clock.lap("denoise");
     const at::Tensor z = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
-    lap("vae_decode");
+    clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
     return result;
   }

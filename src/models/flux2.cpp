@@ -30,8 +30,6 @@ const char* kMistralSystem =
     "You are an AI that reasons about image descriptions. You give structured responses focusing on object "
     "relationships, object\nattribution and actions without speculation.";
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 }  // namespace
 
@@ -106,11 +104,7 @@ class Flux2 : public Pipeline {
   EditResult edit(const EditRequest& r) override {
     c10::InferenceMode guard;
     EditResult result;
-    auto t0 = Clock::now();
-    auto lap = [&](const char* stage) {
-      result.stage_seconds.emplace_back(stage, seconds_since(t0));
-      t0 = Clock::now();
-    };
+    StageClock clock(result);
     if (r.images.empty()) throw std::invalid_argument("no input image");
     const at::ScalarType W = bundle_.dtype();
     const auto dev = at::Device(device_);
@@ -118,14 +112,14 @@ class Flux2 : public Pipeline {
     std::vector<Image> refs;
     for (const Image& img : r.images) refs.push_back(flux2_reference(img));
     const int64_t H = refs.front().height, Wd = refs.front().width;  // output from the first reference
-    lap("preprocess");
+    clock.lap("preprocess");
 
     const at::Tensor embeds = encode(r.instruction);
     // Klein base models run plain CFG against "" when guidance_scale > 1; distilled ones never do.
     const bool cfg = klein_ && !is_distilled_ && r.params.guidance > 1.0;
     at::Tensor negative;
     if (cfg) negative = encode("");
-    lap("text_encoder");
+    clock.lap("text_encoder");
 
     std::vector<at::Tensor> ref_tokens;
     std::vector<int64_t> ids = flux2_image_ids(0, H / 16, Wd / 16);
@@ -137,7 +131,7 @@ class Flux2 : public Pipeline {
       ids.insert(ids.end(), more.begin(), more.end());
     }
     const at::Tensor refs_cat = at::cat(ref_tokens, 1);
-    lap("vae_encode");
+    clock.lap("vae_encode");
 
     // Noise drawn directly in patchified space, [1, 128, H/16, W/16].
     const int64_t C = bn_mean_.size(1), h = H / 16, w = Wd / 16;
@@ -152,28 +146,25 @@ class Flux2 : public Pipeline {
     const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, mu);
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
     int64_t calls = 0;
-    auto velocity = [&](const at::Tensor& text, const at::Tensor& x, float t) {
+    auto dit = [&](const at::Tensor& text, const at::Tensor& x, float t) {
       ++calls;
-      std::vector<c10::IValue> in{at::cat({x, refs_cat}, 1), text,
-                                  at::full({1}, W == at::kBFloat16 ? dit_timestep_bf16(t) : t / 1000.0f, f32)};
+      std::vector<c10::IValue> in{at::cat({x, refs_cat}, 1), text, dit_timestep_tensor(t, W, dev)};
       if (guidance_embeds_) in.emplace_back(at::full({1}, static_cast<float>(r.params.guidance), f32));
       in.emplace_back(img_ids);
       in.emplace_back(txt_ids);
       return transformer_.forward(in).toTensor().slice(1, 0, Sn);
     };
-    for (int i = 0; i < r.params.steps; ++i) {
-      at::Tensor v = velocity(embeds, latents, sched.timesteps[i]);
-      if (cfg) {
-        const at::Tensor u = velocity(negative, latents, sched.timesteps[i]);
-        v = u + static_cast<float>(r.params.guidance) * (v - u);
-      }
-      latents = euler_step(latents, v, sched.sigmas[i], sched.sigmas[i + 1]);
-    }
-    lap("denoise");
+    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+      const at::Tensor v = dit(embeds, x, t);
+      if (!cfg) return v;
+      const at::Tensor u = dit(negative, x, t);
+      return u + static_cast<float>(r.params.guidance) * (v - u);
+    });
+    clock.lap("denoise");
 
     const at::Tensor z = unpatchify_2x2(from_tokens(latents, h, w) * bn_std_ + bn_mean_);
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
-    lap("vae_decode");
+    clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
     return result;
   }

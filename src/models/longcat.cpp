@@ -34,8 +34,6 @@ const char* kPrefix =
     "original(s).<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>";
 const char* kSuffix = "<|im_end|>\n<|im_start|>assistant\n";
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 std::size_t utf8_len(unsigned char c) { return c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1; }
 
@@ -120,17 +118,7 @@ class LongCat : public Pipeline {
         tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
     const auto& te = bundle_.config("text_encoder/config.json");
     image_token_id_ = te.at("image_token_id").get<int32_t>();
-    const auto& pp = bundle_.config("processor/preprocessor_config.json");
-    vision_.patch_size = pp.value("patch_size", 14);
-    vision_.temporal_patch_size = pp.value("temporal_patch_size", 2);
-    vision_.merge_size = pp.value("merge_size", 2);
-    vision_.min_pixels = pp.value("min_pixels", 3136L);
-    vision_.max_pixels = pp.value("max_pixels", 12845056L);
-    for (int c = 0; c < 3; ++c) {
-      vision_.mean[c] = pp.at("image_mean").at(c).get<float>();
-      vision_.std[c] = pp.at("image_std").at(c).get<float>();
-    }
-    vision_.window_size = te.value("vision_config", nlohmann::json::object()).value("window_size", 112);
+    vision_ = QwenVisionConfig::from_json(bundle_.config("processor/preprocessor_config.json"), te);
     const auto& vae = bundle_.config("vae/config.json");
     scale_ = vae.at("scaling_factor").get<double>();
     shift_ = vae.value("shift_factor", 0.0);
@@ -147,11 +135,7 @@ class LongCat : public Pipeline {
   EditResult edit(const EditRequest& r) override {
     c10::InferenceMode guard;
     EditResult result;
-    auto t0 = Clock::now();
-    auto lap = [&](const char* stage) {
-      result.stage_seconds.emplace_back(stage, seconds_since(t0));
-      t0 = Clock::now();
-    };
+    StageClock clock(result);
     if (r.images.size() != 1)
       throw std::invalid_argument(fmt::format("LongCat-Image-Edit takes one image, the row has {}", r.images.size()));
     const at::ScalarType W = bundle_.dtype();
@@ -162,23 +146,23 @@ class LongCat : public Pipeline {
     const Image vlm_img = resize_pil(vae_img, Wc / 2, Hc / 2, ResampleFilter::Lanczos);
     const VisionInputs vis = process_qwen_images({vlm_img}, vision_);
     const int64_t P = vis.patches();
-    lap("preprocess");
+    clock.lap("preprocess");
     const at::Tensor image_embeds =
         vision_encoder_
             .forward({at::tensor(vis.pixel_values).view({P, vis.row_size}).to(dev),
                       at::tensor(vis.vision_pos).view({P, 2}).to(dev), at::tensor(vis.window_seg).to(dev),
                       at::tensor(vis.image_seg).to(dev)})
             .toTensor();
-    lap("vision_encoder");
+    clock.lap("vision_encoder");
     const at::Tensor embeds = encode(r.instruction, vis, image_embeds);
     const bool cfg = r.params.guidance > 1.0;
     at::Tensor negative;
     if (cfg) negative = encode(r.params.negative_prompt.value_or(""), vis, image_embeds);
-    lap("text_encoder");
+    clock.lap("text_encoder");
 
     const at::Tensor z = vae_encoder_.forward({image_to_tensor(vae_img, W, device_)}).toTensor();
     const at::Tensor ref = pack_latents((z - shift_) * scale_);
-    lap("vae_encode");
+    clock.lap("vae_encode");
 
     const int64_t h = Hc / 8, w = Wc / 8, L = embeds.size(1);
     at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, W, device_));
@@ -191,28 +175,23 @@ class LongCat : public Pipeline {
     const at::Tensor img = at::tensor(img_ids).view({2 * Sn, 3}).to(dev), txt = at::tensor(txt_ids).view({L, 3}).to(dev);
 
     const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps));
-    const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
     int64_t calls = 0;
-    auto velocity = [&](const at::Tensor& text, const at::Tensor& x, float t) {
+    auto dit = [&](const at::Tensor& text, const at::Tensor& x, float t) {
       ++calls;
-      return transformer_
-          .forward({at::cat({x, ref}, 1), text, at::full({1}, W == at::kBFloat16 ? dit_timestep_bf16(t) : t / 1000.0f, f32),
-                    img, txt})
+      return transformer_.forward({at::cat({x, ref}, 1), text, dit_timestep_tensor(t, W, dev), img, txt})
           .toTensor()
           .slice(1, 0, Sn);
     };
-    for (int i = 0; i < r.params.steps; ++i) {
-      at::Tensor v = velocity(embeds, latents, sched.timesteps[i]);
-      if (cfg) {
-        const at::Tensor u = velocity(negative, latents, sched.timesteps[i]);
-        v = u + static_cast<float>(r.params.guidance) * (v - u);
-      }
-      latents = euler_step(latents, v, sched.sigmas[i], sched.sigmas[i + 1]);
-    }
-    lap("denoise");
+    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+      const at::Tensor v = dit(embeds, x, t);
+      if (!cfg) return v;
+      const at::Tensor u = dit(negative, x, t);
+      return u + static_cast<float>(r.params.guidance) * (v - u);
+    });
+    clock.lap("denoise");
     const at::Tensor zz = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
     result.image = tensor_to_image(vae_decoder_.forward({zz}).toTensor());
-    lap("vae_decode");
+    clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
     return result;
   }

@@ -31,8 +31,6 @@ const char* kSystem =
     "requirements while maintaining consistency with the original input where appropriate.";
 const char* kVisionBlock = "<|vision_start|><|image_pad|><|vision_end|>";
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 at::Tensor i64(const std::vector<int64_t>& v, std::vector<int64_t> shape, const std::string& device) {
   return at::tensor(v, at::kLong).view(shape).to(at::Device(device));
@@ -53,17 +51,7 @@ class QwenImageEdit : public Pipeline {
     if (tokenizer_.token_to_id("<|image_pad|>") != image_token_id_)
       throw BundleError(fmt::format("bundle {}: text_encoder/config.json image_token_id {} is not the tokenizer's "
                                     "<|image_pad|>", cfg.bundle_dir, image_token_id_));
-    const auto& pp = bundle_.config("processor/preprocessor_config.json");
-    vision_.patch_size = pp.value("patch_size", 14);
-    vision_.temporal_patch_size = pp.value("temporal_patch_size", 2);
-    vision_.merge_size = pp.value("merge_size", 2);
-    vision_.min_pixels = pp.value("min_pixels", 3136L);
-    vision_.max_pixels = pp.value("max_pixels", 12845056L);
-    for (int c = 0; c < 3; ++c) {
-      vision_.mean[c] = pp.at("image_mean").at(c).get<float>();
-      vision_.std[c] = pp.at("image_std").at(c).get<float>();
-    }
-    vision_.window_size = te.value("vision_config", nlohmann::json::object()).value("window_size", 112);
+    vision_ = QwenVisionConfig::from_json(bundle_.config("processor/preprocessor_config.json"), te);
     const auto& vae = bundle_.config("vae/config.json");
     latents_mean_ = vae.at("latents_mean").get<std::vector<float>>();
     latents_std_ = vae.at("latents_std").get<std::vector<float>>();
@@ -80,11 +68,7 @@ class QwenImageEdit : public Pipeline {
   EditResult edit(const EditRequest& r) override {
     c10::InferenceMode guard;
     EditResult result;
-    auto t0 = Clock::now();
-    auto lap = [&](const char* stage) {
-      result.stage_seconds.emplace_back(stage, seconds_since(t0));
-      t0 = Clock::now();
-    };
+    StageClock clock(result);
     if (r.images.empty()) throw std::invalid_argument("no input image");
     if (!plus_ && r.images.size() != 1)
       throw std::invalid_argument(fmt::format("Qwen-Image-Edit takes one image, the row has {}", r.images.size()));
@@ -108,22 +92,21 @@ class QwenImageEdit : public Pipeline {
     // Vision tower once per row: the negative prompt reuses the same image embeddings.
     const VisionInputs vis = process_qwen_images(vlm_images, vision_);
     const int64_t P = vis.patches();
-    lap("preprocess");
+    clock.lap("preprocess");
     const at::Tensor image_embeds =
         vision_encoder_
             .forward({f32(vis.pixel_values, {P, vis.row_size}, device_), i64(vis.vision_pos, {P, 2}, device_),
                       i64(vis.window_seg, {P}, device_), i64(vis.image_seg, {P}, device_)})
             .toTensor();
-    lap("vision_encoder");
+    clock.lap("vision_encoder");
 
     double tokenize = 0;
     const at::Tensor prompt_embeds = encode_prompt(r.instruction, vis, image_embeds, tokenize);
     const bool true_cfg = r.params.true_cfg && *r.params.true_cfg > 1.0 && r.params.negative_prompt;
     at::Tensor negative_embeds;
     if (true_cfg) negative_embeds = encode_prompt(*r.params.negative_prompt, vis, image_embeds, tokenize);
-    result.stage_seconds.emplace_back("tokenize", tokenize);
-    t0 += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(tokenize));
-    lap("text_encoder");
+    clock.split("tokenize", tokenize);
+    clock.lap("text_encoder");
 
     // References: VAE mean, (z - mean) / std in W, packed; concatenated in input order.
     const auto mean = at::tensor(latents_mean_).view({1, -1, 1, 1}).to(at::Device(device_), W);
@@ -136,7 +119,7 @@ class QwenImageEdit : public Pipeline {
       shapes.push_back({1, img.height / 16, img.width / 16});
     }
     const at::Tensor ref_tokens = at::cat(refs, 1);
-    lap("vae_encode");
+    clock.lap("vae_encode");
 
     // Noise drawn like randn_tensor([1, 1, 16, H/8, W/8], dtype=W) on a CPU generator, then packed.
     const int64_t C = static_cast<int64_t>(latents_mean_.size()), h = H / 8, w = Wd / 8;
@@ -158,31 +141,28 @@ class QwenImageEdit : public Pipeline {
     const at::Tensor modulate_index = i64(modulate, {1, S}, device_);
 
     int64_t calls = 0;
-    auto velocity = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
+    auto dit = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
       ++calls;
-      const at::Tensor timestep = at::full({1}, W == at::kBFloat16 ? dit_timestep_bf16(t) : t / 1000.0f,
-                                           at::TensorOptions().dtype(at::kFloat).device(at::Device(device_)));
-      return transformer_.forward({at::cat({x, ref_tokens}, 1), embeds, timestep, img_freqs, txt_freqs, modulate_index})
+      return transformer_
+          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, W, at::Device(device_)), img_freqs,
+                    txt_freqs, modulate_index})
           .toTensor()
           .slice(1, 0, Sn);
     };
-    for (int i = 0; i < r.params.steps; ++i) {
-      const float t = sched.timesteps[i];
-      at::Tensor v = velocity(prompt_embeds, txt_pos, latents, t);
-      if (true_cfg) {
-        const at::Tensor neg = velocity(negative_embeds, txt_neg, latents, t);
-        const at::Tensor comb = neg + static_cast<float>(*r.params.true_cfg) * (v - neg);
-        v = comb * (at::linalg_vector_norm(v, 2, {-1}, true) / at::linalg_vector_norm(comb, 2, {-1}, true));
-      }
-      latents = euler_step(latents, v, sched.sigmas[i], sched.sigmas[i + 1]);
-    }
-    lap("denoise");
+    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+      const at::Tensor v = dit(prompt_embeds, txt_pos, x, t);
+      if (!true_cfg) return v;
+      const at::Tensor neg = dit(negative_embeds, txt_neg, x, t);
+      const at::Tensor comb = neg + static_cast<float>(*r.params.true_cfg) * (v - neg);
+      return comb * (at::linalg_vector_norm(v, 2, {-1}, true) / at::linalg_vector_norm(comb, 2, {-1}, true));
+    });
+    clock.lap("denoise");
 
     // Denormalise exactly as upstream: latents / bf16(1 / bf16(std)) + bf16(mean).
     at::Tensor z = unpack_latents(latents, h, w, C);
     z = z / (1.0 / at::tensor(latents_std_).view({1, -1, 1, 1}).to(at::Device(device_), W)) + mean;
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
-    lap("vae_decode");
+    clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
     return result;
   }
@@ -191,7 +171,7 @@ class QwenImageEdit : public Pipeline {
   // Template, "Picture i:" blocks (Plus), tokenize, expand image pads, run the LM, drop the prefix.
   at::Tensor encode_prompt(const std::string& text, const VisionInputs& vis, const at::Tensor& image_embeds,
                            double& tokenize_seconds) {
-    const auto start = Clock::now();
+    const auto start = std::chrono::steady_clock::now();
     std::string user;
     for (std::size_t k = 0; k < vis.grids.size(); ++k)
       user += plus_ ? fmt::format("Picture {}: {}", k + 1, kVisionBlock) : std::string(kVisionBlock);
@@ -209,7 +189,7 @@ class QwenImageEdit : public Pipeline {
       ids.insert(ids.end(), static_cast<std::size_t>(vis.image_tokens(image++, vision_.merge_size)), image_token_id_);
     }
     const auto L = static_cast<int64_t>(ids.size());
-    tokenize_seconds += seconds_since(start);
+    tokenize_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (L <= drop_) throw std::invalid_argument("prompt shorter than the template prefix");
     const std::vector<int64_t> ids64(ids.begin(), ids.end());
     const at::Tensor out = text_encoder_

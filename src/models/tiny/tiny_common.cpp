@@ -74,6 +74,46 @@ void TinyWriter::write_manifest(const json& constants) const {
               {"constants", constants}});
 }
 
+const char* const kTinyLmMethods = R"JIT(
+def rms(self, x: Tensor, w: Tensor) -> Tensor:
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype) * w
+
+def rotate_half(self, x: Tensor) -> Tensor:
+    h = x.size(-1) // 2
+    return torch.cat([x.narrow(-1, h, h).neg(), x.narrow(-1, 0, h)], -1)
+
+def layer(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, n: Tensor, wq: Tensor, wk: Tensor, wv: Tensor, wo: Tensor, n2: Tensor, g: Tensor, u: Tensor, dn: Tensor) -> Tensor:
+    B = x.size(0)
+    L = x.size(1)
+    h = self.rms(x, n)
+    q = torch.linear(h, wq).view(B, L, self.heads, self.head_dim).transpose(1, 2)
+    k = torch.linear(h, wk).view(B, L, 1, self.head_dim).transpose(1, 2)
+    v = torch.linear(h, wv).view(B, L, 1, self.head_dim).transpose(1, 2)
+    q = q * cos + self.rotate_half(q) * sin
+    k = k * cos + self.rotate_half(k) * sin
+    k = k.expand(B, self.heads, L, self.head_dim)
+    v = v.expand(B, self.heads, L, self.head_dim)
+    s = torch.matmul(q, k.transpose(2, 3)) * (self.head_dim ** -0.5)
+    s = s.masked_fill(mask.logical_not(), -30000.0)
+    o = torch.matmul(s.softmax(-1), v).transpose(1, 2).reshape(B, L, self.heads * self.head_dim)
+    x = x + torch.linear(o, wo)
+    h = self.rms(x, n2)
+    return x + torch.linear(torch.silu(torch.linear(h, g)) * torch.linear(h, u), dn)
+)JIT";
+
+void lm_layer_params(TinyWriter& tw, torch::jit::Module& m, int l, int64_t d, int64_t hd) {
+  tw.ones(m, fmt::format("n{}", l), {d});
+  tw.ones(m, fmt::format("m{}", l), {d});
+  tw.param(m, fmt::format("q{}", l), {d, d});
+  tw.param(m, fmt::format("k{}", l), {hd, d});
+  tw.param(m, fmt::format("v{}", l), {hd, d});
+  tw.param(m, fmt::format("o{}", l), {d, d});
+  tw.param(m, fmt::format("g{}", l), {2 * d, d});
+  tw.param(m, fmt::format("u{}", l), {2 * d, d});
+  tw.param(m, fmt::format("d{}", l), {d, 2 * d});
+}
+
 namespace {
 
 const char* kVaeEncoder = R"JIT(

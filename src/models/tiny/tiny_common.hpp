@@ -32,6 +32,13 @@ class TinyWriter {
   nlohmann::json components_ = nlohmann::json::object();
 };
 
+/// TorchScript methods of a tiny decoder-only LM (rms, rotate_half, and a pre-norm layer with RoPE,
+/// masked GQA attention with one KV head and a SwiGLU MLP): prepend to a module's forward source.
+/// The module needs `heads` / `head_dim` attributes and the parameters of lm_layer_params().
+extern const char* const kTinyLmMethods;
+/// Registers layer `l`'s parameters: n, q, k, v, o, m (second norm), g, u, d.
+void lm_layer_params(TinyWriter& tw, torch::jit::Module& m, int l, int64_t d, int64_t head_dim);
+
 /// Saves `vae_encoder` ([B,3,H,W] -> [B,C,H/8,W/8], x8 space-to-depth + two convolutions) and
 /// `vae_decoder` (the mirror image; `clamp` to [-1, 1] as the Qwen VAE does).
 void save_tiny_vae(TinyWriter& tw, int64_t channels, bool clamp);

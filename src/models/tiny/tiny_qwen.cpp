@@ -64,32 +64,6 @@ def forward(self, pixel_values: Tensor, vision_pos: Tensor, window_seg: Tensor, 
 // Language model: embeddings with image embeddings scattered at image_token_id, mRoPE with three
 // sections, causal attention over unmasked keys with GQA (2 query heads, 1 KV head), RMSNorm.
 const char* kText = R"JIT(
-def rms(self, x: Tensor, w: Tensor) -> Tensor:
-    xf = x.float()
-    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype) * w
-
-def rotate_half(self, x: Tensor) -> Tensor:
-    h = x.size(-1) // 2
-    return torch.cat([x.narrow(-1, h, h).neg(), x.narrow(-1, 0, h)], -1)
-
-def layer(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, n: Tensor, wq: Tensor, wk: Tensor, wv: Tensor, wo: Tensor, n2: Tensor, g: Tensor, u: Tensor, dn: Tensor) -> Tensor:
-    B = x.size(0)
-    L = x.size(1)
-    h = self.rms(x, n)
-    q = torch.linear(h, wq).view(B, L, self.heads, self.head_dim).transpose(1, 2)
-    k = torch.linear(h, wk).view(B, L, 1, self.head_dim).transpose(1, 2)
-    v = torch.linear(h, wv).view(B, L, 1, self.head_dim).transpose(1, 2)
-    q = q * cos + self.rotate_half(q) * sin
-    k = k * cos + self.rotate_half(k) * sin
-    k = k.expand(B, self.heads, L, self.head_dim)
-    v = v.expand(B, self.heads, L, self.head_dim)
-    s = torch.matmul(q, k.transpose(2, 3)) * (self.head_dim ** -0.5)
-    s = s.masked_fill(mask.logical_not(), -30000.0)
-    o = torch.matmul(s.softmax(-1), v).transpose(1, 2).reshape(B, L, self.heads * self.head_dim)
-    x = x + torch.linear(o, wo)
-    h = self.rms(x, n2)
-    return x + torch.linear(torch.silu(torch.linear(h, g)) * torch.linear(h, u), dn)
-
 def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, image_embeds: Tensor) -> Tensor:
     e = torch.embedding(self.embed, input_ids)
     is_image = (input_ids == self.image_token_id).unsqueeze(-1).expand_as(e)
@@ -211,17 +185,7 @@ void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer) {
   {
     torch::jit::Module m("TinyQwenText");
     tw.param(m, "embed", {vocab, d}, 1.0);
-    for (int l = 0; l < 2; ++l) {
-      tw.ones(m, fmt::format("n{}", l), {d});
-      tw.ones(m, fmt::format("m{}", l), {d});
-      tw.param(m, fmt::format("q{}", l), {d, d});
-      tw.param(m, fmt::format("k{}", l), {hd, d});
-      tw.param(m, fmt::format("v{}", l), {hd, d});
-      tw.param(m, fmt::format("o{}", l), {d, d});
-      tw.param(m, fmt::format("g{}", l), {2 * d, d});
-      tw.param(m, fmt::format("u{}", l), {2 * d, d});
-      tw.param(m, fmt::format("d{}", l), {d, 2 * d});
-    }
+    for (int l = 0; l < 2; ++l) lm_layer_params(tw, m, l, d, hd);
     tw.ones(m, "norm", {d});
     const int64_t pairs = hd / 2, s0 = pairs / 4, s1 = (pairs - s0) / 2, s2 = pairs - s0 - s1;
     m.register_buffer("inv_freq", 1.0 / at::pow(10000.0, at::arange(0, hd, 2, at::kFloat) / hd));
@@ -231,7 +195,7 @@ void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer) {
     m.register_attribute("s0", c10::IntType::get(), s0);
     m.register_attribute("s1", c10::IntType::get(), s1);
     m.register_attribute("s2", c10::IntType::get(), s2);
-    m.define(kText);
+    m.define(std::string(kTinyLmMethods) + kText);
     tw.save(m, "text_encoder");
   }
   tw.write_json("text_encoder/config.json",
