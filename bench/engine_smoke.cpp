@@ -1,5 +1,5 @@
 // diffgentor_engine_smoke: the engine alone (no OpenCV, curl, CLI11, spdlog), for machines that only
-// have a libtorch, such as a CUDA box. Makes tiny bundles, runs both Qwen pipelines on a device and
+// have a libtorch, such as a CUDA box. Makes tiny bundles, runs every implemented pipeline on a device and
 // writes each output as raw RGB (<out>/<type>_<dtype>.rgb) so that runs on two devices can be compared.
 //   diffgentor_engine_smoke <device> <out_dir> [size] [steps] [rows] [reference_dir]
 // With a reference folder (another device's out_dir), each output is compared with its counterpart.
@@ -33,8 +33,9 @@ int main(int argc, char** argv) {
     for (std::size_t k = 0; k < img.rgb.size(); ++k) img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
     return img;
   };
-  for (const char* type : {"qwen", "qwen_singleimg"}) {
-    const dg::ModelSpec& spec = *dg::find_model(type);
+  for (const dg::ModelSpec& spec : dg::model_table()) {
+    const std::string type = spec.type;
+    if (!dg::find_model_entry(type)) continue;
     const std::string bundle = out + "/bundle_" + type;
     if (!fs::exists(bundle + "/torchscript/manifest.json")) dg::find_model_entry(type)->make_tiny(spec, bundle, {size, 0});
     for (const char* dtype : {"float32", "bfloat16"}) {
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
       const double load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       dg::EditRequest r;
       r.images = {pattern(640, 480, 1)};
-      if (spec.type == "qwen") r.images.push_back(pattern(512, 512, 2));
+      if (spec.max_images != 1) r.images.push_back(pattern(512, 512, 2));
       r.instruction = "make the sky purple";
       r.params = dg::effective_params(spec, o);
       r.params.steps = steps;

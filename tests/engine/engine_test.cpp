@@ -353,6 +353,11 @@ TEST(Flux2, SizesCallsAndSensitivity) {
 
   Runner distilled(bundles().klein, "flux2_klein");
   EXPECT_EQ(counter(distilled.run({a}, "x", 1, 1.0, 3, 4.0), "transformer_calls"), 3);  // no CFG when distilled
+  const auto klein_base = distilled.run({a, b}, "add a moon", 3, 1.0, 2, 1.0).image.rgb;  // multi-image row
+  EXPECT_EQ(distilled.run({a, b}, "add a moon", 3, 1.0, 2, 1.0).image.rgb, klein_base);
+  EXPECT_NE(distilled.run({a, b}, "add a sun", 3, 1.0, 2, 1.0).image.rgb, klein_base);
+  EXPECT_NE(distilled.run({a, b2}, "add a moon", 3, 1.0, 2, 1.0).image.rgb, klein_base);
+  EXPECT_NE(distilled.run({a, b}, "add a moon", 4, 1.0, 2, 1.0).image.rgb, klein_base);
   Runner undistilled(bundles().klein_base, "flux2_klein");
   const EditResult with_cfg = undistilled.run({a}, "x", 1, 1.0, 3, 4.0);
   EXPECT_EQ(counter(with_cfg, "transformer_calls"), 6);  // plain CFG against ""
