@@ -61,8 +61,12 @@ int main(int argc, char** argv) {
       for (uint8_t v : res.image.rgb) sum += v;
       std::string stages;
       for (const auto& [k, v] : res.stage_seconds) stages += fmt::format(" {}={:.3f}", k, v);
-      fmt::print("{} {} {} on {}: {}x{} mean {:.3f}, load {:.2f} s, {:.3f} s/row ({} steps, true CFG){}\n", size, type,
-                 dtype, device, res.image.width, res.image.height, sum / res.image.rgb.size(), load, per_row, steps, stages);
+      int64_t calls = 0;
+      for (const auto& [k, v] : res.counters)
+        if (k == "transformer_calls") calls = v;
+      fmt::print("{} {} {} on {}: {}x{} mean {:.3f}, load {:.2f} s, {:.3f} s/row ({} steps, {} transformer calls; first call's stages:{})\n",
+                 size, type, dtype, device, res.image.width, res.image.height, sum / res.image.rgb.size(), load, per_row,
+                 steps, calls, stages);
       std::ifstream ref(reference + fmt::format("/{}_{}.rgb", type, dtype), std::ios::binary);
       if (!reference.empty() && ref) {
         std::vector<char> other((std::istreambuf_iterator<char>(ref)), std::istreambuf_iterator<char>());
