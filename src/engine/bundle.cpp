@@ -9,6 +9,9 @@
 #include <fstream>
 
 #include "diffgentor/bundle_contract.hpp"
+#include "diffgentor/bundle_pipeline.hpp"
+
+#include <c10/core/InferenceMode.h>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -124,6 +127,25 @@ torch::jit::Module Bundle::load(const std::string& component, const std::string&
   if (convertible_) mod.to(dtype_);
   mod.eval();
   return mod;
+}
+
+BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
+    : device_(cfg.device),
+      dev_(cfg.device),
+      bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+      dtype_(bundle_.dtype()) {
+  for (const auto& c : bundle_components(cfg.spec->type))
+    if (!components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
+}
+
+torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
+
+EditResult BundlePipeline::edit(const EditRequest& request) {
+  c10::InferenceMode guard;
+  EditResult result;
+  StageClock clock(result);
+  run(request, result, clock);
+  return result;
 }
 
 }  // namespace dg

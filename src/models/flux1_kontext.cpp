@@ -7,7 +7,6 @@
 // Deviation (documented in docs/models/flux1_kontext.md): the output size is the preferred resolution
 // of the first image, so an edit keeps its aspect ratio, where diffusers defaults to 1024x1024.
 #include <ATen/ATen.h>
-#include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 #include <torch/script.h>
 
@@ -15,7 +14,7 @@
 #include <cmath>
 #include <tuple>
 
-#include "diffgentor/bundle.hpp"
+#include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/model_registry.hpp"
 #include "diffgentor/resize.hpp"
@@ -55,11 +54,10 @@ int32_t pad_id_of(const Bundle& b, const Tokenizer& tok, const std::string& fold
   return *id;
 }
 
-class Kontext : public Pipeline {
+class Kontext : public BundlePipeline {
  public:
   explicit Kontext(const PipelineConfig& cfg)
-      : device_(cfg.device),
-        bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+      : BundlePipeline(cfg),
         clip_tok_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")),
         t5_tok_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer_2/tokenizer.json")) {
     clip_pad_ = pad_id_of(bundle_, clip_tok_, "tokenizer");
@@ -69,20 +67,12 @@ class Kontext : public Pipeline {
     shift_ = vae.value("shift_factor", 0.0);
     channels_ = vae.value("latent_channels", 16);
     scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
-    clip_ = bundle_.load("text_encoder", device_);
-    t5_ = bundle_.load("text_encoder_2", device_);
-    transformer_ = bundle_.load("transformer", device_);
-    vae_encoder_ = bundle_.load("vae_encoder", device_);
-    vae_decoder_ = bundle_.load("vae_decoder", device_);
   }
 
-  EditResult edit(const EditRequest& r) override {
-    c10::InferenceMode guard;
-    EditResult result;
-    StageClock clock(result);
+  void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
     if (r.images.empty()) throw std::invalid_argument("no input image");
-    const at::ScalarType W = bundle_.dtype();
-    const auto dev = at::Device(device_);
+    const at::ScalarType W = dtype_;
+    const at::Device& dev = dev_;
     std::vector<Image> refs;
     for (const Image& img : r.images) {
       const auto [pw, ph] = kontext_preferred_resolution(img.width, img.height);
@@ -140,14 +130,13 @@ class Kontext : public Pipeline {
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
     clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
-    return result;
   }
 
  private:
   // CLIP: 77 tokens (BOS, 75, EOS) padded with the pad token, no mask, pooled output. T5: 512 tokens,
   // `</s>` then pads, no mask (pads attend), last hidden state.
   std::pair<at::Tensor, at::Tensor> encode(const std::string& prompt) {
-    const auto dev = at::Device(device_);
+    const at::Device& dev = dev_;
     auto ids_of = [&](const std::vector<int32_t>& v) {
       return at::tensor(std::vector<int64_t>(v.begin(), v.end())).view({1, static_cast<int64_t>(v.size())}).to(dev);
     };
@@ -156,14 +145,14 @@ class Kontext : public Pipeline {
     return {pooled, embeds};
   }
 
-  std::string device_;
-  Bundle bundle_;
   Tokenizer clip_tok_, t5_tok_;
   int32_t clip_pad_ = 0, t5_pad_ = 0;
   double scale_ = 1.0, shift_ = 0.0;
   int64_t channels_ = 16;
   SchedulerConfig scheduler_;
-  torch::jit::Module clip_, t5_, transformer_, vae_encoder_, vae_decoder_;
+  torch::jit::Module clip_ = component("text_encoder"), t5_ = component("text_encoder_2"),
+                     transformer_ = component("transformer"), vae_encoder_ = component("vae_encoder"),
+                     vae_decoder_ = component("vae_decoder");
 };
 
 }  // namespace

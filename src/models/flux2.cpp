@@ -7,14 +7,13 @@
 //   noise drawn in patchified space -> empirical mu -> Euler with the distilled guidance embedding
 //   (dev) or plain CFG against "" (klein base) -> undo BN, unpatchify, decode.
 #include <ATen/ATen.h>
-#include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 #include <torch/script.h>
 
 #include <chrono>
 #include <cmath>
 
-#include "diffgentor/bundle.hpp"
+#include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/model_registry.hpp"
 #include "diffgentor/resize.hpp"
@@ -68,12 +67,11 @@ std::vector<int64_t> flux2_image_ids(int64_t T, int64_t h, int64_t w) {
 
 namespace {
 
-class Flux2 : public Pipeline {
+class Flux2 : public BundlePipeline {
  public:
   explicit Flux2(const PipelineConfig& cfg)
-      : klein_(cfg.spec->type == "flux2_klein"),
-        device_(cfg.device),
-        bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+      : BundlePipeline(cfg),
+        klein_(cfg.spec->type == "flux2_klein"),
         tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
     const auto& tc = bundle_.config("tokenizer/tokenizer_config.json");
     const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
@@ -88,26 +86,19 @@ class Flux2 : public Pipeline {
     guidance_embeds_ = bundle_.config("transformer/config.json").value("guidance_embeds", false);
     const auto& vae = bundle_.config("vae/config.json");
     eps_ = vae.value("batch_norm_eps", 1e-4);
-    const at::ScalarType W = bundle_.dtype();
+    const at::ScalarType W = dtype_;
     // Batch-norm statistics in the run dtype, std = sqrt(var + eps) evaluated in it (bundle-contract §4).
     const auto mean = bundle_.constant("vae_bn_running_mean").get<std::vector<float>>();
     const auto var = bundle_.constant("vae_bn_running_var").get<std::vector<float>>();
-    bn_mean_ = at::tensor(mean).view({1, -1, 1, 1}).to(at::Device(device_), W);
-    bn_std_ = (at::tensor(var).view({1, -1, 1, 1}).to(at::Device(device_), W) + eps_).sqrt();
+    bn_mean_ = at::tensor(mean).view({1, -1, 1, 1}).to(dev_, W);
+    bn_std_ = (at::tensor(var).view({1, -1, 1, 1}).to(dev_, W) + eps_).sqrt();
     scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
-    text_encoder_ = bundle_.load("text_encoder", device_);
-    transformer_ = bundle_.load("transformer", device_);
-    vae_encoder_ = bundle_.load("vae_encoder", device_);
-    vae_decoder_ = bundle_.load("vae_decoder", device_);
   }
 
-  EditResult edit(const EditRequest& r) override {
-    c10::InferenceMode guard;
-    EditResult result;
-    StageClock clock(result);
+  void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
     if (r.images.empty()) throw std::invalid_argument("no input image");
-    const at::ScalarType W = bundle_.dtype();
-    const auto dev = at::Device(device_);
+    const at::ScalarType W = dtype_;
+    const at::Device& dev = dev_;
 
     std::vector<Image> refs;
     for (const Image& img : r.images) refs.push_back(flux2_reference(img));
@@ -166,7 +157,6 @@ class Flux2 : public Pipeline {
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
     clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
-    return result;
   }
 
  private:
@@ -181,7 +171,7 @@ class Flux2 : public Pipeline {
       text = fmt::format("<s>[SYSTEM_PROMPT]{}[/SYSTEM_PROMPT][INST]{}[/INST]", kMistralSystem, p);
     }
     const Tokenizer::Padded t = tokenizer_.encode_padded(text, 512, pad_id_);
-    const auto dev = at::Device(device_);
+    const at::Device& dev = dev_;
     const at::Tensor ids = at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).view({1, 512}).to(dev);
     const at::Tensor mask =
         at::tensor(std::vector<int64_t>(t.attention_mask.begin(), t.attention_mask.end()), at::kLong).view({1, 512}).to(dev);
@@ -190,15 +180,14 @@ class Flux2 : public Pipeline {
   }
 
   bool klein_;
-  std::string device_;
-  Bundle bundle_;
   Tokenizer tokenizer_;
   int32_t pad_id_ = 0;
   bool is_distilled_ = false, guidance_embeds_ = false;
   double eps_ = 1e-4;
   at::Tensor bn_mean_, bn_std_;
   SchedulerConfig scheduler_;
-  torch::jit::Module text_encoder_, transformer_, vae_encoder_, vae_decoder_;
+  torch::jit::Module text_encoder_ = component("text_encoder"), transformer_ = component("transformer"),
+                     vae_encoder_ = component("vae_encoder"), vae_decoder_ = component("vae_decoder");
 };
 
 }  // namespace

@@ -7,7 +7,6 @@
 //   1 (noise) / 2 (reference) offset by the text length -> plain CFG against the negative prompt
 //   encoded with the same image.
 #include <ATen/ATen.h>
-#include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 #include <torch/script.h>
 
@@ -15,7 +14,7 @@
 #include <cmath>
 #include <regex>
 
-#include "diffgentor/bundle.hpp"
+#include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/model_registry.hpp"
 #include "diffgentor/qwen_vl.hpp"
@@ -110,11 +109,10 @@ std::pair<int, int> longcat_dimensions(double target_area, double ratio) {
 
 namespace {
 
-class LongCat : public Pipeline {
+class LongCat : public BundlePipeline {
  public:
   explicit LongCat(const PipelineConfig& cfg)
-      : device_(cfg.device),
-        bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+      : BundlePipeline(cfg),
         tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
     const auto& te = bundle_.config("text_encoder/config.json");
     image_token_id_ = te.at("image_token_id").get<int32_t>();
@@ -125,21 +123,13 @@ class LongCat : public Pipeline {
     channels_ = vae.value("latent_channels", 16);
     pad_id_ = *tokenizer_.token_to_id("<|endoftext|>");
     scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
-    vision_encoder_ = bundle_.load("vision_encoder", device_);
-    text_encoder_ = bundle_.load("text_encoder", device_);
-    transformer_ = bundle_.load("transformer", device_);
-    vae_encoder_ = bundle_.load("vae_encoder", device_);
-    vae_decoder_ = bundle_.load("vae_decoder", device_);
   }
 
-  EditResult edit(const EditRequest& r) override {
-    c10::InferenceMode guard;
-    EditResult result;
-    StageClock clock(result);
+  void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
     if (r.images.size() != 1)
       throw std::invalid_argument(fmt::format("LongCat-Image-Edit takes one image, the row has {}", r.images.size()));
-    const at::ScalarType W = bundle_.dtype();
-    const auto dev = at::Device(device_);
+    const at::ScalarType W = dtype_;
+    const at::Device& dev = dev_;
     const Image& src = r.images.front();
     const auto [Wc, Hc] = longcat_dimensions(1024.0 * 1024.0, double(src.width) / src.height);
     const Image vae_img = resize_pil(src, Wc, Hc, ResampleFilter::Lanczos);
@@ -193,7 +183,6 @@ class LongCat : public Pipeline {
     result.image = tensor_to_image(vae_decoder_.forward({zz}).toTensor());
     clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
-    return result;
   }
 
  private:
@@ -218,7 +207,7 @@ class LongCat : public Pipeline {
     ids.insert(ids.end(), suffix.begin(), suffix.end());
     mask.insert(mask.end(), suffix.size(), 1);
     const auto L = static_cast<int64_t>(ids.size());
-    const auto dev = at::Device(device_);
+    const at::Device& dev = dev_;
     const at::Tensor out =
         text_encoder_
             .forward({at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).view({1, L}).to(dev),
@@ -229,15 +218,15 @@ class LongCat : public Pipeline {
     return out.slice(1, prefix_len, L - static_cast<int64_t>(suffix.size())).contiguous();
   }
 
-  std::string device_;
-  Bundle bundle_;
   Tokenizer tokenizer_;
   int32_t image_token_id_ = 0, pad_id_ = 0;
   QwenVisionConfig vision_;
   double scale_ = 1.0, shift_ = 0.0;
   int64_t channels_ = 16;
   SchedulerConfig scheduler_;
-  torch::jit::Module vision_encoder_, text_encoder_, transformer_, vae_encoder_, vae_decoder_;
+  torch::jit::Module vision_encoder_ = component("vision_encoder"), text_encoder_ = component("text_encoder"),
+                     transformer_ = component("transformer"), vae_encoder_ = component("vae_encoder"),
+                     vae_decoder_ = component("vae_decoder");
 };
 
 }  // namespace

@@ -5,7 +5,6 @@
 //   drop the template prefix -> VAE-encode references (mean, normalised, packed) -> seeded bf16 noise
 //   -> flow-match Euler with true CFG and per-token norm rescale -> unpack, denormalise, decode.
 #include <ATen/ATen.h>
-#include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 #include <torch/script.h>
 
@@ -13,7 +12,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "diffgentor/bundle.hpp"
+#include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/model_registry.hpp"
 #include "diffgentor/qwen_vl.hpp"
@@ -39,12 +38,11 @@ at::Tensor f32(const std::vector<float>& v, std::vector<int64_t> shape, const st
   return at::tensor(v, at::kFloat).view(shape).to(at::Device(device));
 }
 
-class QwenImageEdit : public Pipeline {
+class QwenImageEdit : public BundlePipeline {
  public:
   explicit QwenImageEdit(const PipelineConfig& cfg)
-      : plus_(cfg.spec->type == "qwen"),
-        device_(cfg.device),
-        bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
+      : BundlePipeline(cfg),
+        plus_(cfg.spec->type == "qwen"),
         tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
     const auto& te = bundle_.config("text_encoder/config.json");
     image_token_id_ = te.at("image_token_id").get<int32_t>();
@@ -58,21 +56,13 @@ class QwenImageEdit : public Pipeline {
     axes_ = bundle_.config("transformer/config.json").at("axes_dims_rope").get<std::vector<int>>();
     scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
     drop_ = bundle_.constant("prompt_template_encode_start_idx").get<int64_t>();
-    vision_encoder_ = bundle_.load("vision_encoder", device_);
-    text_encoder_ = bundle_.load("text_encoder", device_);
-    transformer_ = bundle_.load("transformer", device_);
-    vae_encoder_ = bundle_.load("vae_encoder", device_);
-    vae_decoder_ = bundle_.load("vae_decoder", device_);
   }
 
-  EditResult edit(const EditRequest& r) override {
-    c10::InferenceMode guard;
-    EditResult result;
-    StageClock clock(result);
+  void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
     if (r.images.empty()) throw std::invalid_argument("no input image");
     if (!plus_ && r.images.size() != 1)
       throw std::invalid_argument(fmt::format("Qwen-Image-Edit takes one image, the row has {}", r.images.size()));
-    const at::ScalarType W = bundle_.dtype();
+    const at::ScalarType W = dtype_;
 
     // Sizes (pipelines.md 2a/2b): VLM image at 384^2 (Plus) or 1024^2 area, VAE image at 1024^2 area,
     // output from the last (Plus) or first image, floored to 16.
@@ -109,8 +99,8 @@ class QwenImageEdit : public Pipeline {
     clock.lap("text_encoder");
 
     // References: VAE mean, (z - mean) / std in W, packed; concatenated in input order.
-    const auto mean = at::tensor(latents_mean_).view({1, -1, 1, 1}).to(at::Device(device_), W);
-    const auto stdv = at::tensor(latents_std_).view({1, -1, 1, 1}).to(at::Device(device_), W);
+    const auto mean = at::tensor(latents_mean_).view({1, -1, 1, 1}).to(dev_, W);
+    const auto stdv = at::tensor(latents_std_).view({1, -1, 1, 1}).to(dev_, W);
     std::vector<at::Tensor> refs;
     std::vector<ImageShape> shapes{{1, int(H / 16), int(Wd / 16)}};
     for (const Image& img : vae_images) {
@@ -144,7 +134,7 @@ class QwenImageEdit : public Pipeline {
     auto dit = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
       ++calls;
       return transformer_
-          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, W, at::Device(device_)), img_freqs,
+          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, W, dev_), img_freqs,
                     txt_freqs, modulate_index})
           .toTensor()
           .slice(1, 0, Sn);
@@ -160,11 +150,10 @@ class QwenImageEdit : public Pipeline {
 
     // Denormalise exactly as upstream: latents / bf16(1 / bf16(std)) + bf16(mean).
     at::Tensor z = unpack_latents(latents, h, w, C);
-    z = z / (1.0 / at::tensor(latents_std_).view({1, -1, 1, 1}).to(at::Device(device_), W)) + mean;
+    z = z / (1.0 / at::tensor(latents_std_).view({1, -1, 1, 1}).to(dev_, W)) + mean;
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
     clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
-    return result;
   }
 
  private:
@@ -193,7 +182,7 @@ class QwenImageEdit : public Pipeline {
     if (L <= drop_) throw std::invalid_argument("prompt shorter than the template prefix");
     const std::vector<int64_t> ids64(ids.begin(), ids.end());
     const at::Tensor out = text_encoder_
-                               .forward({i64(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(at::Device(device_))),
+                               .forward({i64(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
                                          i64(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
                                          image_embeds})
                                .toTensor();
@@ -201,8 +190,6 @@ class QwenImageEdit : public Pipeline {
   }
 
   bool plus_;
-  std::string device_;
-  Bundle bundle_;
   Tokenizer tokenizer_;
   int32_t image_token_id_ = 0;
   QwenVisionConfig vision_;
@@ -210,7 +197,9 @@ class QwenImageEdit : public Pipeline {
   std::vector<int> axes_;
   SchedulerConfig scheduler_;
   int64_t drop_ = 64;
-  torch::jit::Module vision_encoder_, text_encoder_, transformer_, vae_encoder_, vae_decoder_;
+  torch::jit::Module vision_encoder_ = component("vision_encoder"), text_encoder_ = component("text_encoder"),
+                     transformer_ = component("transformer"), vae_encoder_ = component("vae_encoder"),
+                     vae_decoder_ = component("vae_decoder");
 };
 
 }  // namespace

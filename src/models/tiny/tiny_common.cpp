@@ -102,6 +102,26 @@ def layer(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, n: Tensor, wq
     return x + torch.linear(torch.silu(torch.linear(h, g)) * torch.linear(h, u), dn)
 )JIT";
 
+const char* const kTinyDitMethods = R"JIT(
+def sinusoid(self, t: Tensor) -> Tensor:
+    half = self.t_freq_dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device).float() * (-9.210340371976184 / half))
+    args = t.float().unsqueeze(-1) * 1000.0 * freqs.unsqueeze(0)
+    return torch.cat([args.cos(), args.sin()], -1).to(self.t1.dtype)
+
+def rope(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    xe = x[..., 0::2]
+    xo = x[..., 1::2]
+    return torch.stack([xe * cos - xo * sin, xe * sin + xo * cos], -1).flatten(-2)
+
+def linear_attention(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    qf = torch.elu(q.float()) + 1.0
+    kf = torch.elu(k.float()) + 1.0
+    kv = torch.einsum('bnhd,bnhe->bhde', [kf, v.float()])
+    z = torch.einsum('bnhd,bhd->bnh', [qf, kf.sum(1)]).unsqueeze(-1)
+    return (torch.einsum('bnhd,bhde->bnhe', [qf, kv]) / z).to(v.dtype)
+)JIT";
+
 void lm_layer_params(TinyWriter& tw, torch::jit::Module& m, int l, int64_t d, int64_t hd) {
   tw.ones(m, fmt::format("n{}", l), {d});
   tw.ones(m, fmt::format("m{}", l), {d});

@@ -36,6 +36,10 @@ class TinyWriter {
 /// masked GQA attention with one KV head and a SwiGLU MLP): prepend to a module's forward source.
 /// The module needs `heads` / `head_dim` attributes and the parameters of lm_layer_params().
 extern const char* const kTinyLmMethods;
+/// TorchScript methods shared by the tiny DiTs: `sinusoid(t)` (timestep embedding of t * 1000; needs a
+/// `t_freq_dim` attribute and a `t1` parameter for the dtype), `rope(x, cos, sin)` on adjacent channel
+/// pairs, and `linear_attention(q, k, v)` over [B, N, heads, head_dim] (cheap for ~1024² outputs).
+extern const char* const kTinyDitMethods;
 /// Registers layer `l`'s parameters: n, q, k, v, o, m (second norm), g, u, d.
 void lm_layer_params(TinyWriter& tw, torch::jit::Module& m, int l, int64_t d, int64_t head_dim);
 

@@ -39,17 +39,6 @@ def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tenso
 
 // {GUIDANCE_ARG} and {GUIDANCE_EMB} are filled for FLUX.2-dev (guidance embedding) and left empty for klein.
 const char* kTransformer = R"JIT(
-def sinusoid(self, t: Tensor) -> Tensor:
-    half = self.t_freq_dim // 2
-    freqs = torch.exp(torch.arange(half, device=t.device).float() * (-9.210340371976184 / half))
-    args = t.float().unsqueeze(-1) * 1000.0 * freqs.unsqueeze(0)
-    return torch.cat([args.cos(), args.sin()], -1).to(self.t1.dtype)
-
-def rope(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    xe = x[..., 0::2]
-    xo = x[..., 1::2]
-    return torch.stack([xe * cos - xo * sin, xe * sin + xo * cos], -1).flatten(-2)
-
 def block(self, img: Tensor, txt: Tensor, mod: Tensor, cos: Tensor, sin: Tensor, wqkv: Tensor, wo: Tensor, f1: Tensor, f2: Tensor) -> Tensor:
     B = img.size(0)
     S = img.size(1)
@@ -61,11 +50,7 @@ def block(self, img: Tensor, txt: Tensor, mod: Tensor, cos: Tensor, sin: Tensor,
     q = self.rope(qkv.select(2, 0), cos, sin)
     k = self.rope(qkv.select(2, 1), cos, sin)
     v = qkv.select(2, 2)
-    qf = torch.elu(q.float()) + 1.0
-    kf = torch.elu(k.float()) + 1.0
-    kv = torch.einsum('bnhd,bnhe->bhde', [kf, v.float()])
-    z = torch.einsum('bnhd,bhd->bnh', [qf, kf.sum(1)]).unsqueeze(-1)
-    o = torch.linear((torch.einsum('bnhd,bhde->bnhe', [qf, kv]) / z).to(img.dtype).reshape(B, L + S, d), wo)
+    o = torch.linear(self.linear_attention(q, k, v).reshape(B, L + S, d), wo)
     img = img + o.narrow(1, L, S)
     return img + torch.linear(torch.gelu(torch.linear(torch.layer_norm(img, [d]), f1)), f2)
 
@@ -189,7 +174,7 @@ void save_tiny_ids_dit(TinyWriter& tw, int64_t d, const IdsDit& spec) {
   src = replace_all(src, "{GUIDANCE_EMB}", guidance ? kGuidanceEmb : "");
   src = replace_all(src, "{POOLED_ARG}", spec.pooled_dim > 0 ? ", pooled_projections: Tensor" : "");
   src = replace_all(src, "{POOLED_EMB}", spec.pooled_dim > 0 ? kPooledEmb : "");
-  m.define(src);
+  m.define(std::string(kTinyDitMethods) + src);
   tw.save(m, "transformer");
 }
 

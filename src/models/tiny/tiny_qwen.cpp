@@ -89,16 +89,7 @@ def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tenso
 // sequence (tiny internals are free; the interface is the real one).
 const char* kTransformer = R"JIT(
 def time_embed(self, t: Tensor) -> Tensor:
-    half = self.t_freq_dim // 2
-    freqs = torch.exp(torch.arange(half, device=t.device).float() * (-9.210340371976184 / half))
-    args = t.float().unsqueeze(-1) * 1000.0 * freqs.unsqueeze(0)
-    emb = torch.cat([args.cos(), args.sin()], -1).to(self.t1.dtype)
-    return torch.linear(torch.silu(torch.linear(emb, self.t1, self.t1b)), self.t2, self.t2b)
-
-def rope(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    xe = x[..., 0::2]
-    xo = x[..., 1::2]
-    return torch.stack([xe * cos - xo * sin, xe * sin + xo * cos], -1).flatten(-2)
+    return torch.linear(torch.silu(torch.linear(self.sinusoid(t), self.t1, self.t1b)), self.t2, self.t2b)
 
 def block(self, img: Tensor, txt: Tensor, mod_img: Tensor, mod_txt: Tensor, cos: Tensor, sin: Tensor, wqkv: Tensor, wo: Tensor, f1: Tensor, f2: Tensor) -> Tensor:
     B = img.size(0)
@@ -115,12 +106,7 @@ def block(self, img: Tensor, txt: Tensor, mod_img: Tensor, mod_txt: Tensor, cos:
     q = self.rope(qkv.select(2, 0), cos, sin)
     k = self.rope(qkv.select(2, 1), cos, sin)
     v = qkv.select(2, 2)
-    qf = torch.elu(q.float()) + 1.0
-    kf = torch.elu(k.float()) + 1.0
-    kv = torch.einsum('bnhd,bnhe->bhde', [kf, v.float()])
-    z = torch.einsum('bnhd,bhd->bnh', [qf, kf.sum(1)]).unsqueeze(-1)
-    o = (torch.einsum('bnhd,bhde->bnhe', [qf, kv]) / z).to(img.dtype).reshape(B, N, d)
-    o = torch.linear(o, wo)
+    o = torch.linear(self.linear_attention(q, k, v).reshape(B, N, d), wo)
     img = img + o.narrow(1, L, S)
     return img + torch.linear(torch.gelu(torch.linear(torch.layer_norm(img, [d]), f1)), f2)
 
@@ -261,7 +247,7 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
     m.register_attribute("heads", c10::IntType::get(), heads);
     m.register_attribute("head_dim", c10::IntType::get(), hd);
     m.register_attribute("t_freq_dim", c10::IntType::get(), d);
-    m.define(kTransformer);
+    m.define(std::string(kTinyDitMethods) + kTransformer);
     tw.save(m, "transformer");
   }
   save_tiny_vae(tw, 16, true);
