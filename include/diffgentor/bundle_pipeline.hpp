@@ -11,6 +11,7 @@
 #include "diffgentor/bundle.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/pipeline.hpp"
+#include "diffgentor/tokenizer.hpp"
 
 namespace dg {
 
@@ -24,6 +25,9 @@ class BundlePipeline : public Pipeline {
   virtual void run(const EditRequest& request, EditResult& result, StageClock& clock) = 0;
   /// A loaded component by its contract name (e.g. "transformer").
   torch::jit::Module& component(const std::string& name);
+  /// The id of `<folder>/tokenizer_config.json`'s pad_token in `tokenizer`; the pipelines pad on the
+  /// right, so any other padding_side is refused (pads reach the DiT unmasked, their place matters).
+  int32_t pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const;
 
   std::string device_;
   at::Device dev_;

@@ -138,6 +138,18 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
     if (!components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
 }
 
+int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const {
+  const json& tc = bundle_.config(folder + "/tokenizer_config.json");
+  const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
+                                                         : tc["pad_token"].at("content").get<std::string>();
+  const auto id = tokenizer.token_to_id(pad);
+  if (!id) throw BundleError(fmt::format("bundle {}: {} pad_token '{}' is not in its tokenizer", bundle_.dir(), folder, pad));
+  if (tc.value("padding_side", "right") != "right")
+    throw BundleError(fmt::format("bundle {}: {}/tokenizer_config.json padding_side '{}' is not supported (right only)",
+                                  bundle_.dir(), folder, tc.value("padding_side", "")));
+  return *id;
+}
+
 torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
 
 EditResult BundlePipeline::edit(const EditRequest& request) {

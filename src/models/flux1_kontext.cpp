@@ -45,23 +45,14 @@ std::pair<int, int> kontext_output_size(int width, int height) {
 namespace {
 
 
-int32_t pad_id_of(const Bundle& b, const Tokenizer& tok, const std::string& folder) {
-  const auto& tc = b.config(folder + "/tokenizer_config.json");
-  const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
-                                                         : tc["pad_token"].at("content").get<std::string>();
-  const auto id = tok.token_to_id(pad);
-  if (!id) throw BundleError(fmt::format("bundle {}: {} pad_token '{}' is not in its tokenizer", b.dir(), folder, pad));
-  return *id;
-}
-
 class Kontext : public BundlePipeline {
  public:
   explicit Kontext(const PipelineConfig& cfg)
       : BundlePipeline(cfg),
         clip_tok_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")),
         t5_tok_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer_2/tokenizer.json")) {
-    clip_pad_ = pad_id_of(bundle_, clip_tok_, "tokenizer");
-    t5_pad_ = pad_id_of(bundle_, t5_tok_, "tokenizer_2");
+    clip_pad_ = pad_token_id(clip_tok_, "tokenizer");
+    t5_pad_ = pad_token_id(t5_tok_, "tokenizer_2");
     const auto& vae = bundle_.config("vae/config.json");
     scale_ = vae.at("scaling_factor").get<double>();
     shift_ = vae.value("shift_factor", 0.0);

@@ -73,15 +73,7 @@ class Flux2 : public BundlePipeline {
       : BundlePipeline(cfg),
         klein_(cfg.spec->type == "flux2_klein"),
         tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
-    const auto& tc = bundle_.config("tokenizer/tokenizer_config.json");
-    const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
-                                                           : tc["pad_token"].at("content").get<std::string>();
-    const auto pad_id = tokenizer_.token_to_id(pad);
-    if (!pad_id) throw BundleError(fmt::format("bundle {}: pad_token '{}' is not in the tokenizer", cfg.bundle_dir, pad));
-    pad_id_ = *pad_id;
-    if (tc.value("padding_side", "right") != "right")
-      throw BundleError(fmt::format("bundle {}: padding_side '{}' is not supported (right only)", cfg.bundle_dir,
-                                    tc.value("padding_side", "")));
+    pad_id_ = pad_token_id(tokenizer_, "tokenizer");
     is_distilled_ = bundle_.config("model_index.json").value("is_distilled", false);
     guidance_embeds_ = bundle_.config("transformer/config.json").value("guidance_embeds", false);
     const auto& vae = bundle_.config("vae/config.json");

@@ -121,7 +121,7 @@ class LongCat : public BundlePipeline {
     scale_ = vae.at("scaling_factor").get<double>();
     shift_ = vae.value("shift_factor", 0.0);
     channels_ = vae.value("latent_channels", 16);
-    pad_id_ = *tokenizer_.token_to_id("<|endoftext|>");
+    pad_id_ = pad_token_id(tokenizer_, "tokenizer");
     scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
   }
 

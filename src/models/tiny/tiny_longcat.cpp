@@ -16,6 +16,7 @@ void make_tiny_longcat(const ModelSpec& spec, const std::string& dir, const Tiny
   TinyWriter tw(dir, spec, opt);
   const json tok = tiny_qwen_tokenizer();
   tw.write_json("tokenizer/tokenizer.json", tok);
+  tw.write_json("tokenizer/tokenizer_config.json", {{"pad_token", "<|endoftext|>"}, {"padding_side", "right"}});
   const Tokenizer tokenizer = Tokenizer::from_json(tok, "tiny tokenizer");
   write_tiny_qwen_vl(tw, d, tokenizer);
   const std::vector<int64_t> axes{hd / 4, 3 * hd / 8, 3 * hd / 8};

@@ -208,6 +208,7 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
   // Tokenizer first: its vocabulary sizes the embedding, its ids go into the configs.
   const json tok = tiny_qwen_tokenizer();
   tw.write_json("tokenizer/tokenizer.json", tok);
+  tw.write_json("tokenizer/tokenizer_config.json", {{"pad_token", "<|endoftext|>"}, {"padding_side", "right"}});
   const Tokenizer tokenizer = Tokenizer::from_json(tok, "tiny tokenizer");
   const std::string system_prefix =
       "<|im_start|>system\nDescribe the key features of the input image (color, shape, size, texture, objects, "
