@@ -1,8 +1,9 @@
 #pragma once
 /// The TorchScript component contract (docs/bundle-format.md, from ../shared/design/bundle-contract.md):
-/// for each model type, the components it needs and each method's argument names, dtypes and
-/// symbolic shapes. One table read by the bundle loader (to check what it loads), by make-tiny (to
-/// write manifests) and by the docs.
+/// for each model type, the components it needs and each method's argument names, dtypes and symbolic
+/// shapes. The data lives in src/core/bundle_contract.json, embedded at build time and also read by the
+/// Python exporter (tools/export/); this table is what the bundle loader checks, make-tiny writes and the
+/// docs name.
 #include <string>
 #include <vector>
 
