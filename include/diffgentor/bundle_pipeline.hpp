@@ -5,19 +5,30 @@
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/jit/api/module.h>
 
+#include <functional>
 #include <map>
 #include <string>
 
 #include "diffgentor/bundle.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/pipeline.hpp"
+#include "diffgentor/scheduler.hpp"
 #include "diffgentor/tokenizer.hpp"
 
 namespace dg {
 
+/// Receives a pipeline's intermediate tensors by stage name, for the parity harness (docs/parity.md).
+/// Stage names: "prompt_embeds" [1, L, D] (and "pooled_prompt_embeds" [1, 768] for Kontext,
+/// "negative_prompt_embeds" when a second branch runs), "image_latents" [1, S_ref, c] (packed references,
+/// normalised), "noise" [1, S_n, c] (packed), "sigmas" [N + 1] and "timesteps" [N] (float32),
+/// "noise_pred_0" [1, S_n, c] (the first step's velocity after CFG), "final_latents" [1, S_n, c].
+using StageTap = std::function<void(const std::string& stage, const at::Tensor& value)>;
+
 class BundlePipeline : public Pipeline {
  public:
   EditResult edit(const EditRequest& request) final;
+  /// Installs a tap (empty = none). Not for concurrent rows: the parity runner uses one pipeline.
+  void set_stage_tap(StageTap tap) { tap_ = std::move(tap); }
 
  protected:
   explicit BundlePipeline(const PipelineConfig& config);
@@ -28,6 +39,13 @@ class BundlePipeline : public Pipeline {
   /// The id of `<folder>/tokenizer_config.json`'s pad_token in `tokenizer`; the pipelines pad on the
   /// right, so any other padding_side is refused (pads reach the DiT unmasked, their place matters).
   int32_t pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const;
+  /// Hands `value` to the stage tap, if one is installed.
+  void tap(const char* stage, const at::Tensor& value) const {
+    if (tap_) tap_(stage, value);
+  }
+  /// euler_loop, tapping "noise", "sigmas", "timesteps", "noise_pred_0" and "final_latents".
+  at::Tensor denoise(const at::Tensor& noise, const Schedule& schedule,
+                     const std::function<at::Tensor(const at::Tensor& latents, float timestep)>& velocity) const;
 
   std::string device_;
   at::Device dev_;
@@ -36,6 +54,7 @@ class BundlePipeline : public Pipeline {
 
  private:
   std::map<std::string, torch::jit::Module> components_;
+  StageTap tap_;
 };
 
 }  // namespace dg

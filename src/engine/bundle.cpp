@@ -150,6 +150,23 @@ int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::stri
   return *id;
 }
 
+at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& schedule,
+                                   const std::function<at::Tensor(const at::Tensor&, float)>& velocity) const {
+  if (!tap_) return euler_loop(noise, schedule, velocity);
+  tap("noise", noise);
+  tap("sigmas", at::tensor(schedule.sigmas));
+  tap("timesteps", at::tensor(schedule.timesteps));
+  bool first = true;
+  const at::Tensor out = euler_loop(noise, schedule, [&](const at::Tensor& x, float t) {
+    at::Tensor v = velocity(x, t);
+    if (first) tap("noise_pred_0", v);
+    first = false;
+    return v;
+  });
+  tap("final_latents", out);
+  return out;
+}
+
 torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
 
 EditResult BundlePipeline::edit(const EditRequest& request) {

@@ -92,6 +92,10 @@ class Kontext : public BundlePipeline {
       add_ids(1.0f + static_cast<float>(i), z.size(2) / 2, z.size(3) / 2);
     }
     const at::Tensor ref_cat = at::cat(ref_tokens, 1);
+    tap("prompt_embeds", embeds);
+    tap("pooled_prompt_embeds", pooled);
+    if (true_cfg) tap("negative_prompt_embeds", neg_embeds);
+    tap("image_latents", ref_cat);
     clock.lap("vae_encode");
 
     at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, W, device_));
@@ -110,7 +114,7 @@ class Kontext : public BundlePipeline {
           .toTensor()
           .slice(1, 0, Sn);
     };
-    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
       const at::Tensor v = dit(pooled, embeds, x, t);
       if (!true_cfg) return v;
       const at::Tensor n = dit(neg_pooled, neg_embeds, x, t);

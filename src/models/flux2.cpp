@@ -114,6 +114,9 @@ class Flux2 : public BundlePipeline {
       ids.insert(ids.end(), more.begin(), more.end());
     }
     const at::Tensor refs_cat = at::cat(ref_tokens, 1);
+    tap("prompt_embeds", embeds);
+    if (cfg) tap("negative_prompt_embeds", negative);
+    tap("image_latents", refs_cat);
     clock.lap("vae_encode");
 
     // Noise drawn directly in patchified space, [1, 128, H/16, W/16].
@@ -137,7 +140,7 @@ class Flux2 : public BundlePipeline {
       in.emplace_back(txt_ids);
       return transformer_.forward(in).toTensor().slice(1, 0, Sn);
     };
-    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
       const at::Tensor v = dit(embeds, x, t);
       if (!cfg) return v;
       const at::Tensor u = dit(negative, x, t);

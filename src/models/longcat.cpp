@@ -152,6 +152,9 @@ class LongCat : public BundlePipeline {
 
     const at::Tensor z = vae_encoder_.forward({image_to_tensor(vae_img, W, device_)}).toTensor();
     const at::Tensor ref = pack_latents((z - shift_) * scale_);
+    tap("prompt_embeds", embeds);
+    if (cfg) tap("negative_prompt_embeds", negative);
+    tap("image_latents", ref);
     clock.lap("vae_encode");
 
     const int64_t h = Hc / 8, w = Wc / 8, L = embeds.size(1);
@@ -172,7 +175,7 @@ class LongCat : public BundlePipeline {
           .toTensor()
           .slice(1, 0, Sn);
     };
-    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
       const at::Tensor v = dit(embeds, x, t);
       if (!cfg) return v;
       const at::Tensor u = dit(negative, x, t);

@@ -95,6 +95,8 @@ class QwenImageEdit : public BundlePipeline {
     const bool true_cfg = r.params.true_cfg && *r.params.true_cfg > 1.0 && r.params.negative_prompt;
     at::Tensor negative_embeds;
     if (true_cfg) negative_embeds = encode_prompt(*r.params.negative_prompt, vis, image_embeds, tokenize);
+    tap("prompt_embeds", prompt_embeds);
+    if (true_cfg) tap("negative_prompt_embeds", negative_embeds);
     clock.split("tokenize", tokenize);
     clock.lap("text_encoder");
 
@@ -109,6 +111,7 @@ class QwenImageEdit : public BundlePipeline {
       shapes.push_back({1, img.height / 16, img.width / 16});
     }
     const at::Tensor ref_tokens = at::cat(refs, 1);
+    tap("image_latents", ref_tokens);
     clock.lap("vae_encode");
 
     // Noise drawn like randn_tensor([1, 1, 16, H/8, W/8], dtype=W) on a CPU generator, then packed.
@@ -139,7 +142,7 @@ class QwenImageEdit : public BundlePipeline {
           .toTensor()
           .slice(1, 0, Sn);
     };
-    latents = euler_loop(latents, sched, [&](const at::Tensor& x, float t) {
+    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
       const at::Tensor v = dit(prompt_embeds, txt_pos, x, t);
       if (!true_cfg) return v;
       const at::Tensor neg = dit(negative_embeds, txt_neg, x, t);

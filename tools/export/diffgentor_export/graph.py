@@ -1,0 +1,125 @@
+"""Tracing, graph clean-up and checks (bundle contract §1 R6 and §8).
+
+- `trace` turns every TracerWarning into an error: a value that became a Python number during the trace (an
+  `.item()`, `.tolist()`, `int(tensor)`, `torch.tensor(list)`) would freeze a shape or a constant.
+- `make_device_neutral` replaces each `Device` constant of every graph with `prim::device(<first tensor
+  input>)`, so a bundle traced on cuda:0 runs on cuda:N or the CPU, then asserts none remain.
+- `required_ops` lists the operators of the saved graphs, recorded in the manifest for the runtime's report.
+- `compare` is the numeric check of a TorchScript output against the eager upstream module.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def trace(module, inputs: dict, methods=("forward",)):
+    """Traces `module` (an nn.Module whose methods take the contract's arguments) with TracerWarnings as
+    errors. `inputs` maps method name -> tuple of example tensors."""
+    module = module.eval()
+    # Raising from inside the tracer would surface as a SystemError; record the warnings and fail after.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        with torch.no_grad():
+            if list(methods) == ["forward"]:
+                traced = torch.jit.trace(module, inputs["forward"], check_trace=False)
+            else:
+                traced = torch.jit.trace_module(module, {m: inputs[m] for m in methods}, check_trace=False)
+    frozen = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    if frozen:
+        raise ExportError(f"{type(module).__name__}: the trace would freeze a value ({frozen[0].filename}:"
+                          f"{frozen[0].lineno}): {frozen[0].message}")
+    return traced
+
+
+def _graphs(module):
+    """(qualified name, graph) of every method of `module` and its submodules."""
+    for prefix, sub in module.named_modules():
+        c = sub._c
+        for name in c._method_names():
+            yield f"{prefix or '<top>'}.{name}", c._get_method(name).graph
+
+
+def _blocks(block):
+    yield block
+    for node in block.nodes():
+        for b in node.blocks():
+            yield from _blocks(b)
+
+
+def _device_constants(graph):
+    return [n for b in _blocks(graph) for n in b.nodes()
+            if n.kind() == "prim::Constant" and n.output().type().kind() == "DeviceObjType"]
+
+
+def make_device_neutral(module) -> int:
+    """Rewrites device constants in place (R6); returns how many were replaced."""
+    replaced = 0
+    for where, graph in _graphs(module):
+        constants = _device_constants(graph)
+        if not constants:
+            continue
+        tensor_inputs = [v for v in list(graph.inputs())[1:] if v.type().kind() == "TensorType"]
+        if not tensor_inputs:
+            raise ExportError(f"{where}: a device constant in a graph without tensor inputs")
+        anchor = next(graph.nodes(), None)
+        for node in constants:
+            dev = graph.create("prim::device", [tensor_inputs[0]])
+            dev.output().setType(node.output().type())
+            if anchor is None:
+                graph.appendNode(dev)
+            else:
+                dev.insertBefore(anchor)
+            node.output().replaceAllUsesWith(dev.output())
+            node.destroy()
+            replaced += 1
+    left = [where for where, g in _graphs(module) if _device_constants(g)]
+    if left:
+        raise ExportError(f"device constants remain in {', '.join(left)}")
+    return replaced
+
+
+def required_ops(module) -> list:
+    """Sorted operator names (aten::, prim::...) used by any graph of the module."""
+    ops = set()
+    for _, graph in _graphs(module):
+        for b in _blocks(graph):
+            for n in b.nodes():
+                if "::" in n.kind() and not n.kind().startswith(("prim::Constant", "prim::GetAttr",
+                                                                  "prim::CallMethod")):
+                    ops.add(n.kind())
+    return sorted(ops)
+
+
+def compare(got, want) -> dict:
+    """max |a-b|, mean |a-b| and max |a-b| / max |b| over float32 copies (tensor or tuple of tensors)."""
+    gots = got if isinstance(got, (tuple, list)) else (got,)
+    wants = want if isinstance(want, (tuple, list)) else (want,)
+    if len(gots) != len(wants):
+        raise ExportError(f"{len(gots)} outputs against {len(wants)}")
+    worst = {"max_abs_err": 0.0, "mean_abs_err": 0.0, "rel_err": 0.0}
+    for a, b in zip(gots, wants):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ExportError(f"shape {tuple(a.shape)} against {tuple(b.shape)}")
+        if not a.is_floating_point():
+            diff = (a != b).float()
+            worst["max_abs_err"] = max(worst["max_abs_err"], float(diff.max()) if diff.numel() else 0.0)
+            continue
+        d = (a.float() - b.float()).abs()
+        scale = float(b.float().abs().max()) if b.numel() else 0.0
+        mx = float(d.max()) if d.numel() else 0.0
+        worst["max_abs_err"] = max(worst["max_abs_err"], mx)
+        worst["mean_abs_err"] = max(worst["mean_abs_err"], float(d.mean()) if d.numel() else 0.0)
+        worst["rel_err"] = max(worst["rel_err"], mx / scale if scale > 0 else (0.0 if mx == 0 else math.inf))
+    return worst
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Relative error allowed between a traced graph and its eager module (contract §8)."""
+    return 1e-5 if dtype == torch.float32 else 1e-2

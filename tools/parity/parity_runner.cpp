@@ -1,0 +1,116 @@
+// diffgentor_parity: runs one row through a pipeline of the engine and writes every stage the pipeline taps
+// (bundle_pipeline.hpp StageTap) for tools/parity/parity.py, which compares them with diffusers' own
+// pipeline on the same inputs (docs/parity.md). Engine only (no OpenCV, CLI11, curl): images come in as raw
+// RGB files, so both sides start from the same bytes.
+//   diffgentor_parity --bundle DIR --model_type T --out DIR --prompt TEXT --image W H FILE.rgb [--image ...]
+//                     [--device cpu] [--dtype float32] [--seed 0] [--steps 2] [--guidance G] [--true_cfg G]
+//                     [--negative TEXT] [--make_tiny]
+// Output: <out>/stages.json {"stage": {"shape": [...], "file": "stage.f32"}, ..., "image": {...}}, one
+// little-endian float32 file per stage, and image.rgb (uint8, the row's output).
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "diffgentor/bundle_pipeline.hpp"
+#include "diffgentor/model_registry.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr, "diffgentor_parity: %s\n(see the comment at the top of tools/parity/parity_runner.cpp)\n",
+               why.c_str());
+  std::exit(2);
+}
+
+dg::Image read_rgb(int w, int h, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) usage("cannot read " + path);
+  dg::Image img{w, h, std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>())};
+  if (img.rgb.size() != static_cast<std::size_t>(w) * h * 3)
+    usage(fmt::format("{} has {} bytes, expected {}x{}x3", path, img.rgb.size(), w, h));
+  return img;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string bundle, type, out, device = "cpu", dtype = "float32";
+  dg::EditRequest request;
+  std::optional<double> guidance, true_cfg;
+  std::optional<std::string> negative;
+  std::optional<int> steps;
+  bool make_tiny = false;
+  for (int k = 1; k < argc; ++k) {
+    const std::string a = argv[k];
+    auto next = [&]() -> std::string {
+      if (k + 1 >= argc) usage(a + " needs a value");
+      return argv[++k];
+    };
+    if (a == "--bundle") bundle = next();
+    else if (a == "--model_type") type = next();
+    else if (a == "--out") out = next();
+    else if (a == "--device") device = next();
+    else if (a == "--dtype") dtype = next();
+    else if (a == "--prompt") request.instruction = next();
+    else if (a == "--seed") request.seed = std::stoull(next());
+    else if (a == "--steps") steps = std::stoi(next());
+    else if (a == "--guidance") guidance = std::stod(next());
+    else if (a == "--true_cfg") true_cfg = std::stod(next());
+    else if (a == "--negative") negative = next();
+    else if (a == "--make_tiny") make_tiny = true;
+    else if (a == "--image") {
+      const int w = std::stoi(next()), h = std::stoi(next());
+      request.images.push_back(read_rgb(w, h, next()));
+    } else usage("unknown argument " + a);
+  }
+  if (bundle.empty() || type.empty() || out.empty() || (request.images.empty() && !make_tiny))
+    usage("--bundle, --model_type, --out and at least one --image are required");
+  const dg::ModelSpec* spec = dg::find_model(type);
+  const dg::ModelEntry* entry = dg::find_model_entry(type);
+  if (!spec || !entry) usage("no pipeline for model type " + type);
+  if (make_tiny) {  // lets the harness's self-check run without diffusers
+    entry->make_tiny(*spec, bundle, {"tiny", 0});
+    if (request.images.empty()) return 0;
+  }
+
+  dg::EditOptions options;
+  options.torch_dtype = dtype;
+  request.params = dg::effective_params(*spec, options);
+  if (steps) request.params.steps = *steps;
+  if (guidance) request.params.guidance = *guidance;
+  if (true_cfg) request.params.true_cfg = *true_cfg;
+  if (negative) request.params.negative_prompt = *negative;
+
+  try {
+    auto pipeline = entry->make_pipeline({spec, bundle, device, &options});
+    auto* bp = dynamic_cast<dg::BundlePipeline*>(pipeline.get());
+    if (!bp) usage("the pipeline of " + type + " has no stage taps");
+    fs::create_directories(out);
+    nlohmann::json index = nlohmann::json::object();
+    bp->set_stage_tap([&](const std::string& stage, const at::Tensor& value) {
+      const at::Tensor t = value.detach().to(at::kCPU, at::kFloat).contiguous();
+      std::ofstream(fs::path(out) / (stage + ".f32"), std::ios::binary)
+          .write(reinterpret_cast<const char*>(t.data_ptr<float>()), static_cast<std::streamsize>(t.numel() * 4));
+      index[stage] = {{"shape", t.sizes().vec()}, {"file", stage + ".f32"}};
+    });
+    const dg::EditResult result = pipeline->edit(request);
+    std::ofstream(fs::path(out) / "image.rgb", std::ios::binary)
+        .write(reinterpret_cast<const char*>(result.image.rgb.data()), static_cast<std::streamsize>(result.image.rgb.size()));
+    index["image"] = {{"shape", {result.image.height, result.image.width, 3}}, {"file", "image.rgb"}, {"dtype", "uint8"}};
+    std::ofstream(fs::path(out) / "stages.json") << index.dump(2) << "\n";
+    fmt::print("{}: {} stages, image {}x{} -> {}\n", type, index.size() - 1, result.image.width, result.image.height, out);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "diffgentor_parity: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
