@@ -116,7 +116,7 @@ class LongCat : public BundlePipeline {
         tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
     const auto& te = bundle_.config("text_encoder/config.json");
     image_token_id_ = te.at("image_token_id").get<int32_t>();
-    vision_ = QwenVisionConfig::from_json(bundle_.config("processor/preprocessor_config.json"), te);
+    vision_ = QwenVisionConfig::from_json(bundle_.config("text_processor/preprocessor_config.json"), te);
     const auto& vae = bundle_.config("vae/config.json");
     scale_ = vae.at("scaling_factor").get<double>();
     shift_ = vae.value("shift_factor", 0.0);

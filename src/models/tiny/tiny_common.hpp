@@ -63,7 +63,7 @@ void save_tiny_ids_dit(TinyWriter& tw, int64_t d, const IdsDit& spec);
 class Tokenizer;
 /// Saves the tiny Qwen2.5-VL `vision_encoder` and `text_encoder` (hidden `d`) and writes
 /// text_encoder/config.json and processor/preprocessor_config.json (src/models/tiny/tiny_qwen.cpp).
-void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer);
+void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer, const std::string& processor_folder);
 
 /// A byte-level BPE tokenizer.json with the real Qwen2 pre-tokenizer and special tokens, a 256-byte
 /// base vocabulary and a handful of merges.

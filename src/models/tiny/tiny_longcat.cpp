@@ -18,7 +18,7 @@ void make_tiny_longcat(const ModelSpec& spec, const std::string& dir, const Tiny
   tw.write_json("tokenizer/tokenizer.json", tok);
   tw.write_json("tokenizer/tokenizer_config.json", {{"pad_token", "<|endoftext|>"}, {"padding_side", "right"}});
   const Tokenizer tokenizer = Tokenizer::from_json(tok, "tiny tokenizer");
-  write_tiny_qwen_vl(tw, d, tokenizer);
+  write_tiny_qwen_vl(tw, d, tokenizer, "text_processor");  // LongCatImageEditPipeline.text_processor
   const std::vector<int64_t> axes{hd / 4, 3 * hd / 8, 3 * hd / 8};
   save_tiny_ids_dit(tw, d, IdsDit{64, d, axes, 10000.0, false, 0});
   save_tiny_vae(tw, 16, false);

@@ -142,8 +142,8 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep
 }  // namespace
 
 // The Qwen2.5-VL vision tower and language model of a tiny bundle, with text_encoder/config.json and
-// processor/preprocessor_config.json (shared by qwen, qwen_singleimg and longcat).
-void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer) {
+// <processor_folder>/preprocessor_config.json (shared by qwen, qwen_singleimg and longcat).
+void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer, const std::string& processor_folder) {
   const int64_t heads = 2, hd = d / heads;
   const int32_t image_pad = *tokenizer.token_to_id("<|image_pad|>");
   const int64_t vocab = static_cast<int64_t>(tokenizer.vocab_size());
@@ -193,7 +193,7 @@ void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer) {
                  {"vision_config", {{"depth", 2}, {"hidden_size", 32}, {"patch_size", 14}, {"temporal_patch_size", 2},
                                     {"spatial_merge_size", 2}, {"window_size", 112}, {"fullatt_block_indexes", {1}},
                                     {"out_hidden_size", d}}}});
-  tw.write_json("processor/preprocessor_config.json",
+  tw.write_json(processor_folder + "/preprocessor_config.json",
                 {{"image_processor_type", "Qwen2VLImageProcessor"}, {"patch_size", 14}, {"temporal_patch_size", 2},
                  {"merge_size", 2}, {"min_pixels", 3136}, {"max_pixels", 12845056},
                  {"image_mean", {0.48145466, 0.4578275, 0.40821073}}, {"image_std", {0.26862954, 0.26130258, 0.27577711}}});
@@ -217,7 +217,7 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
       "appropriate.<|im_end|>\n<|im_start|>user\n";
   const auto drop = static_cast<int64_t>(tokenizer.encode(system_prefix).size());
 
-  write_tiny_qwen_vl(tw, d, tokenizer);
+  write_tiny_qwen_vl(tw, d, tokenizer, "processor");  // QwenImageEdit(Plus)Pipeline.processor
 
   // Transformer: RoPE axes summing to head_dim; tables are [S, head_dim / 2, 2].
   std::vector<int64_t> axes{hd / 4, 3 * hd / 8, 3 * hd / 8};

@@ -1,0 +1,96 @@
+"""The diffusers snapshot side of an export (pure Python): where the snapshot is, which model type its
+pipeline class is, which of its files a bundle keeps, and the tokenizer.json each tokenizer folder needs."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from .tokenizer_convert import ensure_tokenizer_json
+
+# diffusers pipeline class (model_index.json `_class_name`) -> diffgentor model type.
+PIPELINE_TYPES = {
+    "QwenImageEditPlusPipeline": "qwen",
+    "QwenImageEditPipeline": "qwen_singleimg",
+    "Flux2Pipeline": "flux2",
+    "Flux2KleinPipeline": "flux2_klein",
+    "FluxKontextPipeline": "flux1_kontext",
+    "LongCatImageEditPipeline": "longcat",
+    "GlmImagePipeline": "glm_image",
+}
+EXPORTABLE = ("qwen", "qwen_singleimg", "longcat", "flux2", "flux2_klein", "flux1_kontext")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".onnx_data", ".msgpack", ".h5",
+                   ".pkl", ".npz")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model")
+
+
+class SnapshotError(ValueError):
+    pass
+
+
+def model_index(snapshot: Path) -> dict:
+    path = Path(snapshot) / "model_index.json"
+    if not path.is_file():
+        raise SnapshotError(f"{snapshot}: no model_index.json (not a diffusers pipeline snapshot)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def model_type(snapshot: Path, requested: str | None = None) -> str:
+    """The type of the snapshot's pipeline class; `requested` (--model_type) must agree with it."""
+    cls = model_index(snapshot).get("_class_name", "")
+    found = PIPELINE_TYPES.get(cls)
+    if requested and found and requested != found:
+        raise SnapshotError(f"{snapshot}: model_index.json names {cls} (type {found}), not --model_type {requested}")
+    kind = requested or found
+    if kind is None:
+        raise SnapshotError(f"{snapshot}: pipeline class '{cls}' is not one diffgentor runs "
+                            f"(known: {', '.join(sorted(PIPELINE_TYPES))}); pass --model_type to force one")
+    if kind not in EXPORTABLE:
+        raise SnapshotError(f"model type {kind} cannot be exported yet (exportable: {', '.join(EXPORTABLE)})")
+    return kind
+
+
+def revision_of(snapshot: Path) -> str | None:
+    """The hub commit of a snapshot inside the Hugging Face cache (…/snapshots/<40 hex>/), else None."""
+    for part in reversed(Path(snapshot).resolve().parts):
+        if re.fullmatch(r"[0-9a-f]{40}", part):
+            return part
+    return None
+
+
+def copy_non_weights(snapshot: Path, out: Path) -> list:
+    """Copies every file of the snapshot except weights (bundle contract §2), keeping folders; returns the
+    relative paths copied."""
+    copied = []
+    for src in sorted(Path(snapshot).rglob("*")):
+        rel = src.relative_to(snapshot)
+        if src.is_dir() or rel.parts[0].startswith(".") or src.name.endswith(WEIGHT_SUFFIXES) \
+                or src.name.endswith(".index.json"):
+            continue
+        dst = Path(out) / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        copied.append(str(rel))
+    return copied
+
+
+def ensure_tokenizers(out: Path) -> dict:
+    """Writes tokenizer.json into every folder of the bundle that holds tokenizer files without one."""
+    done = {}
+    for folder in sorted({p.parent for name in TOKENIZER_FILES for p in Path(out).rglob(name)}):
+        if folder.name == "torchscript":
+            continue
+        done[str(folder.relative_to(out))] = ensure_tokenizer_json(folder)
+    return done
+
+
+def check_runtime_files(model_type_: str, out: Path, subfolders: list) -> list:
+    """What the runtime will open that the bundle lacks (scheduler config, component configs, tokenizers)."""
+    need = ["model_index.json", "scheduler/scheduler_config.json"] + [f"{s}/config.json" for s in subfolders]
+    need += ["tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"]
+    if model_type_ == "flux1_kontext":
+        need += ["tokenizer_2/tokenizer.json", "tokenizer_2/tokenizer_config.json"]
+    if model_type_ in ("qwen", "qwen_singleimg", "longcat"):
+        need += ["text_processor/preprocessor_config.json" if model_type_ == "longcat" else "processor/preprocessor_config.json"]
+    return [n for n in dict.fromkeys(need) if not (Path(out) / n).is_file()]

@@ -1,0 +1,94 @@
+"""snapshot.py and the CLI's refusals, on a fake diffusers snapshot (no diffusers needed)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diffgentor_export import snapshot  # noqa: E402
+
+TOK = Path(os.environ.get("DIFFGENTOR_TESTDATA", Path(__file__).resolve().parents[3] / "../shared/testdata")) / "tokenizers"
+TOOL = Path(__file__).resolve().parents[1] / "export_bundle"
+
+
+class SnapshotTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp())
+        self.snap = self.tmp / "hub" / "snapshots" / ("ab" * 20)
+        self.snap.mkdir(parents=True)
+        self.write("model_index.json", {"_class_name": "QwenImageEditPlusPipeline",
+                                        "vae": ["diffusers", "AutoencoderKLQwenImage"]})
+        for sub in ("transformer", "vae", "text_encoder"):
+            self.write(f"{sub}/config.json", {"x": 1})
+            (self.snap / sub / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
+        self.write("transformer/diffusion_pytorch_model.safetensors.index.json", {"weight_map": {}})
+        self.write("scheduler/scheduler_config.json", {"shift": 1.0})
+        self.write("processor/preprocessor_config.json", {"patch_size": 14})
+        (self.snap / ".cache").mkdir()
+        (self.snap / ".cache" / "x").write_text("hub bookkeeping")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def write(self, rel, obj):
+        path = self.snap / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj))
+
+    def test_type_from_the_pipeline_class(self):
+        self.assertEqual(snapshot.model_type(self.snap), "qwen")
+        self.assertEqual(snapshot.model_type(self.snap, "qwen"), "qwen")
+        with self.assertRaises(snapshot.SnapshotError) as e:
+            snapshot.model_type(self.snap, "flux2")
+        self.assertIn("QwenImageEditPlusPipeline", str(e.exception))
+        self.write("model_index.json", {"_class_name": "GlmImagePipeline"})
+        with self.assertRaises(snapshot.SnapshotError) as e:
+            snapshot.model_type(self.snap)
+        self.assertIn("glm_image cannot be exported yet", str(e.exception))
+        self.write("model_index.json", {"_class_name": "StableDiffusionXLPipeline"})
+        with self.assertRaises(snapshot.SnapshotError) as e:
+            snapshot.model_type(self.snap)
+        self.assertIn("StableDiffusionXLPipeline", str(e.exception))
+        with self.assertRaises(snapshot.SnapshotError):
+            snapshot.model_type(self.tmp)  # no model_index.json
+
+    def test_revision_from_the_hub_cache_path(self):
+        self.assertEqual(snapshot.revision_of(self.snap), "ab" * 20)
+        self.assertIsNone(snapshot.revision_of(self.tmp))
+
+    def test_copies_everything_but_weights(self):
+        out = self.tmp / "bundle"
+        copied = snapshot.copy_non_weights(self.snap, out)
+        self.assertIn("transformer/config.json", copied)
+        self.assertIn("processor/preprocessor_config.json", copied)
+        self.assertFalse(any(p.endswith((".safetensors", ".index.json")) or p.startswith(".cache") for p in copied))
+        self.assertEqual(snapshot.check_runtime_files("qwen", out, ["transformer", "vae", "text_encoder"]),
+                         ["tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"])
+        self.assertIn("text_processor/preprocessor_config.json",
+                      snapshot.check_runtime_files("longcat", out, ["transformer"]))
+
+    @unittest.skipUnless((TOK / "clip" / "vocab.json").is_file(), "no tokenizer test data")
+    def test_tokenizer_folders_get_a_tokenizer_json(self):
+        for f in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+            (self.snap / "tokenizer").mkdir(exist_ok=True)
+            shutil.copy(TOK / "clip" / f, self.snap / "tokenizer" / f)
+        out = self.tmp / "bundle"
+        snapshot.copy_non_weights(self.snap, out)
+        self.assertEqual(snapshot.ensure_tokenizers(out), {"tokenizer": "converted by clip"})
+        self.assertTrue((out / "tokenizer" / "tokenizer.json").is_file())
+        self.assertEqual(snapshot.ensure_tokenizers(out), {"tokenizer": "kept"})
+
+    def test_cli_refuses_an_old_torch_or_missing_stack_clearly(self):
+        run = subprocess.run([sys.executable, str(TOOL), "--model", str(self.snap), "--out", str(self.tmp / "o")],
+                             capture_output=True, text=True)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertRegex(run.stderr, r"export_bundle: (torch .* is too old|needs (torch|diffusers|transformers))")
+        self.assertFalse((self.tmp / "o").exists())
+
+
+if __name__ == "__main__":
+    unittest.main()
