@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# CI check of the engine-only build (DG_ENGINE_ONLY, docs/development.md): configures and compiles the engine
+# the way a machine with only a libtorch does it (fmt header-only and nlohmann_json from plain include
+# folders), checks that nothing of OpenCV, libcurl, CLI11 or spdlog reaches its compile or link lines, and runs
+# its smoke program and the parity runner on tiny bundles.
+#   engine_only_build.sh <source dir> <build dir>
+set -euo pipefail
+src=$1
+dir=$2
+cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDG_ENGINE_ONLY=ON \
+  -DDG_FMT_INCLUDE=/usr/include -DDG_JSON_INCLUDE=/usr/include >"$dir.configure.log" 2>&1 \
+  || { cat "$dir.configure.log"; exit 1; }
+cmake --build "$dir" -j 2
+if grep -E -i 'opencv|libcurl|cli11|spdlog' "$dir/build.ninja" >/dev/null; then
+  echo "engine-only build references an I/O library:"; grep -E -i -o '[^ ]*(opencv|libcurl|cli11|spdlog)[^ ]*' "$dir/build.ninja" | sort -u | head
+  exit 1
+fi
+for exe in diffgentor_engine_smoke diffgentor_parity; do [ -x "$dir/$exe" ] || { echo "missing $exe"; exit 1; }; done
+[ ! -e "$dir/diffgentor" ] || { echo "engine-only build produced the full CLI"; exit 1; }
+rm -rf "$dir/smoke"
+"$dir/diffgentor_engine_smoke" cpu "$dir/smoke" tiny 1 1
+echo "engine-only build: ok"

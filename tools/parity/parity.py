@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Numeric parity of diffgentor's pipelines with diffusers' own (docs/parity.md).
+
+For each model type: build a small diffusers pipeline with seeded random weights (tiny_pipelines.py, no
+downloads), save it as a snapshot, export it with tools/export (float32), run diffusers' pipeline and
+diffgentor_parity (the C++ engine) on the same images, prompt and CPU-generator seed, and compare the stages
+both sides expose: text embeddings, packed reference latents, noise, sigmas, first-step prediction, final
+latents and the output image. Prints a table (max |diff|, mean |diff|, PSNR) and exits 1 past the tolerances.
+
+  parity.py --runner build/diffgentor_parity [--types qwen,flux2] [--device cpu] [--steps 2] [--work DIR]
+  parity.py --self_check --runner build/diffgentor_parity   # the harness's own plumbing, no diffusers needed
+
+Needs torch >= 2.5, diffusers and transformers (pure Python), numpy and Pillow; never runs in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+TYPES = ("qwen", "qwen_singleimg", "longcat", "flux2", "flux2_klein", "flux1_kontext")
+
+# Relative tolerances (max |ours - theirs| / max |theirs|) per stage, float32 on one machine. Embeddings and
+# latents go through the same kernels in the same order except where the contract re-implements attention
+# (Qwen2.5-VL vision masks, LM masks), which moves summation order only; the prediction and the final latents
+# accumulate that over the steps. `noise` and `sigmas` are computed, not learned: they must agree exactly.
+TOLERANCE = {"prompt_embeds": 1e-4, "pooled_prompt_embeds": 1e-4, "negative_prompt_embeds": 1e-4,
+             "image_latents": 1e-4, "noise": 0.0, "sigmas": 0.0, "timesteps": 0.0, "noise_pred_0": 1e-3,
+             "final_latents": 1e-2}
+IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
+
+# One row per type: images (w, h), prompt, the call's guidance settings.
+CASES = {
+    "qwen": dict(images=[(640, 480), (512, 512)], guidance=1.0, true_cfg=4.0, negative=" "),
+    "qwen_singleimg": dict(images=[(640, 480)], guidance=1.0, true_cfg=4.0, negative=" "),
+    "longcat": dict(images=[(640, 480)], guidance=4.5, negative=""),
+    "flux2": dict(images=[(640, 480), (512, 512)], guidance=4.0),
+    "flux2_klein": dict(images=[(640, 480)], guidance=4.0),
+    "flux1_kontext": dict(images=[(640, 480)], guidance=2.5),
+}
+PROMPT = 'Make the sky purple and write "hello" on the wall'
+
+
+def pattern(w: int, h: int, seed: int) -> np.ndarray:
+    """A deterministic RGB test image with edges, gradients and texture."""
+    y, x = np.mgrid[0:h, 0:w]
+    r = (x * 255 // max(w - 1, 1)).astype(np.uint8)
+    g = (((x // 16 + y // 16) % 2) * 200 + seed * 20).astype(np.uint8)
+    b = ((np.sin(x / 7.0 + seed) * np.cos(y / 5.0) + 1) * 127).astype(np.uint8)
+    return np.stack([r, g, b], -1)
+
+
+# ---- comparison --------------------------------------------------------------------------------------------------
+
+def metrics(ours: np.ndarray, theirs: np.ndarray, peak: float | None = None) -> dict:
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+    d = np.abs(ours - theirs)
+    peak = float(np.abs(theirs).max()) if peak is None else peak
+    rmse = float(np.sqrt(np.mean(d ** 2))) if d.size else 0.0
+    return {"max_abs": float(d.max()) if d.size else 0.0, "mean_abs": float(d.mean()) if d.size else 0.0,
+            "psnr": math.inf if rmse == 0 else 20 * math.log10(max(peak, 1e-30) / rmse), "peak": peak}
+
+
+def compare(ours: dict, theirs: dict) -> list:
+    """Rows (stage, shape, metrics, verdict) over the stages either side has."""
+    rows = []
+    for stage in sorted(set(ours) | set(theirs), key=lambda s: (s == "image", s)):
+        if stage not in ours or stage not in theirs:
+            rows.append({"stage": stage, "verdict": f"FAIL (only {'ours' if stage in ours else 'diffusers'})"})
+            continue
+        a, b = ours[stage], theirs[stage]
+        if a.shape != b.shape:
+            rows.append({"stage": stage, "verdict": f"FAIL (shape {a.shape} vs {b.shape})"})
+            continue
+        if stage == "image":
+            m = metrics(a, b, 255.0)
+            ok = m["max_abs"] <= IMAGE_MAX_LEVELS or m["psnr"] >= IMAGE_MIN_PSNR
+        else:
+            m = metrics(a, b)
+            ok = m["max_abs"] <= TOLERANCE.get(stage, 1e-4) * max(m["peak"], 1e-30)
+        rows.append({"stage": stage, "shape": list(a.shape), **m, "verdict": "ok" if ok else "FAIL"})
+    return rows
+
+
+def table(kind: str, rows: list) -> str:
+    lines = [f"{kind}:", f"  {'stage':24} {'shape':>18} {'max |diff|':>11} {'mean |diff|':>11} {'PSNR dB':>8}  verdict"]
+    for r in rows:
+        if "max_abs" not in r:
+            lines.append(f"  {r['stage']:24} {'':>18} {'':>11} {'':>11} {'':>8}  {r['verdict']}")
+            continue
+        psnr = "inf" if math.isinf(r["psnr"]) else f"{r['psnr']:.1f}"
+        lines.append(f"  {r['stage']:24} {str(r['shape']):>18} {r['max_abs']:11.3e} {r['mean_abs']:11.3e} {psnr:>8}  "
+                     f"{r['verdict']}")
+    return "\n".join(lines)
+
+
+# ---- our side ----------------------------------------------------------------------------------------------------
+
+def run_ours(runner: Path, bundle: Path, kind: str, out: Path, images: list, case: dict, steps: int, seed: int,
+             device: str, make_tiny: bool = False) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [str(runner), "--bundle", str(bundle), "--model_type", kind, "--out", str(out), "--device", device,
+           "--dtype", "float32", "--prompt", PROMPT, "--seed", str(seed), "--steps", str(steps),
+           "--guidance", str(case["guidance"])]
+    if "true_cfg" in case:
+        cmd += ["--true_cfg", str(case["true_cfg"])]
+    if "negative" in case:
+        cmd += ["--negative", case["negative"]]
+    if make_tiny:
+        cmd += ["--make_tiny"]
+    for k, img in enumerate(images):
+        path = out / f"input{k}.rgb"
+        path.write_bytes(np.ascontiguousarray(img, np.uint8).tobytes())
+        cmd += ["--image", str(img.shape[1]), str(img.shape[0]), str(path)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"{runner} failed ({run.returncode}): {run.stderr.strip()}")
+    index = json.loads((out / "stages.json").read_text())
+    stages = {}
+    for stage, entry in index.items():
+        dtype = np.uint8 if entry.get("dtype") == "uint8" else np.float32
+        stages[stage] = np.fromfile(out / entry["file"], dtype=dtype).reshape(entry["shape"])
+    return stages
+
+
+# ---- diffusers' side ---------------------------------------------------------------------------------------------
+
+class Capture:
+    """Wraps the pipeline's own methods to record the stages as diffusers computes them."""
+
+    def __init__(self, pipe):
+        self.encodes, self.prepared, self.image_prepared, self.stages = [], None, None, {}
+        self._wrap(pipe, "encode_prompt", lambda r: self.encodes.append(r))
+        self._wrap(pipe, "prepare_latents", lambda r: setattr(self, "prepared", r))
+        if hasattr(pipe, "prepare_image_latents"):
+            self._wrap(pipe, "prepare_image_latents", lambda r: setattr(self, "image_prepared", r))
+        sched = pipe.scheduler
+        set_timesteps, step = sched.set_timesteps, sched.step
+
+        def set_ts(*a, **k):
+            result = set_timesteps(*a, **k)
+            self.stages["sigmas"], self.stages["timesteps"] = sched.sigmas.clone(), sched.timesteps.clone()
+            return result
+
+        def do_step(model_output, timestep, sample, *a, **k):
+            self.stages.setdefault("noise_pred_0", model_output.clone())
+            result = step(model_output, timestep, sample, *a, **k)
+            self.stages["final_latents"] = (result[0] if isinstance(result, tuple) else result.prev_sample).clone()
+            return result
+        sched.set_timesteps, sched.step = set_ts, do_step
+
+    @staticmethod
+    def _wrap(obj, name, record):
+        original = getattr(obj, name)
+
+        def wrapped(*a, **k):
+            result = original(*a, **k)
+            record(result)
+            return result
+        setattr(obj, name, wrapped)
+
+    def result(self, kind: str) -> dict:
+        s = dict(self.stages)
+        first = lambda r: r[0] if isinstance(r, (tuple, list)) else r  # noqa: E731
+        s["prompt_embeds"] = first(self.encodes[0])
+        if kind == "flux1_kontext":
+            s["pooled_prompt_embeds"] = self.encodes[0][1]
+        if len(self.encodes) > 1:
+            s["negative_prompt_embeds"] = first(self.encodes[1])
+        s["noise"] = self.prepared[0]
+        s["image_latents"] = first(self.image_prepared) if kind in ("flux2", "flux2_klein") else self.prepared[1]
+        return {k: v.detach().float().cpu().numpy() for k, v in s.items()}
+
+
+def run_diffusers(pipe, kind: str, images: list, case: dict, steps: int, seed: int, device: str, size) -> dict:
+    import torch
+    from PIL import Image
+    pil = [Image.fromarray(img) for img in images]
+    kwargs = dict(prompt=PROMPT, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed),
+                  output_type="pil", guidance_scale=case["guidance"])
+    kwargs["image"] = pil if kind in ("qwen", "flux2", "flux2_klein") else pil[0]
+    if "true_cfg" in case:
+        kwargs["true_cfg_scale"] = case["true_cfg"]
+    if "negative" in case:
+        kwargs["negative_prompt"] = case["negative"]
+    if kind in ("flux2", "flux2_klein"):  # the tiny text encoder has 3 layers; the export stacks the same
+        kwargs["text_encoder_out_layers"] = (1, 2, 3)
+    if kind == "flux1_kontext":  # the runtime's documented output size (docs/models/flux1_kontext.md)
+        kwargs["width"], kwargs["height"] = size
+    capture = Capture(pipe)
+    with torch.no_grad():
+        out = pipe(**kwargs).images[0]
+    stages = capture.result(kind)
+    stages["image"] = np.asarray(out, dtype=np.uint8)
+    return stages
+
+
+def run_type(kind: str, args, testdata: Path) -> list:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools" / "export"))
+    sys.path.insert(0, str(HERE))
+    import tiny_pipelines
+    from diffgentor_export import cli
+
+    work = Path(args.work) / kind
+    case = CASES[kind]
+    images = [pattern(w, h, k) for k, (w, h) in enumerate(case["images"])]
+    pipe = tiny_pipelines.BUILDERS[kind](testdata)
+    snap = tiny_pipelines.save(pipe, work / "snapshot")
+    export = ["--model", str(snap), "--out", str(work / "bundle"), "--dtype", "float32", "--device", args.device,
+              "--attention", args.attention, "--overwrite"]
+    if kind in ("flux2", "flux2_klein"):
+        export += ["--text_encoder_out_layers", "1,2,3"]
+    if cli.main(export) != 0:
+        raise RuntimeError(f"{kind}: export failed")
+    ours = run_ours(Path(args.runner), work / "bundle", kind, work / "ours", images, case, args.steps, args.seed,
+                    args.device)
+    pipe.to(torch.device(args.device))
+    size = (ours["image"].shape[1], ours["image"].shape[0])
+    theirs = run_diffusers(pipe, kind, images, case, args.steps, args.seed, args.device, size)
+    return compare(ours, theirs)
+
+
+def self_check(args) -> int:
+    """The harness's plumbing without diffusers: the same run twice must compare equal, a different seed must
+    be caught (noise, prediction, image)."""
+    work = Path(args.work)
+    case = CASES["qwen"]
+    images = [pattern(w // 8, h // 8, k) for k, (w, h) in enumerate(case["images"])]
+    bundle = work / "tiny_qwen"
+    a = run_ours(Path(args.runner), bundle, "qwen", work / "a", images, case, 2, 7, "cpu", make_tiny=True)
+    b = run_ours(Path(args.runner), bundle, "qwen", work / "b", images, case, 2, 7, "cpu")
+    c = run_ours(Path(args.runner), bundle, "qwen", work / "c", images, case, 2, 8, "cpu")
+    same, other = compare(a, b), compare(a, c)
+    print(table("self-check, same seed", same))
+    print(table("self-check, other seed", other))
+    expected = {"prompt_embeds", "negative_prompt_embeds", "image_latents", "noise", "sigmas", "timesteps",
+                "noise_pred_0", "final_latents", "image"}
+    problems = []
+    if {r["stage"] for r in same} != expected:
+        problems.append(f"stages {sorted(r['stage'] for r in same)} != {sorted(expected)}")
+    if any(r["verdict"] != "ok" or r["max_abs"] != 0 for r in same):
+        problems.append("identical runs differ")
+    caught = {r["stage"] for r in other if r["verdict"] != "ok"}
+    if not {"noise", "noise_pred_0", "final_latents", "image"} <= caught:
+        problems.append(f"a different seed was not caught (failed stages: {sorted(caught)})")
+    if caught & {"prompt_embeds", "image_latents", "sigmas"}:
+        problems.append(f"seed-independent stages differ: {sorted(caught)}")
+    for p in problems:
+        print("self-check:", p)
+    return 1 if problems else 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runner", default=str(ROOT / "build" / "diffgentor_parity"))
+    p.add_argument("--types", default=",".join(TYPES))
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--attention", default="sdpa", choices=["sdpa", "math"])
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
+    p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--self_check", action="store_true")
+    args = p.parse_args(argv)
+    args.work = args.work or tempfile.mkdtemp(prefix="dg_parity_")
+    if not Path(args.runner).is_file():
+        print(f"parity: no runner at {args.runner} (build the diffgentor_parity target)", file=sys.stderr)
+        return 2
+    if args.self_check:
+        return self_check(args)
+    try:
+        import diffusers  # noqa: F401
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as e:
+        print(f"parity: skipped: {e.name} is not installed (needs torch >= 2.5, diffusers, transformers)")
+        return 0
+    if tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < (2, 5):
+        print(f"parity: skipped: torch {torch.__version__} < 2.5")
+        return 0
+    testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA", ROOT.parent / "shared" / "testdata"))
+    failed, report = False, {}
+    for kind in args.types.split(","):
+        try:
+            rows = run_type(kind, args, testdata)
+        except Exception as e:  # one type's failure is reported, the others still run
+            rows = [{"stage": "(run)", "verdict": f"FAIL ({type(e).__name__}: {e})"}]
+        report[kind] = rows
+        print(table(kind, rows), flush=True)
+        failed |= any(r["verdict"] != "ok" for r in rows)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    print("parity:", "FAILED" if failed else "all stages within tolerance", f"(work: {args.work})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

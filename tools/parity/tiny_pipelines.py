@@ -1,0 +1,210 @@
+"""Small diffusers pipelines with seeded random weights, one per model type, for the parity harness.
+
+Nothing is downloaded: tokenizers come from ../shared/testdata/tokenizers (the real Qwen2/Qwen3/CLIP/T5
+vocabularies, so template token counts such as Qwen's 64-token prefix hold), every model is built from a small
+config. Geometry that the runtime takes as given stays real: Qwen2.5-VL patch 14 / temporal 2 / merge 2 /
+window 112, latent channels 16 (32 for FLUX.2), VAE factor 8, packing 2x2. Scheduler configs are the shipped
+ones (../shared/reference/pipelines.md §8). Needs torch >= 2.5, diffusers and transformers.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+SCHEDULERS = {
+    "qwen": dict(shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
+                 max_image_seq_len=8192, time_shift_type="exponential", shift_terminal=0.02),
+    "flux": dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+                 max_image_seq_len=4096, time_shift_type="exponential"),
+}
+QWEN_SPECIAL = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+                    vision_end_token_id=151653)
+
+
+def _tokenizer(testdata: Path, name: str, chat_template: str | None = None, extra_special=()):
+    """AutoTokenizer over a copy of a test tokenizer folder (the fast tokenizer.json is used)."""
+    from transformers import AutoTokenizer
+    folder = Path(tempfile.mkdtemp(prefix=f"tok_{name}_"))
+    for f in (testdata / "tokenizers" / name).iterdir():
+        if f.name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
+                      "vocab.json", "merges.txt"):
+            shutil.copy(f, folder / f.name)
+    tok = AutoTokenizer.from_pretrained(folder)
+    if extra_special:
+        tok.add_special_tokens({"additional_special_tokens": list(extra_special)})
+    if chat_template:
+        tok.chat_template = chat_template
+    shutil.rmtree(folder)
+    return tok
+
+
+def _seeded(seed: int):
+    torch.manual_seed(seed)
+
+
+def _qwen_vl(vocab: int = 152064):
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    config = Qwen2_5_VLConfig(
+        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=vocab, rope_theta=1000000.0,
+                         rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [1, 1, 2]}),
+        vision_config=dict(depth=2, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=16,
+                           fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2,
+                           temporal_patch_size=2, in_channels=3),
+        vocab_size=vocab, hidden_size=16, **QWEN_SPECIAL)
+    return Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+def _qwen_processor(tokenizer):
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+    kwargs = dict(image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer)
+    try:
+        from transformers import Qwen2VLVideoProcessor
+        kwargs["video_processor"] = Qwen2VLVideoProcessor()
+    except ImportError:
+        pass
+    return Qwen2VLProcessor(**kwargs)
+
+
+def _random_stats(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    mean = (torch.randn(n, generator=g) * 0.2).tolist()
+    std = (torch.rand(n, generator=g) + 0.5).tolist()
+    return mean, std
+
+
+def _autoencoder_kl(latent_channels: int, **extra):
+    from diffusers import AutoencoderKL
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8),
+                         layers_per_block=1, latent_channels=latent_channels, norm_num_groups=4,
+                         use_quant_conv=False, use_post_quant_conv=False, **extra)
+
+
+def qwen(testdata: Path, plus: bool = True):
+    from diffusers import (AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline,
+                           QwenImageEditPlusPipeline, QwenImageTransformer2DModel)
+    _seeded(0)
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=64, out_channels=16, num_layers=2,
+                                              attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                              axes_dims_rope=(4, 6, 6), zero_cond_t=plus)
+    mean, std = _random_stats(16, 1)
+    _seeded(2)
+    vae = AutoencoderKLQwenImage(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                 temperal_downsample=[False, True, True], latents_mean=mean, latents_std=std)
+    _seeded(3)
+    text_encoder = _qwen_vl()
+    tokenizer = _tokenizer(testdata, "qwen2")
+    cls = QwenImageEditPlusPipeline if plus else QwenImageEditPipeline
+    return cls(scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULERS["qwen"]), vae=vae, text_encoder=text_encoder,
+               tokenizer=tokenizer, processor=_qwen_processor(tokenizer), transformer=transformer)
+
+
+def longcat(testdata: Path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, LongCatImageEditPipeline, LongCatImageTransformer2DModel
+    _seeded(0)
+    transformer = LongCatImageTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                                 attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                                 pooled_projection_dim=16, axes_dims_rope=[4, 6, 6])
+    _seeded(2)
+    vae = _autoencoder_kl(16, scaling_factor=0.3611, shift_factor=0.1159)
+    _seeded(3)
+    text_encoder = _qwen_vl()
+    tokenizer = _tokenizer(testdata, "qwen2")
+    return LongCatImageEditPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULERS["flux"]), vae=vae,
+                                    text_encoder=text_encoder, tokenizer=tokenizer,
+                                    text_processor=_qwen_processor(tokenizer), transformer=transformer)
+
+
+def _flux2_vae():
+    from diffusers import AutoencoderKLFlux2
+    _seeded(2)
+    vae = AutoencoderKLFlux2(block_out_channels=(8, 8, 8, 8), layers_per_block=1, latent_channels=32,
+                             norm_num_groups=4)
+    g = torch.Generator().manual_seed(5)
+    vae.bn.running_mean.copy_(torch.randn(128, generator=g) * 0.3)
+    vae.bn.running_var.copy_(torch.rand(128, generator=g) + 0.5)
+    return vae
+
+
+# The Mistral chat layout the runtime renders (src/models/flux2.cpp) for FluxPipeline's system + user turns.
+MISTRAL_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% set text = m['content'] if m['content'] is string "
+                    "else m['content'][0]['text'] %}{% if m['role'] == 'system' %}[SYSTEM_PROMPT]{{ text }}"
+                    "[/SYSTEM_PROMPT]{% elif m['role'] == 'user' %}[INST]{{ text }}[/INST]{% endif %}{% endfor %}")
+QWEN3_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                  "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and "
+                  "enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
+
+
+def flux2(testdata: Path, klein: bool):
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Pipeline, Flux2Transformer2DModel
+    _seeded(0)
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=128, num_layers=1, num_single_layers=1,
+                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=48,
+                                          timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4],
+                                          guidance_embeds=not klein)
+    vae = _flux2_vae()
+    scheduler = FlowMatchEulerDiscreteScheduler(**SCHEDULERS["flux"])
+    _seeded(3)
+    if klein:
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+        text_encoder = Qwen3ForCausalLM(Qwen3Config(hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                                                    num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                                    vocab_size=151936, max_position_embeddings=1024)).eval()
+        tokenizer = _tokenizer(testdata, "qwen3", QWEN3_TEMPLATE)
+        return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                  transformer=transformer, is_distilled=False)
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+    tokenizer = _tokenizer(testdata, "qwen2", MISTRAL_TEMPLATE,
+                           extra_special=("<s>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]", "[IMG]"))
+    tokenizer.bos_token = "<s>"
+    text_encoder = Mistral3ForConditionalGeneration(Mistral3Config(
+        text_config=dict(model_type="mistral", hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=8, vocab_size=len(tokenizer),
+                         max_position_embeddings=1024, sliding_window=None),
+        vision_config=dict(model_type="pixtral", hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, head_dim=8, image_size=64, patch_size=16),
+        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"))).eval()
+    return Flux2Pipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                         transformer=transformer)
+
+
+def flux1_kontext(testdata: Path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    _seeded(0)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                         pooled_projection_dim=16, guidance_embeds=True, axes_dims_rope=[4, 6, 6])
+    _seeded(2)
+    vae = _autoencoder_kl(16, scaling_factor=0.3611, shift_factor=0.1159)
+    _seeded(3)
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=77, projection_dim=16,
+                                        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)).eval()
+    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                                 relative_attention_num_buckets=8, feed_forward_proj="gated-gelu")).eval()
+    return FluxKontextPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULERS["flux"]), vae=vae,
+                               text_encoder=clip, tokenizer=_tokenizer(testdata, "clip"), text_encoder_2=t5,
+                               tokenizer_2=_tokenizer(testdata, "t5"), transformer=transformer)
+
+
+BUILDERS = {
+    "qwen": lambda td: qwen(td, plus=True),
+    "qwen_singleimg": lambda td: qwen(td, plus=False),
+    "longcat": longcat,
+    "flux2": lambda td: flux2(td, klein=False),
+    "flux2_klein": lambda td: flux2(td, klein=True),
+    "flux1_kontext": flux1_kontext,
+}
+
+
+def save(pipe, folder: Path) -> Path:
+    """save_pretrained, as a hub snapshot would be laid out (what the exporter reads)."""
+    pipe.save_pretrained(folder, safe_serialization=True)
+    if not (folder / "model_index.json").is_file():
+        raise RuntimeError(f"{folder}: save_pretrained wrote no model_index.json")
+    return folder
