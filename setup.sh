@@ -4,12 +4,20 @@
 #   ./setup.sh demo     ... and run the main job on the shipped example
 #   ./setup.sh test     ... and run the whole test suite (what CI runs)
 # Idempotent: packages already installed are not touched, and an unchanged tree rebuilds in seconds.
+# DG_TORCH_PREFIX=<libtorch prefix> builds against another libtorch (a CUDA one: README "CUDA build") in
+# build-torch/ instead of Debian's CPU libtorch.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-BUILD_DIR=${DG_BUILD_DIR:-build}
+TORCH_PREFIX=${DG_TORCH_PREFIX:-}
+BUILD_DIR=${DG_BUILD_DIR:-$([ -n "$TORCH_PREFIX" ] && echo build-torch || echo build)}
+TORCH_PACKAGES=(libtorch-dev libopenblas0-pthread)
+[ -n "$TORCH_PREFIX" ] && TORCH_PACKAGES=()
+# python3-torch serves the exporter's unit tests (tools/export/tests) and the parity self-check.
+TEST_PACKAGES=()
+[ "${1:-}" = test ] && TEST_PACKAGES=(python3-torch python3-numpy)
 PACKAGES=(cmake ninja-build g++ ccache pkg-config
-  libtorch-dev libopenblas0-pthread
+  "${TORCH_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
   libonig-dev libutf8proc-dev
@@ -30,7 +38,10 @@ install_packages() {
 
 build() {
   if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release
+    local extra=()
+    # Another libtorch (a pip torch ships fmt headers of its own): Debian's fmt, header-only, searched first.
+    [ -n "$TORCH_PREFIX" ] && extra=(-DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DDG_FMT_INCLUDE=/usr/include)
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}"
   fi
   cmake --build "$BUILD_DIR" -j "$(nproc)"
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/csrc/jit/runtime/operator.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
@@ -105,7 +106,19 @@ torch::jit::Module Bundle::load(const std::string& component, const std::string&
   for (const auto& c : bundle_components(model_type_))
     if (c.name == component) methods.push_back(&c);
   if (methods.empty()) throw BundleError(fmt::format("model type {} has no component '{}'", model_type_, component));
-  const fs::path file = fs::path(dir_) / "torchscript" / manifest_["components"][component].value("file", "");
+  const json& entry = manifest_["components"][component];
+  const fs::path file = fs::path(dir_) / "torchscript" / entry.value("file", "");
+  // The exporter lists the graph's operators (bundle contract §3.1); name the ones this libtorch lacks
+  // instead of failing inside torch::jit::load with a schema error.
+  std::vector<std::string> missing_ops;
+  for (const auto& op : entry.value("required_ops", json::array()))
+    if (op.is_string() && op.get<std::string>().rfind("aten::", 0) == 0 &&
+        torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(op.get<std::string>())).empty())
+      missing_ops.push_back(op.get<std::string>());
+  if (!missing_ops.empty())
+    throw BundleError(fmt::format("bundle {}: component {} needs operators this libtorch {}.{} lacks: {}; link a libtorch "
+                                  "at least as new as the exporter's, or export with --attention math",
+                                  dir_, component, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, fmt::join(missing_ops, ", ")));
   torch::jit::Module mod;
   try {
     mod = torch::jit::load(file.string(), torch::Device(device));

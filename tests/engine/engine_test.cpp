@@ -284,6 +284,15 @@ TEST(Bundle, LoadErrorsNameWhatIsWrong) {
   const std::string newer = copy("newer");
   edit_manifest(newer, [](nlohmann::json& m) { m["producer"]["torch"] = "99.0.0"; });
   EXPECT_NE(error_of(newer).find("newer than this runtime's libtorch"), std::string::npos);
+  const std::string ops = copy("ops");
+  edit_manifest(ops, [](nlohmann::json& m) {
+    m["components"]["text_encoder"]["required_ops"] = {"aten::matmul", "aten::softmax", "aten::no_such_op_xyz"};
+  });
+  const std::string op_error = error_of(ops);
+  EXPECT_NE(op_error.find("component text_encoder needs operators this libtorch"), std::string::npos) << op_error;
+  EXPECT_NE(op_error.find("lacks: aten::no_such_op_xyz;"), std::string::npos) << op_error;
+  edit_manifest(ops, [](nlohmann::json& m) { m["components"]["text_encoder"]["required_ops"] = {"aten::matmul", "prim::device"}; });
+  EXPECT_EQ(error_of(ops), "");
   const std::string noconfig = copy("noconfig");
   fs::remove(noconfig + "/vae/config.json");
   EXPECT_NE(error_of(noconfig).find("missing file"), std::string::npos);

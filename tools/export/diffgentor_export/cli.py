@@ -79,12 +79,18 @@ def load_component(snap: Path, sub: str, dtype, device, math: bool):
     library, cls_name = entry
     cls = getattr(importlib.import_module(library), cls_name)
     kwargs = {"subfolder": sub}
+    # diffusers takes torch_dtype; transformers renamed it dtype in 4.56 (an unknown keyword would be ignored
+    # or land in the config, loading float32 without a word).
+    dtype_key = "torch_dtype"
     if library == "transformers":
         kwargs["attn_implementation"] = "eager" if math else "sdpa"
-    try:
-        model = cls.from_pretrained(snap, dtype=dtype, **kwargs)
-    except TypeError:  # older transformers/diffusers spell it torch_dtype
-        model = cls.from_pretrained(snap, torch_dtype=dtype, **kwargs)
+        version = tuple(int(x) for x in importlib.import_module("transformers").__version__.split(".")[:2])
+        dtype_key = "dtype" if version >= (4, 56) else "torch_dtype"
+    model = cls.from_pretrained(snap, **{dtype_key: dtype}, **kwargs)
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    if floats and sum(d == dtype for d in floats) < len(floats) / 2:
+        raise snapshot.SnapshotError(f"{sub}: from_pretrained gave {max(set(floats), key=floats.count)} weights, "
+                                     f"not {dtype}")
     if library == "diffusers" and math and hasattr(model, "set_attention_backend"):
         model.set_attention_backend("_native_math")
     return model.to(device).eval()

@@ -24,8 +24,10 @@ class QwenVisionEncoder(nn.Module):
     def forward(self, pixel_values, vision_pos, window_seg, image_seg):
         v = self.visual
         x = v.patch_embed(pixel_values)
-        # rot_pos_emb: (row, col) * inv_freq, the table upstream gathers from outer(arange, inv_freq).
-        theta = (vision_pos.float()[:, :, None] * v.rotary_pos_emb.inv_freq[None, None, :]).flatten(1)
+        # rot_pos_emb: (row, col) * inv_freq in inv_freq's dtype, the values upstream gathers from
+        # outer(arange(max_grid, dtype=inv_freq.dtype), inv_freq).
+        inv = v.rotary_pos_emb.inv_freq
+        theta = (vision_pos.to(inv.dtype)[:, :, None] * inv[None, None, :]).flatten(1)
         emb = torch.cat([theta, theta], -1)
         cos, sin = emb.cos(), emb.sin()
         full_mask = (image_seg[:, None] == image_seg[None, :])[None, None]
