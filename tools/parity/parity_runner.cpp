@@ -5,6 +5,8 @@
 //   diffgentor_parity --bundle DIR --model_type T --out DIR --prompt TEXT --image W H FILE.rgb [--image ...]
 //                     [--device cpu] [--dtype float32] [--seed 0] [--steps 2] [--guidance G] [--true_cfg G]
 //                     [--negative TEXT] [--make_tiny]
+//   diffgentor_parity --builders FILE   the runtime's Qwen input builders on fixed cases, as JSON, for the
+//                                       exporter's test of its Python copy (tools/export/tests/test_inputs.py)
 // Output: <out>/stages.json {"stage": {"shape": [...], "file": "stage.f32"}, ..., "image": {...}}, one
 // little-endian float32 file per stage, and image.rgb (uint8, the row's output).
 #include <ATen/ATen.h>
@@ -20,6 +22,7 @@
 
 #include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/model_registry.hpp"
+#include "diffgentor/qwen_vl.hpp"
 
 namespace fs = std::filesystem;
 
@@ -40,9 +43,35 @@ dg::Image read_rgb(int w, int h, const std::string& path) {
   return img;
 }
 
+// Vision ids for images whose patch grids are exactly the given (gh, gw) (sides of 28·k survive smart_resize),
+// and RoPE tables for fixed image shapes: the cases tools/export/tests/test_inputs.py compares.
+int write_builders(const std::string& path) {
+  nlohmann::json out = {{"vision", nlohmann::json::array()}, {"rope", nlohmann::json::array()}};
+  const std::vector<std::vector<std::pair<int, int>>> grids = {{{16, 20}}, {{12, 8}}, {{20, 20}, {8, 12}}, {{40, 36}}};
+  for (const auto& case_grids : grids) {
+    std::vector<dg::Image> images;
+    for (const auto& [gh, gw] : case_grids)
+      images.push_back({gw * 14, gh * 14, std::vector<uint8_t>(static_cast<std::size_t>(gw) * gh * 14 * 14 * 3, 128)});
+    const dg::VisionInputs v = dg::process_qwen_images(images, dg::QwenVisionConfig{});
+    out["vision"].push_back({{"grids", case_grids}, {"got_grids", v.grids}, {"vision_pos", v.vision_pos},
+                             {"window_seg", v.window_seg}, {"image_seg", v.image_seg}});
+  }
+  const std::vector<std::pair<std::vector<dg::ImageShape>, std::vector<int>>> ropes = {
+      {{{1, 8, 12}, {1, 10, 6}}, {4, 6, 6}}, {{{1, 6, 6}, {1, 6, 6}, {1, 8, 4}}, {16, 56, 56}}};
+  for (const auto& [shapes, axes] : ropes) {
+    const dg::RopeTables t = dg::qwen_rope_tables(shapes, 9, axes);
+    nlohmann::json s = nlohmann::json::array();
+    for (const auto& sh : shapes) s.push_back({sh.frame, sh.height, sh.width});
+    out["rope"].push_back({{"shapes", s}, {"text_len", 9}, {"axes", axes}, {"img", t.img}, {"txt", t.txt}});
+  }
+  std::ofstream(path) << out.dump() << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--builders") return write_builders(argv[2]);
   std::string bundle, type, out, device = "cpu", dtype = "float32";
   dg::EditRequest request;
   std::optional<double> guidance, true_cfg;

@@ -1,5 +1,9 @@
 """inputs.py against upstream facts: the Qwen2-VL processor order, window ids and QwenEmbedRope's layout."""
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -50,3 +54,44 @@ class InputsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+BIN = os.environ.get("DIFFGENTOR_PARITY_BIN", "")
+
+
+@unittest.skipUnless(torch is not None and BIN and Path(BIN).is_file(), "needs torch and DIFFGENTOR_PARITY_BIN")
+class MatchesRuntimeTest(unittest.TestCase):
+    """inputs.py is the exporter's copy of the runtime's builders: both must give the same tensors."""
+
+    @classmethod
+    def setUpClass(cls):
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "builders.json"
+            subprocess.run([BIN, "--builders", str(out)], check=True)
+            cls.runtime = json.loads(out.read_text())
+
+    def test_vision_ids(self):
+        for case in self.runtime["vision"]:
+            grids = [tuple(g) for g in case["grids"]]
+            self.assertEqual([tuple(g) for g in case["got_grids"]], grids)
+            pos, wseg, iseg = inputs.qwen_vision_inputs(grids)
+            self.assertEqual(pos.flatten().tolist(), case["vision_pos"], grids)
+            self.assertEqual(iseg.tolist(), case["image_seg"], grids)
+            # window ids only need to be unique per (image, window): compare the partitions
+            self.assertEqual(_partition(wseg.tolist()), _partition(case["window_seg"]), grids)
+
+    def test_rope_tables(self):
+        for case in self.runtime["rope"]:
+            shapes = [tuple(s) for s in case["shapes"]]
+            img, txt = inputs.qwen_rope_tables(shapes, case["text_len"], tuple(case["axes"]))
+            ours_img = torch.tensor(case["img"]).view(img.shape)
+            ours_txt = torch.tensor(case["txt"]).view(txt.shape)
+            self.assertLess((img - ours_img).abs().max().item(), 1e-6, shapes)
+            self.assertLess((txt - ours_txt).abs().max().item(), 1e-6, shapes)
+
+
+def _partition(ids):
+    groups = {}
+    for k, v in enumerate(ids):
+        groups.setdefault(v, []).append(k)
+    return sorted(groups.values())
