@@ -6,14 +6,7 @@
 # a small bundle on the GPU.
 set -euo pipefail
 OUT=${OUT:-/tmp/dg-device}
-mkdir -p "$OUT"
-export LD_LIBRARY_PATH="$PWD/.carry/lib:${LD_LIBRARY_PATH:-}"
-TP=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
-rm -rf build-cuda
-cmake -S . -B build-cuda -G Ninja -DDG_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=$TP;$PWD/.carry" \
-  "-DDG_FMT_INCLUDE=$PWD/.carry/include" "-DDG_JSON_INCLUDE=$PWD/.carry/include" >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-cmake --build build-cuda -j "$(nproc)" >"$OUT/build.log" 2>&1 || { grep -m 30 -E "error|Error" "$OUT/build.log"; exit 1; }
+source "$(dirname "$0")/device_build.sh"   # -> build-cuda/, engine only, against the machine's torch
 for dev in cuda cpu; do
   rm -rf "run-$dev"; mkdir -p "run-$dev"; cp -r .carry/cpu_ref/bundle_* "run-$dev/"
   ./build-cuda/diffgentor_engine_smoke "$dev" "run-$dev" tiny 4 $([ $dev = cuda ] && echo 5 || echo 1) .carry/cpu_ref | tee -a "$OUT/smoke.txt"

@@ -289,7 +289,12 @@ def main(argv=None) -> int:
     if tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < (2, 5):
         print(f"parity: skipped: torch {torch.__version__} < 2.5")
         return 0
-    testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA", ROOT.parent / "shared" / "testdata"))
+    testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA") or next(
+        (p for p in (ROOT.parent / "shared" / "testdata", ROOT / "shared" / "testdata") if p.is_dir()),
+        ROOT.parent / "shared" / "testdata"))
+    if not (testdata / "tokenizers").is_dir():
+        print(f"parity: no tokenizer test data at {testdata} (set DIFFGENTOR_TESTDATA)", file=sys.stderr)
+        return 2
     failed, report = False, {}
     for kind in args.types.split(","):
         try:
