@@ -16,8 +16,14 @@ QwenVisionConfig QwenVisionConfig::from_json(const nlohmann::json& pp, const nlo
   c.patch_size = pp.value("patch_size", c.patch_size);
   c.temporal_patch_size = pp.value("temporal_patch_size", c.temporal_patch_size);
   c.merge_size = pp.value("merge_size", c.merge_size);
-  c.min_pixels = pp.value("min_pixels", c.min_pixels);
-  c.max_pixels = pp.value("max_pixels", c.max_pixels);
+  // Qwen2VLImageProcessor.__init__: `size` {shortest_edge, longest_edge}, overridden by min/max_pixels when given.
+  const nlohmann::json size = pp.value("size", nlohmann::json::object());
+  if (size.is_object()) {
+    c.min_pixels = size.value("shortest_edge", c.min_pixels);
+    c.max_pixels = size.value("longest_edge", c.max_pixels);
+  }
+  if (pp.contains("min_pixels") && pp["min_pixels"].is_number()) c.min_pixels = pp["min_pixels"].get<long>();
+  if (pp.contains("max_pixels") && pp["max_pixels"].is_number()) c.max_pixels = pp["max_pixels"].get<long>();
   for (int k = 0; k < 3; ++k) {
     if (pp.contains("image_mean")) c.mean[k] = pp["image_mean"].at(k).get<float>();
     if (pp.contains("image_std")) c.std[k] = pp["image_std"].at(k).get<float>();

@@ -4,6 +4,7 @@
 #include "diffgentor/qwen_vl.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
@@ -111,4 +112,21 @@ TEST(QwenVl, MaskedSlotsGetTheFillPositionAndDoNotCount) {
   const std::vector<int64_t> t{0, 1, 1, 1, 1, 3, 1, 1, 4}, w{0, 1, 2, 1, 2, 3, 1, 1, 4};
   EXPECT_EQ(std::vector<int64_t>(pos.begin(), pos.begin() + 9), t);
   EXPECT_EQ(std::vector<int64_t>(pos.begin() + 18, pos.end()), w);
+}
+
+TEST(QwenVisionConfig, SizeAndPixelLimitsAsTheImageProcessorReadsThem) {
+  using nlohmann::json;
+  const json te = json::parse(R"({"vision_config": {"window_size": 56}})");
+  QwenVisionConfig c = QwenVisionConfig::from_json(json::parse(R"({"size": {"shortest_edge": 100, "longest_edge": 2000}})"), te);
+  EXPECT_EQ(c.min_pixels, 100);
+  EXPECT_EQ(c.max_pixels, 2000);
+  EXPECT_EQ(c.window_size, 56);
+  c = QwenVisionConfig::from_json(
+      json::parse(R"({"size": {"shortest_edge": 100, "longest_edge": 2000}, "min_pixels": 3136, "max_pixels": null})"), te);
+  EXPECT_EQ(c.min_pixels, 3136);  // min_pixels overrides size, as upstream's __init__ does
+  EXPECT_EQ(c.max_pixels, 2000);
+  c = QwenVisionConfig::from_json(json::object(), json::object());
+  EXPECT_EQ(c.min_pixels, 3136);
+  EXPECT_EQ(c.max_pixels, 12845056);
+  EXPECT_EQ(c.window_size, 112);
 }

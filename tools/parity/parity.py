@@ -192,7 +192,7 @@ def run_diffusers(pipe, kind: str, images: list, case: dict, steps: int, seed: i
         kwargs["true_cfg_scale"] = case["true_cfg"]
     if "negative" in case:
         kwargs["negative_prompt"] = case["negative"]
-    if kind in ("flux2", "flux2_klein"):  # the tiny text encoder has 3 layers; the export stacks the same
+    if kind in ("flux2", "flux2_klein"):  # the tiny text encoder has 4 layers; the export stacks the same
         kwargs["text_encoder_out_layers"] = (1, 2, 3)
     if kind == "flux1_kontext":  # the runtime's documented output size (docs/models/flux1_kontext.md)
         kwargs["width"], kwargs["height"] = size

@@ -151,7 +151,7 @@ def flux2(testdata: Path, klein: bool):
     _seeded(3)
     if klein:
         from transformers import Qwen3Config, Qwen3ForCausalLM
-        text_encoder = Qwen3ForCausalLM(Qwen3Config(hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+        text_encoder = Qwen3ForCausalLM(Qwen3Config(hidden_size=16, intermediate_size=32, num_hidden_layers=4,
                                                     num_attention_heads=2, num_key_value_heads=1, head_dim=8,
                                                     vocab_size=151936, max_position_embeddings=1024)).eval()
         tokenizer = _tokenizer(testdata, "qwen3", QWEN3_TEMPLATE)
@@ -162,7 +162,7 @@ def flux2(testdata: Path, klein: bool):
                            extra_special=("<s>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]", "[IMG]"))
     tokenizer.bos_token = "<s>"
     text_encoder = Mistral3ForConditionalGeneration(Mistral3Config(
-        text_config=dict(model_type="mistral", hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+        text_config=dict(model_type="mistral", hidden_size=16, intermediate_size=32, num_hidden_layers=4,
                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, vocab_size=len(tokenizer),
                          max_position_embeddings=1024, sliding_window=None),
         vision_config=dict(model_type="pixtral", hidden_size=16, intermediate_size=32, num_hidden_layers=1,

@@ -55,6 +55,9 @@ class StackedTextEncoder(nn.Module):
         super().__init__()
         self.lm = language_model(text_encoder)
         self.layers = tuple(int(k) for k in layers)
+        if max(self.layers) >= len(self.lm.layers):  # hidden_states[num_layers] is after the final norm
+            raise ValueError(f"text_encoder_out_layers {self.layers} must be below the encoder's "
+                             f"{len(self.lm.layers)} layers")
         window = getattr(self.lm.config, "sliding_window", None)
         if window is not None and getattr(self.lm.config, "use_sliding_window", True) and window < 512:
             raise ValueError(f"the text encoder's sliding_window {window} < 512 is not supported")
