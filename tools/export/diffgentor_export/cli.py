@@ -35,6 +35,8 @@ def parse_args(argv):
     p.add_argument("--text_encoder_out_layers", default=None,
                    help="FLUX.2: hidden-state layers to stack (default: the pipeline's own default)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--allow_tracer_warnings", action="store_true",
+                   help="report TracerWarnings instead of stopping (the checks on other shapes still apply)")
     return p.parse_args(argv)
 
 
@@ -108,7 +110,8 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
         if hasattr(wrapper, "prune"):
             wrapper.prune()
         started = time.time()
-        traced = graph.trace(wrapper, {"forward": cases[0].args})
+        traced = graph.trace(wrapper, {"forward": cases[0].args}, allow_warnings=ctx.options.get("allow_warnings", False),
+                             log=log)
         graph.make_device_neutral(traced)
         path = ts_dir / f"{job.component}.pt"
         torch.jit.save(traced, str(path))
@@ -168,7 +171,7 @@ def main(argv=None) -> int:
     for sub in ("transformer", "vae", "text_encoder"):
         cfg = partial / sub / "config.json"
         configs[sub] = json.loads(cfg.read_text()) if cfg.is_file() else {}
-    options = {}
+    options = {"allow_warnings": args.allow_tracer_warnings}
     if kind in ("flux2", "flux2_klein"):
         options["text_encoder_out_layers"] = (tuple(int(k) for k in args.text_encoder_out_layers.split(","))
                                               if args.text_encoder_out_layers else recipes.default_out_layers(kind))

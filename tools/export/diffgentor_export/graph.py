@@ -19,9 +19,10 @@ class ExportError(RuntimeError):
     pass
 
 
-def trace(module, inputs: dict, methods=("forward",)):
+def trace(module, inputs: dict, methods=("forward",), allow_warnings: bool = False, log=print):
     """Traces `module` (an nn.Module whose methods take the contract's arguments) with TracerWarnings as
-    errors. `inputs` maps method name -> tuple of example tensors."""
+    errors (`allow_warnings`: printed instead; the checks on other shapes still guard the result).
+    `inputs` maps method name -> tuple of example tensors."""
     module = module.eval()
     # Raising from inside the tracer would surface as a SystemError; record the warnings and fail after.
     with warnings.catch_warnings(record=True) as caught:
@@ -32,7 +33,10 @@ def trace(module, inputs: dict, methods=("forward",)):
             else:
                 traced = torch.jit.trace_module(module, {m: inputs[m] for m in methods}, check_trace=False)
     frozen = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
-    if frozen:
+    if frozen and allow_warnings:
+        for w in frozen:
+            log(f"  warning: {type(module).__name__} ({w.filename}:{w.lineno}): {w.message}")
+    elif frozen:
         raise ExportError(f"{type(module).__name__}: the trace would freeze a value ({frozen[0].filename}:"
                           f"{frozen[0].lineno}): {frozen[0].message}")
     return traced

@@ -58,6 +58,10 @@ class GraphTest(unittest.TestCase):
         with self.assertRaises(graph.ExportError) as e:
             graph.trace(Freezes(), {"forward": (torch.randn(2, 2),)})
         self.assertIn("Freezes", str(e.exception))
+        seen = []
+        graph.trace(Freezes(), {"forward": (torch.randn(2, 2),)}, allow_warnings=True, log=seen.append)
+        self.assertEqual(len(seen), 1)
+        self.assertIn("Freezes", seen[0])
 
     def test_required_ops_lists_the_graph_operators(self):
         traced = graph.trace(Positions(), {"forward": (torch.randn(2, 5),)})

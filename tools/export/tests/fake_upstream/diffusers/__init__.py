@@ -1,0 +1,46 @@
+"""Stand-ins for the diffusers classes a FLUX.1-Kontext export loads, with upstream's call interfaces
+(forward keywords and `return_dict`, `_encode`/`_decode`, `encode(...).latent_dist.mode()`)."""
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from common import Loadable, config
+
+__version__ = "0.0.0+stand-in"
+
+
+class FluxTransformer2DModel(Loadable):
+    def __init__(self):
+        super().__init__()
+        self.config = config(in_channels=64, joint_attention_dim=32, pooled_projection_dim=16)
+        self.x, self.c, self.p, self.o = nn.Linear(64, 32), nn.Linear(32, 32), nn.Linear(16, 32), nn.Linear(32, 64)
+
+    def forward(self, hidden_states, encoder_hidden_states=None, pooled_projections=None, timestep=None,
+                img_ids=None, txt_ids=None, guidance=None, return_dict=True):
+        x = self.x(hidden_states)
+        text = self.c(encoder_hidden_states).mean(1, keepdim=True) + txt_ids.sum() * 0
+        angle = (img_ids[:, :1] + 0.3 * img_ids[:, 1:2] + 0.7 * img_ids[:, 2:3]) * 0.1
+        t = (timestep.to(x.dtype) * 1000)[:, None, None] * 1e-3 + guidance.to(x.dtype)[:, None, None] * 1e-2
+        out = self.o(torch.tanh(x * torch.cos(angle) + text + self.p(pooled_projections)[:, None] + t))
+        return (out,) if not return_dict else SimpleNamespace(sample=out)
+
+
+class AutoencoderKL(Loadable):
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = nn.Conv2d(3, 32, 8, stride=8), nn.ConvTranspose2d(16, 3, 8, stride=8)
+        self.use_tiling = self.use_slicing = False
+
+    def _encode(self, x):
+        return self.enc(x)
+
+    def encode(self, x):
+        mean = self._encode(x)[:, :16]
+        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))
+
+    def _decode(self, z, return_dict=True):
+        return (torch.tanh(self.dec(z)),)
+
+    def decode(self, z, return_dict=True):
+        return self._decode(z, return_dict)

@@ -1,0 +1,34 @@
+"""Stand-ins for the transformers classes a FLUX.1-Kontext export loads (CLIP pooled at the first EOS, T5
+returning a tuple), with upstream's call interfaces."""
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from common import Loadable, config
+
+__version__ = "4.57.0"
+
+
+class CLIPTextModel(Loadable):
+    def __init__(self):
+        super().__init__()
+        self.config = config(vocab_size=49408, eos_token_id=49407)
+        self.emb, self.mix = nn.Embedding(49408, 16), nn.Linear(16, 16)
+
+    def forward(self, input_ids, output_hidden_states=False):
+        h = torch.tanh(self.mix(self.emb(input_ids)).cumsum(1) * 0.1)
+        first_eos = (input_ids == self.config.eos_token_id).int().argmax(-1)
+        pooled = h[torch.arange(h.shape[0], device=h.device), first_eos]
+        return SimpleNamespace(pooler_output=pooled, last_hidden_state=h)
+
+
+class T5EncoderModel(Loadable):
+    def __init__(self):
+        super().__init__()
+        self.config = config(vocab_size=32128)
+        self.emb, self.mix = nn.Embedding(32128, 32), nn.Linear(32, 32)
+
+    def forward(self, input_ids, output_hidden_states=False):
+        h = self.emb(input_ids)
+        return (torch.tanh(self.mix(h) + h.mean(1, keepdim=True)),)
