@@ -40,35 +40,58 @@ def write_json(path: Path, obj):
     path.write_text(json.dumps(obj))
 
 
+def kontext_snapshot(snap: Path):
+    write_json(snap / "model_index.json", {
+        "_class_name": "FluxKontextPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "T5TokenizerFast"],
+        "transformer": ["diffusers", "FluxTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]})
+    write_json(snap / "transformer" / "config.json", {"in_channels": 64, "guidance_embeds": True})
+    write_json(snap / "vae" / "config.json", {"scaling_factor": 0.3611, "shift_factor": 0.1159, "latent_channels": 16})
+    write_json(snap / "text_encoder" / "config.json", {"model_type": "clip_text_model"})
+    write_json(snap / "text_encoder_2" / "config.json", {"model_type": "t5"})
+    for folder, name, files in (("tokenizer", "clip", ("vocab.json", "merges.txt", "tokenizer_config.json")),
+                                ("tokenizer_2", "t5", ("spiece.model", "tokenizer_config.json",
+                                                       "special_tokens_map.json"))):
+        (snap / folder).mkdir()
+        for f in files:
+            shutil.copy(TOK / name / f, snap / folder / f)
+
+
+def klein_snapshot(snap: Path):
+    write_json(snap / "model_index.json", {
+        "_class_name": "Flux2KleinPipeline", "is_distilled": False,
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": ["transformers", "Qwen3ForCausalLM"],
+        "tokenizer": ["transformers", "Qwen2TokenizerFast"], "transformer": ["diffusers", "Flux2Transformer2DModel"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"]})
+    write_json(snap / "transformer" / "config.json", {"in_channels": 128, "guidance_embeds": False})
+    write_json(snap / "vae" / "config.json", {"batch_norm_eps": 1e-4, "latent_channels": 32})
+    write_json(snap / "text_encoder" / "config.json", {"model_type": "qwen3"})
+    (snap / "tokenizer").mkdir()
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(TOK / "qwen3" / f, snap / "tokenizer" / f)
+
+
 @unittest.skipUnless(torch is not None and BIN and Path(BIN).is_file() and (TOK / "t5" / "spiece.model").is_file(),
                      "needs torch, DIFFGENTOR_BIN and the tokenizer test data")
-class ExportEndToEndTest(unittest.TestCase):
+class ExportEndToEnd:
+    """One snapshot per subclass: `kind`, `make` (writes the snapshot), `components`, `extra_args`."""
+    kind = make = None
+    components = ()
+    extra_args = ()
+    tokenizers = {}
+
     @classmethod
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp())
-        snap = cls.tmp / "FLUX.1-Kontext-stand-in"
-        write_json(snap / "model_index.json", {
-            "_class_name": "FluxKontextPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "T5EncoderModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "T5TokenizerFast"],
-            "transformer": ["diffusers", "FluxTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]})
+        snap = cls.tmp / "snapshot"
         write_json(snap / "scheduler" / "scheduler_config.json", {
             "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
             "base_image_seq_len": 256, "max_image_seq_len": 4096})
-        write_json(snap / "transformer" / "config.json", {"in_channels": 64, "guidance_embeds": True})
-        write_json(snap / "vae" / "config.json", {"scaling_factor": 0.3611, "shift_factor": 0.1159,
-                                                  "latent_channels": 16})
-        write_json(snap / "text_encoder" / "config.json", {"model_type": "clip_text_model"})
-        write_json(snap / "text_encoder_2" / "config.json", {"model_type": "t5"})
+        cls.make(snap)
         (snap / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"not copied")
-        for folder, name, files in (("tokenizer", "clip", ("vocab.json", "merges.txt", "tokenizer_config.json")),
-                                    ("tokenizer_2", "t5", ("spiece.model", "tokenizer_config.json",
-                                                           "special_tokens_map.json"))):
-            (snap / folder).mkdir()
-            for f in files:
-                shutil.copy(TOK / name / f, snap / folder / f)
-        cls.snap, cls.bundle = snap, cls.tmp / "FLUX.1-Kontext-dev-bundle"
-        cls.export_run = cls.export()
+        cls.snap, cls.bundle = snap, cls.tmp / "bundle"
+        cls.export_run = cls.export(*cls.extra_args)
 
     @classmethod
     def export(cls, *extra):
@@ -80,19 +103,22 @@ class ExportEndToEndTest(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp)
 
+    def manifest(self):
+        return json.loads((self.bundle / "torchscript" / "manifest.json").read_text())
+
     def test_export_writes_a_checked_bundle(self):
         run = self.export_run
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        self.assertIn("tokenizer tokenizer: converted by clip", run.stdout)
-        self.assertIn("tokenizer tokenizer_2: converted by t5", run.stdout)
+        for folder, what in self.tokenizers.items():
+            self.assertIn(f"tokenizer {folder}: {what}", run.stdout)
         self.assertFalse(self.bundle.with_name(self.bundle.name + ".partial").exists())
         self.assertFalse(list(self.bundle.rglob("*.safetensors")))
-        m = json.loads((self.bundle / "torchscript" / "manifest.json").read_text())
+        m = self.manifest()
         self.assertEqual((m["model_type"], m["dtype"], m["producer"]["torch"]),
-                         ("flux1_kontext", "float32", torch.__version__.split("+")[0]))
+                         (self.kind, "float32", torch.__version__.split("+")[0]))
         self.assertEqual(m["source"]["model_id"], str(self.snap))
-        for name in ("text_encoder", "text_encoder_2", "transformer", "vae_encoder", "vae_decoder"):
-            entry = m["components"][name]
+        self.assertEqual(list(m["components"]), list(self.components))
+        for name, entry in m["components"].items():
             self.assertEqual(len(entry["verified"]), 3, name)
             self.assertTrue(all(v["rel_err"] <= 1e-5 for v in entry["verified"]), (name, entry["verified"]))
             self.assertIn("aten::_convolution" if name.startswith("vae") else "aten::linear", entry["required_ops"])
@@ -102,10 +128,9 @@ class ExportEndToEndTest(unittest.TestCase):
         self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
         out = self.tmp / "out"
         run = subprocess.run([BIN, "edit", "--backend", "diffusers", "--model_name", str(self.bundle), "--model_type",
-                              "flux1_kontext", "--torch_dtype", "float32", "--input",
-                              str(SOURCE / "examples" / "edit.csv"), "--output_dir", str(out), "--output_name_column",
-                              "output_name", "--num_inference_steps", "2", "--filter_rows", "0,2"],
-                             capture_output=True, text=True)
+                              self.kind, "--torch_dtype", "float32", "--input", str(SOURCE / "examples" / "edit.csv"),
+                              "--output_dir", str(out), "--output_name_column", "output_name",
+                              "--num_inference_steps", "2", "--filter_rows", "0,2"], capture_output=True, text=True)
         self.assertEqual(run.returncode, 0, run.stderr)
         with open(out / "results.csv") as f:
             rows = {r["index"]: r for r in csv.DictReader(f)}
@@ -115,9 +140,31 @@ class ExportEndToEndTest(unittest.TestCase):
 
     def test_an_existing_bundle_is_not_overwritten_without_the_flag(self):
         self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
-        run = self.export()
+        run = self.export(*self.extra_args)
         self.assertNotEqual(run.returncode, 0)
         self.assertIn("exists and is not empty (pass --overwrite", run.stderr)
+
+
+class KontextTest(ExportEndToEnd, unittest.TestCase):
+    kind, make = "flux1_kontext", staticmethod(kontext_snapshot)
+    components = ("text_encoder", "text_encoder_2", "transformer", "vae_encoder", "vae_decoder")
+    tokenizers = {"tokenizer": "converted by clip", "tokenizer_2": "converted by t5"}
+
+
+class KleinTest(ExportEndToEnd, unittest.TestCase):
+    kind, make = "flux2_klein", staticmethod(klein_snapshot)
+    components = ("text_encoder", "transformer", "vae_encoder", "vae_decoder")
+    extra_args = ("--text_encoder_out_layers", "1,2,3")
+    tokenizers = {"tokenizer": "kept"}
+
+    def test_constants_the_runtime_reads(self):
+        m = self.manifest()
+        self.assertEqual(m["constants"]["text_encoder_out_layers"], [1, 2, 3])
+        self.assertEqual(len(m["constants"]["vae_bn_running_mean"]), 128)
+        self.assertTrue(all(v > 0 for v in m["constants"]["vae_bn_running_var"]))
+        # the stacked encoder stores the three layers it runs, not the stand-in's fourth
+        te = torch.jit.load(str(self.bundle / "torchscript" / "text_encoder.pt"))
+        self.assertEqual(len(list(te.lm.layers.children())), 3)
 
 
 if __name__ == "__main__":

@@ -19,50 +19,13 @@ if torch is not None:
     from diffgentor_export.models import common, flux, qwen  # noqa: E402
 
 Module = nn.Module if torch is not None else object
-
-
-class Rotary(Module):
-    def forward(self, x, position_ids):
-        if position_ids.dim() == 3:  # mRoPE (t, h, w): a stand-in mixes the three axes
-            position_ids = position_ids[0] + 2 * position_ids[1] + 3 * position_ids[2]
-        angle = position_ids.float()[..., None] * 0.1
-        return angle.cos(), angle.sin()
-
-
-class Layer(Module):
-    """Attention over the additive mask plus a position-dependent term, returning a tuple as HF layers do."""
-
-    def __init__(self, d):
-        super().__init__()
-        self.q, self.k = nn.Linear(d, d), nn.Linear(d, d)
-
-    def forward(self, h, attention_mask=None, position_ids=None, position_embeddings=None):
-        cos, sin = position_embeddings
-        s = self.q(h) @ self.k(h).transpose(1, 2) / 4 + attention_mask[:, 0]
-        return (h + s.softmax(-1) @ h + cos[..., :1] * 0.01 + sin[..., :1] * 0.01,)
-
-
-class LM(Module):
-    def __init__(self, n=4, d=8, vocab=50):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(vocab, d)
-        self.layers = nn.ModuleList([Layer(d) for _ in range(n)])
-        self.norm = nn.LayerNorm(d)
-        self.rotary_emb = Rotary()
-        self.config = SimpleNamespace(sliding_window=None)
-
-    def reference(self, ids, mask):
-        """HF's outputs: hidden_states[k] after layer k, the padding mask from HF's own rule."""
-        h = self.embed_tokens(ids)
-        L = ids.shape[1]
-        keep = torch.ones(L, L).tril().bool()[None] & mask[:, None, :].bool()
-        add = torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)[:, None]
-        pe = self.rotary_emb(h, torch.arange(L)[None])
-        states = [h]
-        for layer in self.layers:
-            h = layer(h, attention_mask=add, position_embeddings=pe)[0]
-            states.append(h)
-        return states
+if torch is not None:  # the stand-in decoder stack shared with the export test, loaded without touching sys.path
+    import importlib.util
+    _spec = importlib.util.spec_from_file_location(
+        "dg_fake_upstream_common", Path(__file__).resolve().parent / "fake_upstream" / "common.py")
+    _common = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_common)
+    LM = _common.DecoderStack
 
 
 @unittest.skipIf(torch is None, "needs torch")
@@ -99,7 +62,7 @@ class WrapperTest(unittest.TestCase):
         te = SimpleNamespace(model=lm)
         ids = torch.randint(0, 50, (1, 12))
         mask = torch.tensor([[1] * 7 + [0] * 5])
-        states = lm.reference(ids, mask)
+        states = lm.hidden_states(ids, mask)
         want = torch.stack([states[k] for k in (1, 2, 3)], 1).permute(0, 2, 1, 3).reshape(1, 12, -1)
         wrapper = flux.StackedTextEncoder(te, (1, 2, 3))
         got = wrapper(ids, mask, torch.arange(12)[None])

@@ -1,4 +1,4 @@
-"""Stand-ins for the diffusers classes a FLUX.1-Kontext export loads, with upstream's call interfaces
+"""Stand-ins for the diffusers classes FLUX.1-Kontext and FLUX.2-klein exports load, with upstream's call interfaces
 (forward keywords and `return_dict`, `_encode`/`_decode`, `encode(...).latent_dist.mode()`)."""
 from types import SimpleNamespace
 
@@ -44,3 +44,33 @@ class AutoencoderKL(Loadable):
 
     def decode(self, z, return_dict=True):
         return self._decode(z, return_dict)
+
+
+class Flux2Transformer2DModel(Loadable):
+    def __init__(self):
+        super().__init__()
+        self.config = config(in_channels=128, joint_attention_dim=24)
+        self.x, self.c, self.o = nn.Linear(128, 32), nn.Linear(24, 32), nn.Linear(32, 128)
+
+    def forward(self, hidden_states, encoder_hidden_states=None, timestep=None, img_ids=None, txt_ids=None,
+                guidance=None, return_dict=True):
+        x = self.x(hidden_states)
+        text = self.c(encoder_hidden_states).mean(1, keepdim=True) + txt_ids[:, 3:].float().mean() * 1e-3
+        angle = (img_ids[:, :1] * 0.05 + img_ids[:, 1:2] * 0.3 + img_ids[:, 2:3] * 0.7).float() * 0.1
+        t = (timestep.to(x.dtype) * 1000)[:, None, None] * 1e-3
+        out = self.o(torch.tanh(x * torch.cos(angle) + text + t))
+        return (out,) if not return_dict else SimpleNamespace(sample=out)
+
+
+class AutoencoderKLFlux2(AutoencoderKL):
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = nn.Conv2d(3, 64, 8, stride=8), nn.ConvTranspose2d(32, 3, 8, stride=8)
+        self.bn = nn.BatchNorm2d(128)
+        g = torch.Generator().manual_seed(9)
+        self.bn.running_mean.copy_(torch.randn(128, generator=g) * 0.3)
+        self.bn.running_var.copy_(torch.rand(128, generator=g) + 0.5)
+
+    def encode(self, x):
+        mean = self._encode(x)[:, :32]
+        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))

@@ -1,11 +1,11 @@
-"""Stand-ins for the transformers classes a FLUX.1-Kontext export loads (CLIP pooled at the first EOS, T5
-returning a tuple), with upstream's call interfaces."""
+"""Stand-ins for the transformers classes FLUX.1-Kontext and FLUX.2-klein exports load (CLIP pooled at the
+first EOS, T5 returning a tuple, a Qwen3 causal LM with hidden states), with upstream's call interfaces."""
 from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-from common import Loadable, config
+from common import DecoderStack, Loadable, config
 
 __version__ = "4.57.0"
 
@@ -32,3 +32,13 @@ class T5EncoderModel(Loadable):
     def forward(self, input_ids, output_hidden_states=False):
         h = self.emb(input_ids)
         return (torch.tanh(self.mix(h) + h.mean(1, keepdim=True)),)
+
+
+class Qwen3ForCausalLM(Loadable):
+    def __init__(self):
+        super().__init__()
+        self.model = DecoderStack(n=4, d=8, vocab=151936)
+        self.config = self.model.config
+
+    def forward(self, input_ids=None, attention_mask=None, output_hidden_states=False, use_cache=False):
+        return SimpleNamespace(hidden_states=self.model.hidden_states(input_ids, attention_mask))
