@@ -98,7 +98,7 @@ def _vision_geometry(te):
 def _vision_inputs(te, ctx, grids):
     vc, merge, window = _vision_geometry(te)
     pos, wseg, iseg = inputs.qwen_vision_inputs(grids, merge, window)
-    row = vc.in_chans * vc.temporal_patch_size * vc.patch_size ** 2
+    row = getattr(vc, "in_channels", 3) * vc.temporal_patch_size * vc.patch_size ** 2
     pixel_values = ctx.randn(len(pos), row, dtype=torch.float32)
     grid_thw = torch.tensor([[1, gh, gw] for gh, gw in grids], device=ctx.device)
     return pixel_values, pos.to(ctx.device), wseg.to(ctx.device), iseg.to(ctx.device), grid_thw

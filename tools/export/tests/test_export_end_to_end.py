@@ -72,6 +72,52 @@ def klein_snapshot(snap: Path):
         shutil.copy(TOK / "qwen3" / f, snap / "tokenizer" / f)
 
 
+def qwen_snapshot(snap: Path):
+    write_json(snap / "model_index.json", {
+        "_class_name": "QwenImageEditPlusPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+        "tokenizer": ["transformers", "Qwen2Tokenizer"], "processor": ["transformers", "Qwen2VLProcessor"],
+        "transformer": ["diffusers", "QwenImageTransformer2DModel"], "vae": ["diffusers", "AutoencoderKLQwenImage"]})
+    write_json(snap / "scheduler" / "scheduler_config.json", {
+        "shift": 1.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 0.9, "base_image_seq_len": 256,
+        "max_image_seq_len": 8192, "shift_terminal": 0.02})
+    write_json(snap / "transformer" / "config.json", {"axes_dims_rope": [4, 6, 6], "zero_cond_t": True})
+    write_json(snap / "vae" / "config.json", {"latents_mean": [0.1 * k - 0.8 for k in range(16)],
+                                              "latents_std": [0.5 + 0.05 * k for k in range(16)]})
+    write_json(snap / "text_encoder" / "config.json", {"image_token_id": 151655, "vision_start_token_id": 151652,
+                                                       "vision_config": {"window_size": 112}})
+    write_json(snap / "processor" / "preprocessor_config.json", {
+        "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2, "min_pixels": 3136, "max_pixels": 12845056})
+    # The hub's Qwen tokenizer folders hold the slow files: vocab.json and merges.txt (from the test tokenizer).
+    fast = json.loads((TOK / "qwen2" / "tokenizer.json").read_text(encoding="utf-8"))
+    write_json(snap / "tokenizer" / "vocab.json", fast["model"]["vocab"])
+    (snap / "tokenizer" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(fast["model"]["merges"]) + "\n",
+                                                   encoding="utf-8")
+    shutil.copy(TOK / "qwen2" / "tokenizer_config.json", snap / "tokenizer" / "tokenizer_config.json")
+
+
+def longcat_snapshot(snap: Path):
+    qwen_snapshot(snap)  # the same Qwen2.5-VL text encoder, tokenizer and processor geometry
+    write_json(snap / "model_index.json", {
+        "_class_name": "LongCatImageEditPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+        "tokenizer": ["transformers", "Qwen2Tokenizer"], "text_processor": ["transformers", "Qwen2VLProcessor"],
+        "transformer": ["diffusers", "LongCatImageTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]})
+    (snap / "processor").rename(snap / "text_processor")
+    write_json(snap / "transformer" / "config.json", {"in_channels": 64})
+    write_json(snap / "vae" / "config.json", {"scaling_factor": 0.3611, "shift_factor": 0.1159, "latent_channels": 16})
+
+
+def flux2_snapshot(snap: Path):
+    klein_snapshot(snap)
+    write_json(snap / "model_index.json", {
+        "_class_name": "Flux2Pipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Mistral3ForConditionalGeneration"],
+        "tokenizer": ["transformers", "PixtralProcessor"], "transformer": ["diffusers", "Flux2DevTransformer"],
+        "vae": ["diffusers", "AutoencoderKLFlux2"]})
+    write_json(snap / "transformer" / "config.json", {"in_channels": 128, "guidance_embeds": True})
+
+
 @unittest.skipUnless(torch is not None and BIN and Path(BIN).is_file() and (TOK / "t5" / "spiece.model").is_file(),
                      "needs torch, DIFFGENTOR_BIN and the tokenizer test data")
 class ExportEndToEnd:
@@ -88,7 +134,7 @@ class ExportEndToEnd:
         write_json(snap / "scheduler" / "scheduler_config.json", {
             "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15,
             "base_image_seq_len": 256, "max_image_seq_len": 4096})
-        cls.make(snap)
+        cls.make(snap)  # may replace the scheduler config
         (snap / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"not copied")
         cls.snap, cls.bundle = snap, cls.tmp / "bundle"
         cls.export_run = cls.export(*cls.extra_args)
@@ -165,6 +211,32 @@ class KleinTest(ExportEndToEnd, unittest.TestCase):
         # the stacked encoder stores the three layers it runs, not the stand-in's fourth
         te = torch.jit.load(str(self.bundle / "torchscript" / "text_encoder.pt"))
         self.assertEqual(len(list(te.lm.layers.children())), 3)
+
+
+class QwenTest(ExportEndToEnd, unittest.TestCase):
+    """The stand-ins compute as upstream does (windowed cu_seqlens vision attention, get_rope_index, RoPE from
+    img_shapes); the wrappers' masked, processor-order and table-driven versions must agree with them."""
+    kind, make = "qwen", staticmethod(qwen_snapshot)
+    components = ("vision_encoder", "text_encoder", "transformer", "vae_encoder", "vae_decoder")
+    extra_args = ("--attention", "math")  # Debian's torch 1.13 has no scaled_dot_product_attention
+    tokenizers = {"tokenizer": "converted by qwen2"}
+
+    def test_qwen_constants(self):
+        self.assertEqual(self.manifest()["constants"], {"prompt_template_encode_start_idx": 64})
+
+
+class LongCatTest(ExportEndToEnd, unittest.TestCase):
+    kind, make = "longcat", staticmethod(longcat_snapshot)
+    components = ("vision_encoder", "text_encoder", "transformer", "vae_encoder", "vae_decoder")
+    extra_args = ("--attention", "math")
+    tokenizers = {"tokenizer": "converted by qwen2"}
+
+
+class Flux2Test(ExportEndToEnd, unittest.TestCase):
+    kind, make = "flux2", staticmethod(flux2_snapshot)
+    components = ("text_encoder", "transformer", "vae_encoder", "vae_decoder")
+    extra_args = ("--text_encoder_out_layers", "1,2,3")
+    tokenizers = {"tokenizer": "kept"}
 
 
 if __name__ == "__main__":

@@ -55,14 +55,14 @@ class DecoderStack(nn.Module):
         self.rotary_emb = Rotary()
         self.config = config(sliding_window=None, vocab_size=vocab)
 
-    def hidden_states(self, input_ids, attention_mask):
+    def hidden_states(self, input_ids, attention_mask, inputs_embeds=None, position_ids=None):
         """transformers' `output_hidden_states`: embeddings, each layer's output, the last one normed; the
         causal + padding mask built the way create_causal_mask does."""
-        h = self.embed_tokens(input_ids)
+        h = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         L = input_ids.shape[1]
         keep = torch.ones(L, L, device=h.device).tril().bool()[None] & attention_mask[:, None, :].bool()
         add = torch.zeros(keep.shape, device=h.device).masked_fill(~keep, torch.finfo(h.dtype).min)[:, None]
-        pe = self.rotary_emb(h, torch.arange(L, device=h.device)[None])
+        pe = self.rotary_emb(h, torch.arange(L, device=h.device)[None] if position_ids is None else position_ids)
         states = [h]
         for layer in self.layers:
             h = layer(h, attention_mask=add, position_embeddings=pe)[0]

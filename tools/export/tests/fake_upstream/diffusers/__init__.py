@@ -74,3 +74,32 @@ class AutoencoderKLFlux2(AutoencoderKL):
     def encode(self, x):
         mean = self._encode(x)[:, :32]
         return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))
+
+
+from .qwen_image import AutoencoderKLQwenImage, QwenImageTransformer2DModel  # noqa: E402,F401
+
+
+class LongCatImageTransformer2DModel(Loadable):
+    def __init__(self):
+        super().__init__()
+        self.config = config(in_channels=64, joint_attention_dim=8)
+        self.x, self.c, self.o = nn.Linear(64, 32), nn.Linear(8, 32), nn.Linear(32, 64)
+
+    def forward(self, hidden_states, encoder_hidden_states=None, timestep=None, img_ids=None, txt_ids=None,
+                guidance=None, return_dict=True):
+        x = self.x(hidden_states)
+        text = self.c(encoder_hidden_states).mean(1, keepdim=True) + txt_ids[:, 1:2].mean() * 1e-3
+        angle = (img_ids[:, :1] + 0.3 * img_ids[:, 1:2] + 0.7 * img_ids[:, 2:3]) * 0.1
+        t = (timestep.to(x.dtype) * 1000)[:, None, None] * 1e-3
+        out = self.o(torch.tanh(x * torch.cos(angle) + text + t))
+        return (out,) if not return_dict else SimpleNamespace(sample=out)
+
+
+class Flux2DevTransformer(Flux2Transformer2DModel):
+    """FLUX.2-dev's DiT differs from klein's stand-in by the guidance embedding."""
+
+    def forward(self, hidden_states, encoder_hidden_states=None, timestep=None, img_ids=None, txt_ids=None,
+                guidance=None, return_dict=True):
+        out = super().forward(hidden_states, encoder_hidden_states, timestep, img_ids, txt_ids, None, False)[0]
+        out = out + guidance.to(out.dtype)[:, None, None] * 1e-2
+        return (out,) if not return_dict else SimpleNamespace(sample=out)

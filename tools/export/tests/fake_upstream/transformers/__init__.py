@@ -42,3 +42,19 @@ class Qwen3ForCausalLM(Loadable):
 
     def forward(self, input_ids=None, attention_mask=None, output_hidden_states=False, use_cache=False):
         return SimpleNamespace(hidden_states=self.model.hidden_states(input_ids, attention_mask))
+
+
+from .qwen_vl import Qwen2_5_VLForConditionalGeneration  # noqa: E402,F401
+
+
+class Mistral3ForConditionalGeneration(Loadable):
+    """FLUX.2-dev's text encoder: the decoder stack sits at model.language_model."""
+
+    def __init__(self):
+        super().__init__()
+        self.model = nn.Module()
+        self.model.language_model = DecoderStack(n=4, d=8, vocab=151936)
+        self.config = config(text_config=self.model.language_model.config)
+
+    def forward(self, input_ids=None, attention_mask=None, output_hidden_states=False, use_cache=False):
+        return SimpleNamespace(hidden_states=self.model.language_model.hidden_states(input_ids, attention_mask))
