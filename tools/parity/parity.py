@@ -221,8 +221,12 @@ def run_type(kind: str, args, testdata: Path) -> list:
               "--attention", args.attention, "--overwrite"]
     if kind in ("flux2", "flux2_klein"):
         export += ["--text_encoder_out_layers", "1,2,3"]
-    if cli.main(export) != 0:
-        raise RuntimeError(f"{kind}: export failed")
+    try:
+        code = cli.main(export)
+    except SystemExit as e:  # the CLI stops with a message; report it as this type's failure
+        raise RuntimeError(f"export failed: {e.code}") from None
+    if code != 0:
+        raise RuntimeError(f"export failed with exit code {code}")
     ours = run_ours(Path(args.runner), work / "bundle", kind, work / "ours", images, case, args.steps, args.seed,
                     args.device)
     pipe.to(torch.device(args.device))
