@@ -119,7 +119,7 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
         check_module(loaded, model_type, job.component)
         verified, limit = [], graph.tolerance(ctx.dtype)
         for case, want in zip(cases, references):
-            result = graph.compare(loaded(*case.args), _as_tensor(want))
+            result = graph.compare(loaded(*case.args), want)
             result.update({"case": case.name, "reference": "upstream eager",
                            "trace_case": case is cases[0]})
             verified.append(result)
@@ -129,13 +129,6 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
         log(f"  {job.component}: traced and checked {len(cases)} cases in {time.time() - started:.1f} s, "
             f"worst relative error {max(v['rel_err'] for v in verified):.2e}, {path.stat().st_size / 2**20:.0f} MiB")
         return {"verified": verified, "required_ops": graph.required_ops(loaded)}
-
-
-def _as_tensor(x):
-    import torch
-    if isinstance(x, torch.Tensor):
-        return x
-    return x[0]
 
 
 def main(argv=None) -> int:
