@@ -46,6 +46,11 @@ class BundlePipeline : public Pipeline {
   /// euler_loop, tapping "noise", "sigmas", "timesteps", "noise_pred_0" and "final_latents".
   at::Tensor denoise(const at::Tensor& noise, const Schedule& schedule,
                      const std::function<at::Tensor(const at::Tensor& latents, float timestep)>& velocity) const;
+  /// denoise with plain classifier-free guidance, as the FLUX-family and LongCat pipelines combine it:
+  /// `branch(0, x, t)` is the conditional prediction; when `cfg`, `branch(1, x, t)` is the unconditional one
+  /// and the velocity is u + scale·(v − u) (diffusers' `neg + scale * (pos - neg)`).
+  at::Tensor denoise_cfg(const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
+                         const std::function<at::Tensor(int branch, const at::Tensor& latents, float timestep)>& branch) const;
 
   std::string device_;
   at::Device dev_;

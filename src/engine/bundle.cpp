@@ -180,6 +180,16 @@ at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& sche
   return out;
 }
 
+at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
+                                       const std::function<at::Tensor(int, const at::Tensor&, float)>& branch) const {
+  return denoise(noise, schedule, [&](const at::Tensor& x, float t) {
+    const at::Tensor v = branch(0, x, t);
+    if (!cfg) return v;
+    const at::Tensor u = branch(1, x, t);
+    return u + static_cast<float>(scale) * (v - u);
+  });
+}
+
 torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
 
 EditResult BundlePipeline::edit(const EditRequest& request) {

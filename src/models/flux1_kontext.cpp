@@ -114,11 +114,8 @@ class Kontext : public BundlePipeline {
           .toTensor()
           .slice(1, 0, Sn);
     };
-    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
-      const at::Tensor v = dit(pooled, embeds, x, t);
-      if (!true_cfg) return v;
-      const at::Tensor n = dit(neg_pooled, neg_embeds, x, t);
-      return n + static_cast<float>(*r.params.true_cfg) * (v - n);
+    latents = denoise_cfg(latents, sched, true_cfg, r.params.true_cfg.value_or(1.0), [&](int branch, const at::Tensor& x, float t) {
+      return branch ? dit(neg_pooled, neg_embeds, x, t) : dit(pooled, embeds, x, t);
     });
     clock.lap("denoise");
     const at::Tensor z = unpack_latents(latents, h, w, channels_) / scale_ + shift_;

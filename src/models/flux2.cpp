@@ -140,12 +140,8 @@ class Flux2 : public BundlePipeline {
       in.emplace_back(txt_ids);
       return transformer_.forward(in).toTensor().slice(1, 0, Sn);
     };
-    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
-      const at::Tensor v = dit(embeds, x, t);
-      if (!cfg) return v;
-      const at::Tensor u = dit(negative, x, t);
-      return u + static_cast<float>(r.params.guidance) * (v - u);
-    });
+    latents = denoise_cfg(latents, sched, cfg, r.params.guidance,
+                          [&](int branch, const at::Tensor& x, float t) { return dit(branch ? negative : embeds, x, t); });
     clock.lap("denoise");
 
     const at::Tensor z = unpatchify_2x2(from_tokens(latents, h, w) * bn_std_ + bn_mean_);

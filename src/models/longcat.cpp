@@ -175,12 +175,8 @@ class LongCat : public BundlePipeline {
           .toTensor()
           .slice(1, 0, Sn);
     };
-    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
-      const at::Tensor v = dit(embeds, x, t);
-      if (!cfg) return v;
-      const at::Tensor u = dit(negative, x, t);
-      return u + static_cast<float>(r.params.guidance) * (v - u);
-    });
+    latents = denoise_cfg(latents, sched, cfg, r.params.guidance,
+                          [&](int branch, const at::Tensor& x, float t) { return dit(branch ? negative : embeds, x, t); });
     clock.lap("denoise");
     const at::Tensor zz = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
     result.image = tensor_to_image(vae_decoder_.forward({zz}).toTensor());

@@ -20,6 +20,32 @@ def config(**kw):
     return SimpleNamespace(**kw)
 
 
+class StandInVae(Loadable):
+    """The VAE call interface every diffusers autoencoder shares: `_encode` gives the moments (2C channels),
+    `encode(x).latent_dist.mode()` their first C, `_decode`/`decode` a tuple with the image. Subclasses set
+    the layers (2-D, or 3-D for the video VAE) and `channels`; `clamp` mirrors Qwen's decode."""
+    channels, clamp = 16, False
+
+    def __init__(self, enc, dec):
+        super().__init__()
+        self.enc, self.dec = enc, dec
+        self.use_tiling = self.use_slicing = False
+
+    def _encode(self, x):
+        return self.enc(x)
+
+    def encode(self, x):
+        mean = self._encode(x)[:, :self.channels]
+        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))
+
+    def _decode(self, z, return_dict=True):
+        out = self.dec(z)
+        return (torch.clamp(out, -1.0, 1.0) if self.clamp else torch.tanh(out),)
+
+    def decode(self, z, return_dict=True):
+        return self._decode(z, return_dict)
+
+
 class Rotary(nn.Module):
     """A rotary-embedding stand-in: (cos, sin) of the positions; mRoPE positions [3, B, L] are mixed."""
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from common import Loadable, config
+from common import Loadable, StandInVae, config
 
 __version__ = "0.0.0+stand-in"
 
@@ -26,24 +26,9 @@ class FluxTransformer2DModel(Loadable):
         return (out,) if not return_dict else SimpleNamespace(sample=out)
 
 
-class AutoencoderKL(Loadable):
+class AutoencoderKL(StandInVae):
     def __init__(self):
-        super().__init__()
-        self.enc, self.dec = nn.Conv2d(3, 32, 8, stride=8), nn.ConvTranspose2d(16, 3, 8, stride=8)
-        self.use_tiling = self.use_slicing = False
-
-    def _encode(self, x):
-        return self.enc(x)
-
-    def encode(self, x):
-        mean = self._encode(x)[:, :16]
-        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))
-
-    def _decode(self, z, return_dict=True):
-        return (torch.tanh(self.dec(z)),)
-
-    def decode(self, z, return_dict=True):
-        return self._decode(z, return_dict)
+        super().__init__(nn.Conv2d(3, 32, 8, stride=8), nn.ConvTranspose2d(16, 3, 8, stride=8))
 
 
 class Flux2Transformer2DModel(Loadable):
@@ -62,18 +47,15 @@ class Flux2Transformer2DModel(Loadable):
         return (out,) if not return_dict else SimpleNamespace(sample=out)
 
 
-class AutoencoderKLFlux2(AutoencoderKL):
+class AutoencoderKLFlux2(StandInVae):
+    channels = 32
+
     def __init__(self):
-        super().__init__()
-        self.enc, self.dec = nn.Conv2d(3, 64, 8, stride=8), nn.ConvTranspose2d(32, 3, 8, stride=8)
+        super().__init__(nn.Conv2d(3, 64, 8, stride=8), nn.ConvTranspose2d(32, 3, 8, stride=8))
         self.bn = nn.BatchNorm2d(128)
         g = torch.Generator().manual_seed(9)
         self.bn.running_mean.copy_(torch.randn(128, generator=g) * 0.3)
         self.bn.running_var.copy_(torch.rand(128, generator=g) + 0.5)
-
-    def encode(self, x):
-        mean = self._encode(x)[:, :32]
-        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))
 
 
 from .qwen_image import AutoencoderKLQwenImage, QwenImageTransformer2DModel  # noqa: E402,F401

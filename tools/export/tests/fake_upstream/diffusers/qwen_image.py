@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from common import Loadable, config
+from common import Loadable, StandInVae, config
 
 D, HEADS, JOINT = 16, 1, 8  # head dim 16 = sum(axes_dims_rope); JOINT: the stand-in Qwen2.5-VL width
 
@@ -126,22 +126,9 @@ class QwenImageTransformer2DModel(Loadable):
         return (out,) if not return_dict else SimpleNamespace(sample=out)
 
 
-class AutoencoderKLQwenImage(Loadable):
+class AutoencoderKLQwenImage(StandInVae):
+    """Video tensors [B, C, T, H, W]; decode clamps to [-1, 1] as upstream's does."""
+    clamp = True
+
     def __init__(self):
-        super().__init__()
-        self.enc = nn.Conv3d(3, 32, (1, 8, 8), stride=(1, 8, 8))
-        self.dec = nn.ConvTranspose3d(16, 3, (1, 8, 8), stride=(1, 8, 8))
-        self.use_tiling = self.use_slicing = False
-
-    def _encode(self, x):
-        return self.enc(x)
-
-    def encode(self, x):
-        mean = self._encode(x)[:, :16]
-        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))
-
-    def _decode(self, z, return_dict=True):
-        return (torch.clamp(self.dec(z), -1.0, 1.0),)
-
-    def decode(self, z, return_dict=True):
-        return self._decode(z, return_dict)
+        super().__init__(nn.Conv3d(3, 32, (1, 8, 8), stride=(1, 8, 8)), nn.ConvTranspose3d(16, 3, (1, 8, 8), stride=(1, 8, 8)))
