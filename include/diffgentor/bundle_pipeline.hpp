@@ -32,7 +32,8 @@ class BundlePipeline : public Pipeline {
 
  protected:
   explicit BundlePipeline(const PipelineConfig& config);
-  /// One row: fill `result.image` (and counters), marking stages on `clock`.
+  /// One row (at least one image; edit() refuses an empty row): fill `result.image` (and counters), marking
+  /// stages on `clock`.
   virtual void run(const EditRequest& request, EditResult& result, StageClock& clock) = 0;
   /// A loaded component by its contract name (e.g. "transformer").
   torch::jit::Module& component(const std::string& name);

@@ -193,6 +193,7 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
 torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
 
 EditResult BundlePipeline::edit(const EditRequest& request) {
+  if (request.images.empty()) throw std::invalid_argument("no input image");  // every edit model needs one
   c10::InferenceMode guard;
   EditResult result;
   StageClock clock(result);

@@ -61,7 +61,6 @@ class Kontext : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-    if (r.images.empty()) throw std::invalid_argument("no input image");
     const at::ScalarType W = dtype_;
     const at::Device& dev = dev_;
     std::vector<Image> refs;

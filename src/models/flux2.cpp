@@ -88,7 +88,6 @@ class Flux2 : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-    if (r.images.empty()) throw std::invalid_argument("no input image");
     const at::ScalarType W = dtype_;
     const at::Device& dev = dev_;
 

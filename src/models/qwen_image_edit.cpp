@@ -59,7 +59,6 @@ class QwenImageEdit : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-    if (r.images.empty()) throw std::invalid_argument("no input image");
     if (!plus_ && r.images.size() != 1)
       throw std::invalid_argument(fmt::format("Qwen-Image-Edit takes one image, the row has {}", r.images.size()));
     const at::ScalarType W = dtype_;
