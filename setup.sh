@@ -3,21 +3,21 @@
 #   ./setup.sh          install + build only
 #   ./setup.sh demo     ... and run the main job on the shipped example
 #   ./setup.sh test     ... and run the whole test suite (what CI runs)
-# Idempotent: packages already installed are not touched, and an unchanged tree rebuilds in seconds.
-# DG_TORCH_PREFIX=<libtorch prefix> builds against another libtorch (a CUDA one: README "CUDA build") in
-# build-torch/ instead of Debian's CPU libtorch.
+# Idempotent: packages and the Python environment already in place are not touched, and an unchanged tree
+# rebuilds in seconds.
+#
+# libtorch comes from the pip `torch` wheel pinned in tools/requirements.txt (CUDA-enabled, cxx11 ABI), inside
+# a virtual environment that also holds the exporter's and the parity harness's Python packages. It lives in
+# $DG_VENV, default ~/.cache/diffgentor/venv-<hash of tools/requirements.txt>: every clone on the machine shares
+# it, and changing a pin makes a new one (docs/development.md "The Python environment and the torch pin").
+# DG_TORCH_PREFIX=<libtorch prefix> links another libtorch instead (the environment is still made).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TORCH_PREFIX=${DG_TORCH_PREFIX:-}
-BUILD_DIR=${DG_BUILD_DIR:-$([ -n "$TORCH_PREFIX" ] && echo build-torch || echo build)}
-TORCH_PACKAGES=(libtorch-dev libopenblas0-pthread)
-[ -n "$TORCH_PREFIX" ] && TORCH_PACKAGES=()
-# python3-torch serves the exporter's unit tests (tools/export/tests) and the parity self-check.
-TEST_PACKAGES=()
-[ "${1:-}" = test ] && TEST_PACKAGES=(python3-torch python3-numpy)
-PACKAGES=(cmake ninja-build g++ ccache pkg-config
-  "${TORCH_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+REQUIREMENTS=tools/requirements.txt
+VENV=${DG_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/diffgentor/venv-$(sha256sum "$REQUIREMENTS" | cut -c1-12)}
+BUILD_DIR=${DG_BUILD_DIR:-build}
+PACKAGES=(cmake ninja-build g++ ccache pkg-config python3 python3-venv
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
   libonig-dev libutf8proc-dev
@@ -28,6 +28,12 @@ install_packages() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # A python3 of another origin (pyenv, a container's own) with venv and pip works as well as Debian's.
+  if python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    local keep=()
+    for p in "${missing[@]}"; do [[ $p == python3 || $p == python3-venv ]] || keep+=("$p"); done
+    missing=("${keep[@]}")
+  fi
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "setup: installing ${missing[*]}"
   local sudo=""
@@ -36,17 +42,34 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The pinned Python environment; `.complete` is written last, so an interrupted install is redone whole.
+python_env() {
+  [ -f "$VENV/.complete" ] && return 0
+  echo "setup: creating the Python environment $VENV (pins: $REQUIREMENTS)"
+  rm -rf "$VENV"
+  mkdir -p "$(dirname "$VENV")"
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$VENV/requirements.txt"
+  touch "$VENV/.complete"
+}
+
 build() {
-  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-    local extra=()
-    # Another libtorch (a pip torch ships fmt headers of its own): Debian's fmt, header-only, searched first.
-    [ -n "$TORCH_PREFIX" ] && extra=(-DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DDG_FMT_INCLUDE=/usr/include)
-    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "${extra[@]}"
+  local prefix=${DG_TORCH_PREFIX:-$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')}
+  local config="$prefix|$VENV"
+  # Configure once per libtorch and environment; a change of either configures afresh.
+  if [ ! -f "$BUILD_DIR/build.ninja" ] || [ "$(cat "$BUILD_DIR/.dg_config" 2>/dev/null)" != "$config" ]; then
+    rm -f "$BUILD_DIR/CMakeCache.txt"
+    # The pip torch ships fmt headers of its own: Debian's fmt, header-only, is searched first.
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+      -DDG_FMT_INCLUDE=/usr/include -DDG_PYTHON="$VENV/bin/python"
+    echo "$config" > "$BUILD_DIR/.dg_config"
   fi
   cmake --build "$BUILD_DIR" -j "$(nproc)"
 }
 
 install_packages
+python_env
 build
 
 case "${1:-}" in

@@ -1,9 +1,16 @@
-# Finds the Debian-packaged dependency stack (docs/development.md). With DG_ENGINE_ONLY only libtorch,
+# Finds the dependency stack (docs/development.md): libtorch from the pip torch that ./setup.sh installs, the
+# rest from Debian's packages. With DG_ENGINE_ONLY only libtorch,
 # nlohmann_json, fmt (header-only is enough), Oniguruma and utf8proc are needed, found by config files
 # or, failing that, by plain header/library search (so they can be copied onto a machine by hand:
 # set CMAKE_PREFIX_PATH to their folder).
 find_package(Threads REQUIRED)
-find_package(Torch REQUIRED)                       # libtorch-dev -> target `torch`
+find_package(Torch REQUIRED)                       # the pip torch's libtorch -> target `torch`
+# The pip wheel's libtorch.so exports pieces of a newer libstdc++ that it carries (std::filesystem among
+# them; one of them calls through a null pointer here). The dynamic linker binds each symbol to the first
+# library in DT_NEEDED order that defines it, so the system libstdc++ must come before libtorch: it is
+# named first on the link line of everything that links torch.
+set_property(TARGET torch APPEND PROPERTY INTERFACE_LINK_OPTIONS
+             "LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
 
 # nlohmann-json3-dev; -DDG_JSON_INCLUDE=<folder> uses a copy of the headers instead.
 add_library(dg_json INTERFACE)

@@ -3,11 +3,11 @@
 # the way a machine with only a libtorch does it (fmt header-only and nlohmann_json from plain include
 # folders), checks that nothing of OpenCV, libcurl, CLI11 or spdlog reaches its compile or link lines, and runs
 # its smoke program and the parity runner on tiny bundles.
-#   engine_only_build.sh <source dir> <build dir>
+#   engine_only_build.sh <source dir> <build dir> <CMAKE_PREFIX_PATH: where libtorch's config is>
 set -euo pipefail
 src=$1
 dir=$2
-cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDG_ENGINE_ONLY=ON \
+cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDG_ENGINE_ONLY=ON "-DCMAKE_PREFIX_PATH=$3" \
   -DDG_FMT_INCLUDE=/usr/include -DDG_JSON_INCLUDE=/usr/include >"$dir.configure.log" 2>&1 \
   || { cat "$dir.configure.log"; exit 1; }
 cmake --build "$dir" -j 2

@@ -15,6 +15,7 @@ Needs torch >= 2.5, diffusers and transformers (pure Python), numpy and Pillow; 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -146,11 +147,13 @@ class Capture:
         sched = pipe.scheduler
         set_timesteps, step = sched.set_timesteps, sched.step
 
+        @functools.wraps(set_timesteps)  # retrieve_timesteps inspects the signature for `sigmas`
         def set_ts(*a, **k):
             result = set_timesteps(*a, **k)
             self.stages["sigmas"], self.stages["timesteps"] = sched.sigmas.clone(), sched.timesteps.clone()
             return result
 
+        @functools.wraps(step)
         def do_step(model_output, timestep, sample, *a, **k):
             self.stages.setdefault("noise_pred_0", model_output.clone())
             result = step(model_output, timestep, sample, *a, **k)
@@ -162,6 +165,7 @@ class Capture:
     def _wrap(obj, name, record):
         original = getattr(obj, name)
 
+        @functools.wraps(original)
         def wrapped(*a, **k):
             result = original(*a, **k)
             record(result)
@@ -181,7 +185,31 @@ class Capture:
         return {k: v.detach().float().cpu().numpy() for k, v in s.items()}
 
 
-def run_diffusers(pipe, kind: str, images: list, case: dict, steps: int, seed: int, device: str, size) -> dict:
+def restore_mrope(pipe) -> bool:
+    """diffusers 0.40's Qwen-Image-Edit and LongCat pipelines call their Qwen2.5-VL text encoder without the
+    processor's `mm_token_type_ids`; transformers >= 5 then gives every token a 1-D position instead of the 3-D
+    image positions the model was trained with (transformers 4 derived them from the ids). This hands the
+    encoder the types the processor makes (1 at image tokens), so the reference is the model as designed
+    (docs/parity.md, "Upstream defects"). Returns whether it applied."""
+    import inspect
+    te = getattr(pipe, "text_encoder", None)
+    model = getattr(te, "model", None)
+    if model is None or not hasattr(model, "get_rope_index") or \
+            "mm_token_type_ids" not in inspect.signature(model.get_rope_index).parameters:
+        return False
+    forward, image_token = te.forward, int(te.config.image_token_id)
+
+    @functools.wraps(forward)
+    def with_types(*a, **k):
+        if k.get("mm_token_type_ids") is None and k.get("image_grid_thw") is not None:
+            k["mm_token_type_ids"] = (k["input_ids"] == image_token).int()
+        return forward(*a, **k)
+    te.forward = with_types
+    return True
+
+
+def run_diffusers(pipe, kind: str, images: list, case: dict, steps: int, seed: int, device: str, size,
+                  upstream_as_is: bool = False) -> dict:
     import torch
     from PIL import Image
     pil = [Image.fromarray(img) for img in images]
@@ -196,6 +224,8 @@ def run_diffusers(pipe, kind: str, images: list, case: dict, steps: int, seed: i
         kwargs["text_encoder_out_layers"] = (1, 2, 3)
     if kind == "flux1_kontext":  # the runtime's documented output size (docs/models/flux1_kontext.md)
         kwargs["width"], kwargs["height"] = size
+    if not upstream_as_is:
+        restore_mrope(pipe)
     capture = Capture(pipe)
     with torch.no_grad():
         out = pipe(**kwargs).images[0]

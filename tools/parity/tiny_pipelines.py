@@ -59,14 +59,16 @@ def _qwen_vl(vocab: int = 152064):
 
 
 def _qwen_processor(tokenizer):
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
-    kwargs = dict(image_processor=Qwen2VLImageProcessor(), tokenizer=tokenizer)
+    """Qwen2VLProcessor with the PIL image processor, the one the runtime ports (Pillow's bicubic,
+    src/core/qwen_vl.cpp). transformers 5 picks the torchvision backend for `Qwen2VLImageProcessor` when
+    torchvision is installed; its antialiased tensor resize is not bit-identical (docs/parity.md)."""
+    from transformers import Qwen2VLProcessor, Qwen2VLVideoProcessor
     try:
-        from transformers import Qwen2VLVideoProcessor
-        kwargs["video_processor"] = Qwen2VLVideoProcessor()
-    except ImportError:
-        pass
-    return Qwen2VLProcessor(**kwargs)
+        from transformers import Qwen2VLImageProcessorPil as ImageProcessor
+    except ImportError:  # transformers 4: the slow class is the PIL one
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
+    return Qwen2VLProcessor(image_processor=ImageProcessor(), tokenizer=tokenizer,
+                            video_processor=Qwen2VLVideoProcessor())
 
 
 def _random_stats(n: int, seed: int):

@@ -158,6 +158,8 @@ def main(argv=None) -> int:
 
     log(f"export_bundle: {args.model} ({kind}) -> {out}, {args.dtype} on {device}, attention {args.attention}")
     snapshot.copy_non_weights(snap, partial)
+    for folder in snapshot.split_processor_configs(partial):
+        log(f"  processor {folder}: preprocessor_config.json written from processor_config.json")
     for folder, what in snapshot.ensure_tokenizers(partial).items():
         log(f"  tokenizer {folder}: {what}")
     configs = {}

@@ -75,6 +75,22 @@ def copy_non_weights(snapshot: Path, out: Path) -> list:
     return copied
 
 
+def split_processor_configs(out: Path) -> list:
+    """transformers >= 5 saves a processor as one `processor_config.json` with the image processor's settings
+    nested under "image_processor"; the runtime reads the older layout, `preprocessor_config.json` beside it
+    (as the published checkpoints have it). Writes that file where only the nested form exists; returns the
+    folders done."""
+    done = []
+    for combined in sorted(Path(out).rglob("processor_config.json")):
+        target = combined.with_name("preprocessor_config.json")
+        nested = json.loads(combined.read_text(encoding="utf-8")).get("image_processor")
+        if target.exists() or not isinstance(nested, dict):
+            continue
+        target.write_text(json.dumps(nested, indent=2) + "\n", encoding="utf-8")
+        done.append(str(combined.parent.relative_to(out)))
+    return done
+
+
 def ensure_tokenizers(out: Path) -> dict:
     """Writes tokenizer.json into every folder of the bundle that holds tokenizer files without one."""
     done = {}
