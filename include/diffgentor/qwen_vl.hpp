@@ -51,7 +51,8 @@ VisionInputs process_qwen_images(const std::vector<Image>& images, const QwenVis
 /// on all three axes; an image block starting at s gets (s, s + row, s + col) over the merged grid;
 /// text after it resumes at s + max(gh/m, gw/m). Returns [3, L] (t, h, w rows). With a `mask`,
 /// positions count only tokens whose mask is 1 (as if the others were removed) and masked tokens get
-/// position 1 on every axis (transformers 4.x), which is what LongCat's padded user slot needs.
+/// position 0 on every axis (transformers 5's get_rope_index writes only attended slots of a zeroed table;
+/// transformers 4 filled 1), which is what LongCat's padded user slot needs.
 std::vector<int64_t> mrope_position_ids(const std::vector<int32_t>& ids, int32_t image_token_id,
                                         const VisionInputs& vision, int merge_size,
                                         const std::vector<int32_t>* mask = nullptr);

@@ -84,8 +84,8 @@ std::vector<int64_t> mrope_position_ids(const std::vector<int32_t>& ids, int32_t
   int64_t next = 0;  // position of the next text token
   std::size_t image = 0;
   for (std::size_t i = 0; i < L;) {
-    if (mask && (*mask)[i] == 0) {  // masked slot: the fill value, and it does not advance the count
-      for (int a = 0; a < 3; ++a) pos[a * L + i] = 1;
+    if (mask && (*mask)[i] == 0) {  // masked slot: position 0, and it does not advance the count
+      for (int a = 0; a < 3; ++a) pos[a * L + i] = 0;
       ++i;
       continue;
     }

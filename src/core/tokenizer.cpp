@@ -40,6 +40,22 @@ std::shared_ptr<Regex> regex_of(const json& pattern) {
                                                            : regex_escape(pattern.at("String").get<std::string>()));
 }
 
+// Byte length of the Unicode White_Space character at s[i] (UTF-8), 0 if there is none.
+std::size_t whitespace_width(const std::string& s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
+  const unsigned b0 = byte(i);
+  if ((b0 >= 0x09 && b0 <= 0x0D) || b0 == 0x20) return 1;
+  if (b0 == 0xC2 && (byte(i + 1) == 0x85 || byte(i + 1) == 0xA0)) return 2;  // U+0085, U+00A0
+  if (b0 == 0xE1 && byte(i + 1) == 0x9A && byte(i + 2) == 0x80) return 3;   // U+1680
+  if (b0 == 0xE2 && byte(i + 1) == 0x80) {                                  // U+2000-200A, 2028, 2029, 202F
+    const unsigned b2 = byte(i + 2);
+    if ((b2 >= 0x80 && b2 <= 0x8A) || b2 == 0xA8 || b2 == 0xA9 || b2 == 0xAF) return 3;
+  }
+  if (b0 == 0xE2 && byte(i + 1) == 0x81 && byte(i + 2) == 0x9F) return 3;   // U+205F
+  if (b0 == 0xE3 && byte(i + 1) == 0x80 && byte(i + 2) == 0x80) return 3;   // U+3000
+  return 0;
+}
+
 }  // namespace
 
 struct Tokenizer::Impl {
@@ -142,6 +158,22 @@ struct Tokenizer::Impl {
           for (unsigned char c : part) mapped += byte_to_unicode(c);
           if (!mapped.empty()) out.push_back(std::move(mapped));
         }
+      });
+    } else if (type == "WhitespaceSplit") {
+      // Splits on Unicode White_Space and drops it (tokenizers' WhitespaceSplit, char::is_whitespace).
+      pre_tokenizers.push_back([](const std::string& s, std::vector<std::string>& out) {
+        std::size_t start = 0, i = 0;
+        while (i < s.size()) {
+          const std::size_t width = whitespace_width(s, i);
+          if (width == 0) {
+            ++i;
+            continue;
+          }
+          if (i > start) out.push_back(s.substr(start, i - start));
+          i += width;
+          start = i;
+        }
+        if (start < s.size()) out.push_back(s.substr(start));
       });
     } else if (type == "Metaspace") {
       metaspace = true;

@@ -42,7 +42,10 @@ at::Tensor seeded_noise(const std::vector<int64_t>& shape, uint64_t seed, at::Sc
 
 at::Tensor image_to_tensor(const Image& img, at::ScalarType dtype, const std::string& device) {
   at::Tensor u8 = at::from_blob(const_cast<uint8_t*>(img.rgb.data()), {1, img.height, img.width, 3}, at::kByte);
-  at::Tensor x = u8.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({0, 3, 1, 2}).contiguous();
+  // Left as a channels-last view, the layout diffusers' VaeImageProcessor hands the VAE (numpy_to_pt
+  // transposes an HWC array without copying; `.to` keeps the strides). Convolutions pick their algorithm by
+  // layout, and a contiguous NCHW copy moves a random-weight VAE's latents by up to 3e-4 relative.
+  at::Tensor x = u8.to(at::kFloat).div(255.0).mul(2.0).sub(1.0).permute({0, 3, 1, 2});
   return x.to(at::Device(device), dtype);
 }
 

@@ -109,7 +109,7 @@ TEST(QwenVl, MaskedSlotsGetTheFillPositionAndDoNotCount) {
   const std::vector<int32_t> ids{5, I, I, I, I, 6, PAD, PAD, 8};
   const std::vector<int32_t> mask{1, 1, 1, 1, 1, 1, 0, 0, 1};
   const auto pos = mrope_position_ids(ids, I, v, 2, &mask);
-  const std::vector<int64_t> t{0, 1, 1, 1, 1, 3, 1, 1, 4}, w{0, 1, 2, 1, 2, 3, 1, 1, 4};
+  const std::vector<int64_t> t{0, 1, 1, 1, 1, 3, 0, 0, 4}, w{0, 1, 2, 1, 2, 3, 0, 0, 4};
   EXPECT_EQ(std::vector<int64_t>(pos.begin(), pos.begin() + 9), t);
   EXPECT_EQ(std::vector<int64_t>(pos.begin() + 18, pos.end()), w);
 }

@@ -31,11 +31,26 @@ BENIGN_WARNINGS = (
 )
 
 
+def _is_guard(filename: str, lineno: int) -> bool:
+    """A branch whose outcome cannot change the values: an input check that only raises (`assert ...`, or an
+    `if ...:` whose body is a `raise`: group_norm's "more than 1 value per channel", CLIP's length limit,
+    diffusers' channel asserts), which a valid input never takes, or an `if ...:` whose body only makes a
+    tensor contiguous (diffusers' Upsample2D size workarounds)."""
+    import linecache
+    line = linecache.getline(filename, lineno).strip()
+    if line.startswith("assert "):
+        return True
+    following = linecache.getline(filename, lineno + 1).strip()
+    return line.startswith("if ") and line.endswith(":") and \
+        (following.startswith("raise ") or following.endswith(".contiguous()"))
+
+
 def _benign(w) -> bool:
     import linecache
     name = str(w.filename).replace("\\", "/")
     line = linecache.getline(str(w.filename), w.lineno)
-    return any(name.endswith(path) and piece in line for path, piece, _ in BENIGN_WARNINGS)
+    return _is_guard(str(w.filename), w.lineno) or \
+        any(name.endswith(path) and piece in line for path, piece, _ in BENIGN_WARNINGS)
 
 
 def trace(module, inputs: dict, methods=("forward",), allow_warnings: bool = False, log=print):
