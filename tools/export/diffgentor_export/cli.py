@@ -132,7 +132,16 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """Runs the export; any refusal or failed check stops it with one line naming the cause (no traceback),
+    and the partial bundle is removed."""
+    from .graph import ExportError
+    try:
+        return export(parse_args(sys.argv[1:] if argv is None else argv))
+    except (snapshot.SnapshotError, ExportError, ValueError) as e:
+        sys.exit(f"export_bundle: {e}")
+
+
+def export(args) -> int:
     versions = require_stack()
     import torch
 
@@ -155,6 +164,16 @@ def main(argv=None) -> int:
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "torchscript").mkdir(parents=True)
+    try:
+        return write_bundle(args, snap, kind, device, dtype, versions, partial, out, log)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def write_bundle(args, snap, kind, device, dtype, versions, partial: Path, out: Path, log) -> int:
+    import torch
+
+    from . import recipes
 
     log(f"export_bundle: {args.model} ({kind}) -> {out}, {args.dtype} on {device}, attention {args.attention}")
     snapshot.copy_non_weights(snap, partial)

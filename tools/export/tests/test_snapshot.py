@@ -82,12 +82,14 @@ class SnapshotTest(unittest.TestCase):
         self.assertTrue((out / "tokenizer" / "tokenizer.json").is_file())
         self.assertEqual(snapshot.ensure_tokenizers(out), {"tokenizer": "kept"})
 
-    def test_cli_refuses_an_old_torch_or_missing_stack_clearly(self):
-        run = subprocess.run([sys.executable, str(TOOL), "--model", str(self.snap), "--out", str(self.tmp / "o")],
-                             capture_output=True, text=True)
+    def test_cli_refuses_a_snapshot_without_a_component_in_one_line(self):
+        run = subprocess.run([sys.executable, str(TOOL), "--model", str(self.snap), "--out", str(self.tmp / "o"),
+                              "--device", "cpu", "--dtype", "float32"], capture_output=True, text=True)
         self.assertNotEqual(run.returncode, 0)
-        self.assertRegex(run.stderr, r"export_bundle: (torch .* is too old|needs (torch|diffusers|transformers))")
+        self.assertRegex(run.stderr, r"^export_bundle: .*model_index.json has no component 'text_encoder'\n$")
+        self.assertNotIn("Traceback", run.stderr)
         self.assertFalse((self.tmp / "o").exists())
+        self.assertFalse((self.tmp / "o.partial").exists())
 
 
 if __name__ == "__main__":
