@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -60,6 +61,23 @@ void warn_fixed_flags(const EditOptions& o) {
                  "yet; ignored");
 }
 
+// Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo's flags). Without
+// them the pip libtorch computes bfloat16 matrix products and convolutions on scalar reference kernels.
+bool cpu_has_native_bf16() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("flags", 0) == 0)
+      return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+  return true;  // not Linux, or no flags line: say nothing
+}
+
+void warn_slow_cpu_dtype(const EditOptions& o, const std::vector<std::string>& devices) {
+  if (devices == std::vector<std::string>{"cpu"} && o.torch_dtype == "bfloat16" && !cpu_has_native_bf16())
+    spdlog::warn("bfloat16 on this CPU (no AVX512-BF16 or AMX) runs on libtorch's reference kernels, 10-80x slower "
+                 "than float32 (docs/performance.md); for CPU runs export a float32 bundle and pass "
+                 "--torch_dtype float32");
+}
+
 int run_edit(Command& cmd, const Backend& backend) {
   EditOptions& o = cmd.edit;
   validate_options(o);
@@ -102,6 +120,7 @@ int run_edit(Command& cmd, const Backend& backend) {
     return kExitOk;
   }
   warn_fixed_flags(o);
+  warn_slow_cpu_dtype(o, devices);
   http_global_init();
 
   std::vector<std::unique_ptr<Pipeline>> owned;

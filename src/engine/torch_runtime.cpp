@@ -23,8 +23,8 @@ std::vector<std::string> resolve_torch_devices(const EditOptions& o, bool cuda_a
     return {"cpu"};
   }
   if (!cuda_available)
-    throw UsageError(fmt::format("--device {}: this build's libtorch has no CUDA (Debian's libtorch is CPU-only); "
-                                 "use --device cpu, or build against a CUDA libtorch (docs/building.md)", o.device));
+    throw UsageError(fmt::format("--device {}: libtorch sees no CUDA device here (no NVIDIA GPU or driver, or "
+                                 "CUDA_VISIBLE_DEVICES hides them); use --device cpu", o.device));
   if (device.rfind("cuda:", 0) == 0) {
     const int id = std::stoi(device.substr(5));
     if (id >= cuda_devices)

@@ -80,9 +80,11 @@ TEST(CliE2E, UsageAndStartupErrors) {
   EXPECT_NE(r.err.find("known types: qwen, qwen_singleimg"), std::string::npos) << r.err;
   r = with({"--prompt_enhance_type", "flux2"});
   EXPECT_EQ(r.exit_code, 2);
-  r = with({"--device", "cuda"});
-  if (r.err.find("no CUDA") != std::string::npos) {  // CPU-only libtorch (CI)
+  if (diffgentor({"--version"}, d).out.find("CUDA not available") != std::string::npos) {  // no GPU here (CI)
+    r = with({"--device", "cuda"});
     EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find("--device cuda: libtorch sees no CUDA device here"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("use --device cpu"), std::string::npos) << r.err;
   }
   r = with({}, {{"HF_HUB_CACHE", d / "hub"}, {"DG_MODEL_ROOT", d / "models"}});
   EXPECT_EQ(r.exit_code, 3);

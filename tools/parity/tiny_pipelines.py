@@ -20,6 +20,21 @@ SCHEDULERS = {
     "flux": dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
                  max_image_seq_len=4096, time_shift_type="exponential"),
 }
+# Widths by size: "tiny" for the parity test (seconds on a CPU), "small" for the benchmark against diffusers
+# (bench/vs_diffusers.py): text width, transformer head width and heads, VAE channels. `D` is the one in use.
+SIZES = {
+    "tiny": dict(text=16, text_heads=2, mrope=[1, 1, 2], head=16, heads=2, vae=8, qwen_vae=16),
+    "small": dict(text=64, text_heads=2, mrope=[4, 6, 6], head=32, heads=4, vae=32, qwen_vae=32),
+}
+D = SIZES["tiny"]
+
+
+def _axes(n: int):
+    """RoPE axes summing to the head width: (1/4, 3/8, 3/8) for 3 axes, quarters for 4."""
+    h = D["head"]
+    return [h // 4, 3 * h // 8, 3 * h // 8] if n == 3 else [h // 4] * 4
+
+
 QWEN_SPECIAL = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
                     vision_end_token_id=151653)
 
@@ -48,13 +63,14 @@ def _seeded(seed: int):
 def _qwen_vl(vocab: int = 152064):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     config = Qwen2_5_VLConfig(
-        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=1, vocab_size=vocab, rope_theta=1000000.0,
-                         rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [1, 1, 2]}),
-        vision_config=dict(depth=2, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=16,
-                           fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2, in_channels=3),
-        vocab_size=vocab, hidden_size=16, **QWEN_SPECIAL)
+        text_config=dict(hidden_size=D["text"], intermediate_size=2 * D["text"], num_hidden_layers=2,
+                         num_attention_heads=D["text_heads"], num_key_value_heads=1, vocab_size=vocab,
+                         rope_theta=1000000.0,
+                         rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": D["mrope"]}),
+        vision_config=dict(depth=2, hidden_size=D["text"], intermediate_size=2 * D["text"], num_heads=2,
+                           out_hidden_size=D["text"], fullatt_block_indexes=[1], window_size=112, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        vocab_size=vocab, hidden_size=D["text"], **QWEN_SPECIAL)
     return Qwen2_5_VLForConditionalGeneration(config).eval()
 
 
@@ -81,7 +97,7 @@ def _random_stats(n: int, seed: int):
 def _autoencoder_kl(latent_channels: int, **extra):
     from diffusers import AutoencoderKL
     return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 8, 8),
+                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(D["vae"],) * 4,
                          layers_per_block=1, latent_channels=latent_channels, norm_num_groups=4,
                          use_quant_conv=False, use_post_quant_conv=False, **extra)
 
@@ -91,11 +107,12 @@ def qwen(testdata: Path, plus: bool = True):
                            QwenImageEditPlusPipeline, QwenImageTransformer2DModel)
     _seeded(0)
     transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=64, out_channels=16, num_layers=2,
-                                              attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
-                                              axes_dims_rope=(4, 6, 6), zero_cond_t=plus)
+                                              attention_head_dim=D["head"], num_attention_heads=D["heads"],
+                                              joint_attention_dim=D["text"], axes_dims_rope=tuple(_axes(3)),
+                                              zero_cond_t=plus)
     mean, std = _random_stats(16, 1)
     _seeded(2)
-    vae = AutoencoderKLQwenImage(base_dim=16, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+    vae = AutoencoderKLQwenImage(base_dim=D["qwen_vae"], z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                                  temperal_downsample=[False, True, True], latents_mean=mean, latents_std=std)
     _seeded(3)
     text_encoder = _qwen_vl()
@@ -109,8 +126,9 @@ def longcat(testdata: Path):
     from diffusers import FlowMatchEulerDiscreteScheduler, LongCatImageEditPipeline, LongCatImageTransformer2DModel
     _seeded(0)
     transformer = LongCatImageTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
-                                                 attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
-                                                 pooled_projection_dim=16, axes_dims_rope=[4, 6, 6])
+                                                 attention_head_dim=D["head"], num_attention_heads=D["heads"],
+                                                 joint_attention_dim=D["text"], pooled_projection_dim=D["text"],
+                                                 axes_dims_rope=_axes(3))
     _seeded(2)
     vae = _autoencoder_kl(16, scaling_factor=0.3611, shift_factor=0.1159)
     _seeded(3)
@@ -124,7 +142,7 @@ def longcat(testdata: Path):
 def _flux2_vae():
     from diffusers import AutoencoderKLFlux2
     _seeded(2)
-    vae = AutoencoderKLFlux2(block_out_channels=(8, 8, 8, 8), layers_per_block=1, latent_channels=32,
+    vae = AutoencoderKLFlux2(block_out_channels=(D["vae"],) * 4, layers_per_block=1, latent_channels=32,
                              norm_num_groups=4)
     g = torch.Generator().manual_seed(5)
     vae.bn.running_mean.copy_(torch.randn(128, generator=g) * 0.3)
@@ -145,16 +163,18 @@ def flux2(testdata: Path, klein: bool):
     from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Pipeline, Flux2Transformer2DModel
     _seeded(0)
     transformer = Flux2Transformer2DModel(patch_size=1, in_channels=128, num_layers=1, num_single_layers=1,
-                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=48,
-                                          timestep_guidance_channels=256, axes_dims_rope=[4, 4, 4, 4],
+                                          attention_head_dim=D["head"], num_attention_heads=D["heads"],
+                                          joint_attention_dim=3 * D["text"], timestep_guidance_channels=256,
+                                          axes_dims_rope=_axes(4),
                                           guidance_embeds=not klein)
     vae = _flux2_vae()
     scheduler = FlowMatchEulerDiscreteScheduler(**SCHEDULERS["flux"])
     _seeded(3)
     if klein:
         from transformers import Qwen3Config, Qwen3ForCausalLM
-        text_encoder = Qwen3ForCausalLM(Qwen3Config(hidden_size=16, intermediate_size=32, num_hidden_layers=4,
-                                                    num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+        text_encoder = Qwen3ForCausalLM(Qwen3Config(hidden_size=D["text"], intermediate_size=2 * D["text"],
+                                                    num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+                                                    head_dim=D["text"] // 2,
                                                     vocab_size=151936, max_position_embeddings=1024)).eval()
         tokenizer = _tokenizer(testdata, "qwen3", QWEN3_TEMPLATE)
         return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
@@ -164,8 +184,9 @@ def flux2(testdata: Path, klein: bool):
                            extra_special=("<s>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]", "[IMG]"))
     tokenizer.bos_token = "<s>"
     text_encoder = Mistral3ForConditionalGeneration(Mistral3Config(
-        text_config=dict(model_type="mistral", hidden_size=16, intermediate_size=32, num_hidden_layers=4,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=8, vocab_size=len(tokenizer),
+        text_config=dict(model_type="mistral", hidden_size=D["text"], intermediate_size=2 * D["text"],
+                         num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=D["text"] // 2,
+                         vocab_size=len(tokenizer),
                          max_position_embeddings=1024, sliding_window=None),
         vision_config=dict(model_type="pixtral", hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                            num_attention_heads=2, head_dim=8, image_size=64, patch_size=16),
@@ -179,15 +200,18 @@ def flux1_kontext(testdata: Path):
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
     _seeded(0)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
-                                         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
-                                         pooled_projection_dim=16, guidance_embeds=True, axes_dims_rope=[4, 6, 6])
+                                         attention_head_dim=D["head"], num_attention_heads=D["heads"],
+                                         joint_attention_dim=D["text"], pooled_projection_dim=D["text"],
+                                         guidance_embeds=True, axes_dims_rope=_axes(3))
     _seeded(2)
     vae = _autoencoder_kl(16, scaling_factor=0.3611, shift_factor=0.1159)
     _seeded(3)
-    clip = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                        num_attention_heads=2, max_position_embeddings=77, projection_dim=16,
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=D["text"], intermediate_size=2 * D["text"],
+                                        num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77,
+                                        projection_dim=D["text"],
                                         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)).eval()
-    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+    t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=D["text"], d_kv=D["text"] // 2, d_ff=2 * D["text"],
+                                 num_layers=1, num_heads=2,
                                  relative_attention_num_buckets=8, feed_forward_proj="gated-gelu")).eval()
     return FluxKontextPipeline(scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULERS["flux"]), vae=vae,
                                text_encoder=clip, tokenizer=_tokenizer(testdata, "clip"), text_encoder_2=t5,
@@ -202,6 +226,16 @@ BUILDERS = {
     "flux2_klein": lambda td: flux2(td, klein=True),
     "flux1_kontext": flux1_kontext,
 }
+
+
+def build(kind: str, testdata: Path, size: str = "tiny"):
+    """The pipeline of `kind` at `size` (SIZES)."""
+    global D
+    D = SIZES[size]
+    try:
+        return BUILDERS[kind](testdata)
+    finally:
+        D = SIZES["tiny"]
 
 
 def save(pipe, folder: Path) -> Path:

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""diffgentor against diffusers on the same weights, side by side on this machine (docs/performance.md).
+
+For each type: a "small" pipeline from the real diffusers/transformers classes (tools/parity/tiny_pipelines.py,
+seeded random weights) is saved as a snapshot and exported to a bundle in the run dtype; a manifest of N rows
+(generated images, one instruction each) is then edited by
+  - diffusers: the pipeline loaded with from_pretrained, then a plain loop over the rows (open the image(s),
+    call the pipeline with the row's seed, save a PNG), as the Python tool does it;
+  - diffgentor: `diffgentor edit` on the bundle, in a process of its own.
+Both use the same steps, guidance, dtype, device and thread count, and run interleaved (diffusers, diffgentor,
+diffusers, ...) `--repeats` times. Printed per type: load time, rows/s over the rows (load excluded), wall time
+of the whole job (load included), and the ratio diffgentor / diffusers.
+
+  bench/vs_diffusers.py [--types qwen,flux2_klein,flux1_kontext] [--rows 4] [--steps 4] [--threads 2]
+                        [--dtype float32] [--device cpu] [--repeats 2] [--json out.json]
+
+Runs in the pinned environment (./setup.sh makes it; tools/requirements.txt). A benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tools" / "parity"), str(ROOT / "tools" / "export")]
+import tiny_pipelines  # noqa: E402
+from parity import CASES, pattern  # noqa: E402  (the parity harness's per-type guidance and image sizes)
+
+INSTRUCTIONS = ["Make the sky purple", 'Write "hello" on the wall', "Turn it into a watercolour painting",
+                "Remove the person on the left", "Add snow on the ground", "Make it night time"]
+MULTI = ("qwen", "flux2", "flux2_klein")  # types whose pipeline takes a list of images
+
+
+def make_manifest(folder: Path, kind: str, rows: int) -> Path:
+    """N rows with generated images (sizes from the parity cases), as a CSV the tool reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = CASES[kind]["images"]
+    lines = []
+    for r in range(rows):
+        names = []
+        for k, (w, h) in enumerate(sizes):
+            name = folder / f"row{r}_{k}.png"
+            from PIL import Image
+            Image.fromarray(pattern(w, h, r + k)).save(name)
+            names.append(str(name))
+        lines.append({"index": r, "input_images": json.dumps(names) if len(names) > 1 else names[0],
+                      "instruction": INSTRUCTIONS[r % len(INSTRUCTIONS)], "output_name": f"row{r}.png"})
+    manifest = folder / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(lines[0]))
+        w.writeheader()
+        w.writerows(lines)
+    return manifest
+
+
+def run_diffusers(snapshot: Path, manifest: Path, out: Path, kind: str, args) -> dict:
+    """The Python tool's way: one pipeline, a loop over the rows. Returns load and per-row seconds."""
+    import diffusers
+    import torch
+    from PIL import Image
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    cls = getattr(diffusers, json.loads((snapshot / "model_index.json").read_text())["_class_name"])
+    pipe = cls.from_pretrained(snapshot, torch_dtype=getattr(torch, args.dtype)).to(args.device)
+    load = time.perf_counter() - started
+    case = CASES[kind]
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with open(manifest) as f:
+        for row in csv.DictReader(f):
+            t0 = time.perf_counter()
+            paths = json.loads(row["input_images"]) if row["input_images"].startswith("[") else [row["input_images"]]
+            images = [Image.open(p).convert("RGB") for p in paths]
+            kwargs = dict(prompt=row["instruction"], image=images if kind in MULTI else images[0],
+                          num_inference_steps=args.steps, guidance_scale=case["guidance"],
+                          generator=torch.Generator("cpu").manual_seed(args.seed + int(row["index"])))
+            if "true_cfg" in case:
+                kwargs.update(true_cfg_scale=case["true_cfg"], negative_prompt=case["negative"])
+            if kind in ("flux2", "flux2_klein"):
+                kwargs["text_encoder_out_layers"] = (1, 2, 3)
+            with torch.no_grad():
+                pipe(**kwargs).images[0].save(out / row["output_name"])
+            rows.append(time.perf_counter() - t0)
+    return {"load_s": load, "row_s": rows, "wall_s": time.perf_counter() - started}
+
+
+def run_diffgentor(bundle: Path, manifest: Path, out: Path, kind: str, args) -> dict:
+    """`diffgentor edit` in its own process; per-row seconds from results.csv (prepare + model + write)."""
+    case = CASES[kind]
+    cmd = [str(args.diffgentor), "edit", "--backend", "diffusers", "--model_name", str(bundle), "--model_type", kind,
+           "--input", str(manifest), "--output_dir", str(out), "--output_name_column", "output_name",
+           "--num_inference_steps", str(args.steps), "--guidance_scale", str(case["guidance"]),
+           "--torch_dtype", args.dtype, "--device", args.device, "--threads", str(args.threads),
+           "--seed", str(args.seed), "--no_resume"]
+    if "true_cfg" in case:
+        cmd += ["--true_cfg_scale", str(case["true_cfg"]), "--negative_prompt", case["negative"]]
+    started = time.perf_counter()
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if run.returncode != 0:
+        raise RuntimeError(f"diffgentor failed ({run.returncode}): {run.stderr[-2000:]}")
+    with open(out / "results.csv") as f:
+        rows = [float(r["time_model_s"]) for r in csv.DictReader(f)]
+    return {"row_s": rows, "wall_s": wall, "load_s": wall - sum(rows)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--types", default="qwen,flux2_klein,flux1_kontext")
+    p.add_argument("--size", default="small", choices=sorted(tiny_pipelines.SIZES))
+    p.add_argument("--rows", type=int, default=4)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--diffgentor", default=str(ROOT / "build" / "diffgentor"))
+    p.add_argument("--work", default=None)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="dg_vs_diffusers_"))
+    testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA") or ROOT / "tests" / "data")
+    from diffgentor_export import cli
+    report = {}
+    for kind in args.types.split(","):
+        folder = work / kind
+        snapshot = tiny_pipelines.save(tiny_pipelines.build(kind, testdata, args.size), folder / "snapshot")
+        export = ["--model", str(snapshot), "--out", str(folder / "bundle"), "--dtype", args.dtype, "--device",
+                  "cuda" if args.device.startswith("cuda") else "cpu", "--overwrite"]
+        if kind in ("flux2", "flux2_klein"):
+            export += ["--text_encoder_out_layers", "1,2,3"]
+        if cli.main(export) != 0:
+            raise SystemExit(f"{kind}: export failed")
+        manifest = make_manifest(folder / "inputs", kind, args.rows)
+        runs = {"diffusers": [], "diffgentor": []}
+        for rep in range(args.repeats):  # interleaved, so drift hits both alike
+            runs["diffusers"].append(run_diffusers(snapshot, manifest, folder / f"py{rep}", kind, args))
+            runs["diffgentor"].append(run_diffgentor(folder / "bundle", manifest, folder / f"dg{rep}", kind, args))
+        summary = {}
+        for tool, rs in runs.items():
+            rows_per_s = [len(r["row_s"]) / sum(r["row_s"]) for r in rs]
+            summary[tool] = {"rows_per_s": statistics.median(rows_per_s), "load_s": statistics.median(
+                r["load_s"] for r in rs), "wall_s": statistics.median(r["wall_s"] for r in rs), "runs": rs}
+        ratio = summary["diffgentor"]["rows_per_s"] / summary["diffusers"]["rows_per_s"]
+        report[kind] = {**summary, "ratio": ratio}
+        print(f"{kind:14} {args.size} {args.dtype} {args.device} {args.rows} rows x {args.steps} steps, "
+              f"{args.threads} threads:")
+        for tool in ("diffusers", "diffgentor"):
+            s = summary[tool]
+            print(f"  {tool:10} {s['rows_per_s']:.3f} rows/s   load {s['load_s']:.1f} s   job {s['wall_s']:.1f} s")
+        print(f"  ratio (diffgentor / diffusers rows/s): {ratio:.2f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
