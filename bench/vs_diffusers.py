@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tools" / "parity"), str(ROOT / "tools" / "export")]
 import tiny_pipelines  # noqa: E402
-from parity import CASES, pattern  # noqa: E402  (the parity harness's per-type guidance and image sizes)
+from parity import CASES, pattern, replace_block  # noqa: E402  (per-type guidance and image sizes)
 
 INSTRUCTIONS = ["Make the sky purple", 'Write "hello" on the wall', "Turn it into a watercolour painting",
                 "Remove the person on the left", "Add snow on the ground", "Make it night time"]
@@ -128,6 +128,7 @@ def main(argv=None) -> int:
     p.add_argument("--diffgentor", default=str(ROOT / "build" / "diffgentor"))
     p.add_argument("--work", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--markdown", default=None, help="replace the `bench DEVICE` block of this file (docs/performance.md)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="dg_vs_diffusers_"))
     testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA") or ROOT / "tests" / "data")
@@ -162,7 +163,27 @@ def main(argv=None) -> int:
         print(f"  ratio (diffgentor / diffusers rows/s): {ratio:.2f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.markdown:
+        replace_block(Path(args.markdown), f"bench {args.device}", markdown(report, args))
     return 0
+
+
+def markdown(report: dict, args) -> str:
+    import platform
+
+    import diffusers
+    import torch
+    lines = [f"Measured by `bench/vs_diffusers.py --size {args.size} --rows {args.rows} --steps {args.steps} "
+             f"--threads {args.threads} --dtype {args.dtype} --device {args.device} --repeats {args.repeats}` on "
+             f"{time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} cores): torch {torch.__version__}, "
+             f"diffusers {diffusers.__version__}. Medians over the repeats.", "",
+             "| type | diffusers rows/s | diffgentor rows/s | ratio | diffusers job s | diffgentor job s |",
+             "|---|---|---|---|---|---|"]
+    for kind, r in report.items():
+        py, dg = r["diffusers"], r["diffgentor"]
+        lines.append(f"| `{kind}` | {py['rows_per_s']:.3f} | {dg['rows_per_s']:.3f} | {r['ratio']:.2f}× | "
+                     f"{py['wall_s']:.1f} | {dg['wall_s']:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -141,15 +141,19 @@ def markdown_table(report: dict, args) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, report: dict, args):
-    """Replaces the block between `<!-- parity DTYPE DEVICE -->` and `<!-- /parity -->` in `path`."""
-    begin, end = f"<!-- parity {args.dtype} {args.device} -->", "<!-- /parity -->"
+def replace_block(path: Path, name: str, body: str):
+    """Replaces what stands between `<!-- NAME -->` and the next `<!-- /FIRST WORD OF NAME -->` in `path`."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name.split()[0]} -->"
     text = path.read_text(encoding="utf-8")
     a = text.find(begin)
     b = text.find(end, a)
     if a < 0 or b < 0:
-        raise SystemExit(f"parity: {path} has no '{begin}' ... '{end}' block")
-    path.write_text(text[:a + len(begin)] + "\n" + markdown_table(report, args) + "\n" + text[b:], encoding="utf-8")
+        raise SystemExit(f"{path} has no '{begin}' ... '{end}' block")
+    path.write_text(text[:a + len(begin)] + "\n" + body + "\n" + text[b:], encoding="utf-8")
+
+
+def write_markdown(path: Path, report: dict, args):
+    replace_block(path, f"parity {args.dtype} {args.device}", markdown_table(report, args))
 
 
 # ---- our side ----------------------------------------------------------------------------------------------------

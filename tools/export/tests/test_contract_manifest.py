@@ -9,10 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffgentor_export import contract, manifest  # noqa: E402
 
-try:
-    import torch
-except ImportError:  # the contract and manifest tests need no torch
-    torch = None
+import torch
 
 
 class ContractTest(unittest.TestCase):
@@ -52,7 +49,6 @@ class ContractTest(unittest.TestCase):
         with self.assertRaises(contract.ContractError):
             contract.manifest_entry("qwen", "transformer", "float64")
 
-    @unittest.skipIf(torch is None, "no torch")
     def test_check_module_compares_argument_names_in_order(self):
         class Good(torch.nn.Module):
             def forward(self, input_ids, attention_mask, position_ids):

@@ -1,20 +1,16 @@
-"""graph.py with Debian's python3-torch: device-neutral rewrite, tracer strictness, op list, compare."""
+"""graph.py with the pinned environment's torch: device-neutral rewrite, tracer strictness, op list, compare."""
 import io
 import sys
 import unittest
 from pathlib import Path
 
-try:
-    import torch
-except ImportError:  # reported as skipped below
-    torch = None
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if torch is not None:
-    from diffgentor_export import graph  # noqa: E402
+from diffgentor_export import graph  # noqa: E402
 
 
-Module = torch.nn.Module if torch is not None else object
+Module = torch.nn.Module
 
 
 class Positions(Module):
@@ -39,8 +35,37 @@ class Freezes(Module):
         return x * float(x.sum())  # a Python number taken from a tensor
 
 
-@unittest.skipIf(torch is None, "needs torch (Debian: python3-torch)")
+class Guarded(Module):
+    """Branches on traced shapes whose outcome cannot change the values: an assert, a raise-only guard, a
+    contiguity workaround."""
+
+    def forward(self, x):
+        assert x.shape[1] == 3
+        if x.shape[0] > 10_000:
+            raise ValueError("too many rows")
+        if x.shape[0] >= 64:
+            x = x.contiguous()
+        return x * 2
+
+
+class Branches(Module):
+    """A branch on a traced shape that changes the values: must still be refused."""
+
+    def forward(self, x):
+        if x.shape[0] > 1:
+            x = x * 2
+        return x + 1
+
+
 class GraphTest(unittest.TestCase):
+    def test_guards_are_allowed_and_value_branches_refused(self):
+        traced = graph.trace(Guarded(), {"forward": (torch.randn(2, 3),)})
+        x = torch.randn(70, 3)
+        self.assertTrue(torch.equal(traced(x), x * 2))
+        with self.assertRaises(graph.ExportError) as e:
+            graph.trace(Branches(), {"forward": (torch.randn(2, 3),)})
+        self.assertIn("Branches", str(e.exception))
+
     def test_device_constants_are_replaced_and_the_module_still_runs_after_save(self):
         traced = graph.trace(Positions(), {"forward": (torch.randn(2, 5),)})
         self.assertGreater(len([1 for _, g in graph._graphs(traced) if graph._device_constants(g)]), 0)

@@ -1,4 +1,4 @@
-"""Tokenizer conversion against the published fast files in ../shared/testdata/tokenizers (DIFFGENTOR_TESTDATA)."""
+"""Tokenizer conversion against the published fast files in tests/data/tokenizers (DIFFGENTOR_TESTDATA)."""
 import json
 import os
 import shutil
@@ -10,11 +10,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffgentor_export import tokenizer_convert as tc  # noqa: E402
 
-TESTDATA = Path(os.environ.get("DIFFGENTOR_TESTDATA", Path(__file__).resolve().parents[3] / "../shared/testdata"))
+TESTDATA = Path(os.environ.get("DIFFGENTOR_TESTDATA", Path(__file__).resolve().parents[3] / "tests/data"))
 TOK = TESTDATA / "tokenizers"
 
 
-@unittest.skipUnless((TOK / "t5" / "spiece.model").is_file(), f"no tokenizer test data at {TOK}")
 class ConvertTest(unittest.TestCase):
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp())

@@ -1,4 +1,4 @@
-"""The exporter's own logic, with Debian's torch 1.13 and small stand-ins for upstream modules: the recipe
+"""The exporter's own logic, with the pinned torch and small stand-ins for upstream modules: the recipe
 table covers the contract exactly, the layer driver and its mask, the FLUX.2 stacking, the Qwen text
 encoder's image scatter, the VAE halves. Upstream compatibility itself is checked by each export (against
 the real modules) and by the parity harness."""
@@ -7,28 +7,19 @@ import unittest
 from pathlib import Path
 from types import SimpleNamespace
 
-try:
-    import torch
-    from torch import nn
-except ImportError:
-    torch = None
+import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if torch is not None:
-    from diffgentor_export import contract, recipes  # noqa: E402
-    from diffgentor_export.models import common, flux, qwen  # noqa: E402
+from diffgentor_export import contract, recipes  # noqa: E402
+from diffgentor_export.models import common, flux, qwen  # noqa: E402
 
-Module = nn.Module if torch is not None else object
-if torch is not None:  # the stand-in decoder stack shared with the export test, loaded without touching sys.path
-    import importlib.util
-    _spec = importlib.util.spec_from_file_location(
-        "dg_fake_upstream_common", Path(__file__).resolve().parent / "fake_upstream" / "common.py")
-    _common = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_common)
-    LM = _common.DecoderStack
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from standins import DecoderStack as LM  # noqa: E402
+
+Module = nn.Module
 
 
-@unittest.skipIf(torch is None, "needs torch")
 class WrapperTest(unittest.TestCase):
     def test_recipes_cover_the_contract_in_order(self):
         ctx = recipes.Ctx(torch.float32, torch.device("cpu"), False, {"text_encoder_out_layers": (1, 2, 3)})

@@ -1,49 +1,11 @@
-"""Shared base of the stand-in upstream classes (tests/test_export_end_to_end.py only): `from_pretrained`
-seeds a small module per subfolder instead of reading weights, so an export runs through the real exporter
-code with Debian's torch and no diffusers or transformers installed."""
+"""A small decoder stack with the attribute layout of transformers' language models (embed_tokens, layers,
+norm, rotary_emb) for the wrapper tests: it isolates the exporter's layer driver, mask and stacking logic
+from any one model's numerics, which the real-class exports (test_export_end_to_end.py, the parity test)
+cover."""
 from types import SimpleNamespace
 
 import torch
 from torch import nn
-
-SEEDS = {"transformer": 1, "vae": 2, "text_encoder": 3, "text_encoder_2": 4}
-
-
-class Loadable(nn.Module):
-    @classmethod
-    def from_pretrained(cls, path, subfolder=None, torch_dtype=None, dtype=None, **_):
-        torch.manual_seed(SEEDS.get(subfolder, 0))
-        return cls().to(torch_dtype or dtype or torch.float32)
-
-
-def config(**kw):
-    return SimpleNamespace(**kw)
-
-
-class StandInVae(Loadable):
-    """The VAE call interface every diffusers autoencoder shares: `_encode` gives the moments (2C channels),
-    `encode(x).latent_dist.mode()` their first C, `_decode`/`decode` a tuple with the image. Subclasses set
-    the layers (2-D, or 3-D for the video VAE) and `channels`; `clamp` mirrors Qwen's decode."""
-    channels, clamp = 16, False
-
-    def __init__(self, enc, dec):
-        super().__init__()
-        self.enc, self.dec = enc, dec
-        self.use_tiling = self.use_slicing = False
-
-    def _encode(self, x):
-        return self.enc(x)
-
-    def encode(self, x):
-        mean = self._encode(x)[:, :self.channels]
-        return SimpleNamespace(latent_dist=SimpleNamespace(mode=lambda: mean))
-
-    def _decode(self, z, return_dict=True):
-        out = self.dec(z)
-        return (torch.clamp(out, -1.0, 1.0) if self.clamp else torch.tanh(out),)
-
-    def decode(self, z, return_dict=True):
-        return self._decode(z, return_dict)
 
 
 class Rotary(nn.Module):
@@ -79,7 +41,7 @@ class DecoderStack(nn.Module):
         self.layers = nn.ModuleList([Layer(d) for _ in range(n)])
         self.norm = nn.LayerNorm(d)
         self.rotary_emb = Rotary()
-        self.config = config(sliding_window=None, vocab_size=vocab)
+        self.config = SimpleNamespace(sliding_window=None, vocab_size=vocab)
 
     def hidden_states(self, input_ids, attention_mask, inputs_embeds=None, position_ids=None):
         """transformers' `output_hidden_states`: embeddings, each layer's output, the last one normed; the
