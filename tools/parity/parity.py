@@ -311,10 +311,23 @@ def run_type(kind: str, args, testdata: Path) -> list:
         raise RuntimeError(f"export failed with exit code {code}")
     ours = run_ours(Path(args.runner), work / "bundle", kind, work / "ours", images, case, args.steps, args.seed,
                     args.device, dtype=args.dtype)
-    pipe.to(torch.device(args.device), getattr(torch, args.dtype))
+    if args.dtype != "float32":
+        pipe = reload_in(pipe, snap, getattr(torch, args.dtype))
+    pipe.to(torch.device(args.device))
     size = (ours["image"].shape[1], ours["image"].shape[0])
     theirs = run_diffusers(pipe, kind, images, case, args.steps, args.seed, args.device, size)
     return compare(ours, theirs)
+
+
+def reload_in(pipe, snapshot: Path, dtype):
+    """The pipeline as a user loads it in `dtype`: from_pretrained(torch_dtype=...) keeps what transformers
+    keeps in float32 (the rotary `inv_freq` buffers, built at init), where `.to(dtype)` would round it too.
+    The processors and tokenizers stay the built pipeline's (the PIL image processor, see tiny_pipelines)."""
+    import torch
+    loaded = type(pipe).from_pretrained(snapshot, torch_dtype=dtype)
+    loaded.register_modules(**{name: c for name, c in pipe.components.items()
+                               if c is not None and not isinstance(c, torch.nn.Module)})
+    return loaded
 
 
 def self_check(args) -> int:

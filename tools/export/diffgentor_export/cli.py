@@ -145,13 +145,9 @@ def export(args) -> int:
     versions = require_stack()
     import torch
 
-    from . import recipes
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     snap = resolve_snapshot(args.model, args.revision)
-    try:
-        kind = snapshot.model_type(snap, args.model_type)
-    except snapshot.SnapshotError as e:
-        sys.exit(f"export_bundle: {e}")
+    kind = snapshot.model_type(snap, args.model_type)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("export_bundle: --device cuda but torch sees no CUDA device")
