@@ -28,8 +28,9 @@ install_packages() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  # A python3 of another origin (pyenv, a container's own) with venv and pip works as well as Debian's.
-  if python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  # A python3 of another origin (pyenv, a container's own) with venv and ensurepip works as well as Debian's;
+  # Debian's own python3 ships ensurepip only in python3-venv.
+  if [ "$(command -v python3)" != /usr/bin/python3 ] && python3 -c 'import venv, ensurepip' 2>/dev/null; then
     local keep=()
     for p in "${missing[@]}"; do [[ $p == python3 || $p == python3-venv ]] || keep+=("$p"); done
     missing=("${keep[@]}")

@@ -3,7 +3,7 @@
 /// resizes with PIL upstream (diffusers' VaeImageProcessor: LANCZOS; the slow Qwen2-VL image
 /// processor: BICUBIC), and OpenCV's kernels differ, so this is a port of Pillow's two-pass
 /// separable resampler with its 8-bit fixed-point coefficients (Pillow 9.4 `Resample.c`).
-/// Pinned by ../shared/testdata/images (exact equality with Pillow 9.4.0).
+/// Pinned by tests/data/images (exact equality with Pillow 9.4.0).
 #include <utility>
 
 #include "diffgentor/image.hpp"

@@ -2,7 +2,7 @@
 /// Flow-match Euler schedules, ported from diffusers' FlowMatchEulerDiscreteScheduler.set_timesteps
 /// and the pipelines' mu functions (diffusers 58eb52c0; ../shared/reference/pipelines.md §1.1-1.2).
 /// The arithmetic follows NumPy >= 2 float32 semantics step by step, so every sigma equals
-/// diffusers' float32 value exactly (pinned by ../shared/testdata/scheduler/goldens.json).
+/// diffusers' float32 value exactly (pinned by tests/data/scheduler/goldens.json).
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -7,7 +7,7 @@
 /// Precompiled charsmap normalizer, Metaspace (with its "first" prepend scheme), Viterbi over the
 /// pieces (unigram.hpp) — native, because Debian's libsentencepiece carries its own protobuf, which
 /// clashes with libtorch's in one process.
-/// Pinned by ../shared/testdata/tokenizers/<name>/cases.jsonl (ids from HF tokenizers).
+/// Pinned by tests/data/tokenizers/<name>/cases.jsonl (ids from HF tokenizers).
 #include <cstdint>
 #include <map>
 #include <memory>

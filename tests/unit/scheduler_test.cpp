@@ -1,4 +1,4 @@
-// Pinned by ../shared/testdata/scheduler/goldens.json: schedules produced by diffusers 58eb52c0 itself.
+// Pinned by tests/data/scheduler/goldens.json: schedules produced by diffusers 58eb52c0 itself.
 #include "diffgentor/scheduler.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // Byte-level BPE: an inline fixture (transformers' Qwen2 tokenizer test), then every golden case of
-// ../shared/testdata/tokenizers/{qwen2,qwen3} (ids produced by HF tokenizers).
+// tests/data/tokenizers/{qwen2,qwen3} (ids produced by HF tokenizers).
 #include "diffgentor/tokenizer.hpp"
 
 #include <gtest/gtest.h>
@@ -190,6 +190,28 @@ TEST(Tokenizer, TekkenStyleIgnoreMergesWithOffsetIds) {
   EXPECT_EQ(tok.encode("[INST]dog cat dog"), (std::vector<int32_t>{3, dog, space_cat, space_dog}));
   // A piece outside the vocabulary is merged by rank: "cats" = "cat" + "s".
   EXPECT_EQ(tok.encode("cats"), (std::vector<int32_t>{cat, 4 + 's'}));
+}
+
+TEST(Tokenizer, T5AsTransformers5SavesItWithWhitespaceSplit) {
+  // transformers 5 re-serialises T5's tokenizer.json: normalizer Precompiled alone, pre-tokenizer
+  // WhitespaceSplit + Metaspace("always"). Goldens from HF tokenizers 0.23.1 on that file: the published cases
+  // plus runs of spaces, tabs, newlines and Unicode spaces (NBSP, ideographic, em, thin).
+  DG_REQUIRE_TESTDATA("tokenizers/t5/cases_transformers5.jsonl");
+  const std::string dir = dg::test::testdata_dir() + "/tokenizers/t5";
+  json j = json::parse(std::ifstream(dir + "/tokenizer.json"));
+  j["normalizer"] = json(j["normalizer"]["normalizers"][0]);
+  j["pre_tokenizer"] = json::parse(R"({"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"},
+      {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": true}]})");
+  const Tokenizer tok = Tokenizer::from_json(j, "t5 (transformers 5 layout)");
+  std::ifstream in(dir + "/cases_transformers5.jsonl");
+  int checked = 0;
+  for (std::string line; std::getline(in, line);) {
+    const json c = json::parse(line);
+    EXPECT_EQ(tok.encode(c["text"].get<std::string>(), c["add_special_tokens"].get<bool>()),
+              c["ids"].get<std::vector<int32_t>>()) << c["text"];
+    ++checked;
+  }
+  EXPECT_EQ(checked, 116);
 }
 
 TEST(Tokenizer, T5GoldenCasesWithANativeUnigram) {

@@ -1,6 +1,6 @@
 """Small diffusers pipelines with seeded random weights, one per model type, for the parity harness.
 
-Nothing is downloaded: tokenizers come from ../shared/testdata/tokenizers (the real Qwen2/Qwen3/CLIP/T5
+Nothing is downloaded: tokenizers come from tests/data/tokenizers (the real Qwen2/Qwen3/CLIP/T5
 vocabularies, so template token counts such as Qwen's 64-token prefix hold), every model is built from a small
 config. Geometry that the runtime takes as given stays real: Qwen2.5-VL patch 14 / temporal 2 / merge 2 /
 window 112, latent channels 16 (32 for FLUX.2), VAE factor 8, packing 2x2. Scheduler configs are the shipped

@@ -319,7 +319,7 @@ def constants(model_type: str, ctx: Ctx, subfolder: str, module) -> dict:
     constants live")."""
     if model_type in ("qwen", "qwen_singleimg") and subfolder == "transformer":
         # QwenImageEdit(Plus)Pipeline.prompt_template_encode_start_idx: the system turn + "<|im_start|>user\n"
-        # of the Qwen2.5-VL tokenizer (../shared/testdata/tokenizers/qwen2/templates.json checks it).
+        # of the Qwen2.5-VL tokenizer (tests/data/tokenizers/qwen2/templates.json checks it).
         return {"prompt_template_encode_start_idx": 64}
     if model_type in ("flux2", "flux2_klein") and subfolder == "vae":
         bn = module.bn  # as loaded in W (diffusers casts buffers too), written as float32 values

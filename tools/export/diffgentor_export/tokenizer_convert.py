@@ -4,7 +4,7 @@ The runtime reads only `tokenizer.json` (src/core/tokenizer.cpp). Real snapshots
 FLUX.1's CLIP `tokenizer/` hold `vocab.json` + `merges.txt`; a T5 folder may hold only `spiece.model`. The
 layouts written here are the ones transformers' converters produce (`convert_slow_tokenizer.py`: Qwen2Converter,
 CLIPConverter, T5Converter / SpmConverter), which is also the layout of the published fast files in
-../shared/testdata/tokenizers/. No `tokenizers`, `sentencepiece` or `protobuf` package is needed: the
+tests/data/tokenizers/. No `tokenizers`, `sentencepiece` or `protobuf` package is needed: the
 SentencePiece model is read with the small protobuf reader below.
 """
 from __future__ import annotations

@@ -71,6 +71,20 @@ class SnapshotTest(unittest.TestCase):
         self.assertIn("text_processor/preprocessor_config.json",
                       snapshot.check_runtime_files("longcat", out, ["transformer"]))
 
+    def test_a_nested_processor_config_is_split_into_the_layout_the_runtime_reads(self):
+        out = self.tmp / "bundle"
+        (out / "processor").mkdir(parents=True)
+        (out / "text_processor").mkdir()
+        nested = {"image_processor": {"size": {"shortest_edge": 3136, "longest_edge": 1003520}, "patch_size": 14},
+                  "processor_class": "Qwen2VLProcessor"}
+        (out / "processor" / "processor_config.json").write_text(json.dumps(nested))
+        (out / "text_processor" / "processor_config.json").write_text(json.dumps(nested))
+        (out / "text_processor" / "preprocessor_config.json").write_text('{"kept": true}')
+        self.assertEqual(snapshot.split_processor_configs(out), ["processor"])
+        self.assertEqual(json.loads((out / "processor" / "preprocessor_config.json").read_text()),
+                         nested["image_processor"])
+        self.assertEqual(json.loads((out / "text_processor" / "preprocessor_config.json").read_text()), {"kept": True})
+
     def test_tokenizer_folders_get_a_tokenizer_json(self):
         for f in ("vocab.json", "merges.txt", "tokenizer_config.json"):
             (self.snap / "tokenizer").mkdir(exist_ok=True)
