@@ -55,6 +55,9 @@ python_env() {
   touch "$VENV/.complete"
 }
 
+# ccache keyed on paths relative to the checkout, so a clone in another folder (CI's) hits the same cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
+
 build() {
   local prefix=${DG_TORCH_PREFIX:-$("$VENV/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')}
   local config="$prefix|$VENV"
