@@ -1,4 +1,4 @@
-# Sourced by bench/device_smoke.sh and tools/parity/device_parity.sh on a lent GPU machine: builds the engine
+# Sourced by bench/device_smoke.sh and tools/parity/device_parity.sh on a GPU machine: builds the engine
 # alone (DG_ENGINE_ONLY) in build-cuda/ against the libtorch inside the machine's Python torch, with the headers
 # and the two small libraries the machine lacks carried in .carry/ (see the end of bench/device_smoke.sh).
 mkdir -p "$OUT"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA check, run on a lent GPU machine (docs/development.md): builds the engine alone against the
+# The CUDA check, run on a GPU machine (docs/development.md): builds the engine alone against the
 # libtorch inside the machine's Python torch, with the few headers and libraries it lacks carried in
 # .carry/ (see the comment at the end), runs both Qwen pipelines on tiny bundles made here on the CPU,
 # on CUDA and on that machine's CPU, compares the outputs with this machine's CPU outputs, and times

@@ -9,7 +9,7 @@
 
 namespace dg {
 
-/// Exit codes (docs/cli.md).
+/// Exit codes (README.md, "Usage").
 enum ExitCode : int {
   kExitOk = 0,
   kExitRowsFailed = 1,   ///< the batch ran, some selected rows failed (see failures.csv)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The parity run on a lent GPU machine (docs/parity.md): builds diffgentor_parity against the machine's torch
+# The parity run on a GPU machine (docs/parity.md): builds diffgentor_parity against the machine's torch
 # (bench/device_build.sh), then runs tools/parity/parity.py for every implemented type on CUDA, tables to
 # $OUT/parity.txt and $OUT/parity.json. diffusers (pure Python) may be carried as .carry/python/diffusers
 # (its src/ folder is put on PYTHONPATH) when the machine has none; the harness says so and exits 0 when
