@@ -64,7 +64,7 @@ build() {
   # Configure once per libtorch and environment; a change of either configures afresh.
   if [ ! -f "$BUILD_DIR/build.ninja" ] || [ "$(cat "$BUILD_DIR/.dg_config" 2>/dev/null)" != "$config" ]; then
     rm -f "$BUILD_DIR/CMakeCache.txt"
-    # The pip torch ships fmt headers of its own: Debian's fmt, header-only, is searched first.
+    # fmt header-only (cmake/Dependencies.cmake): the pip torch ships fmt headers of another version.
     cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
       -DDG_FMT_INCLUDE=/usr/include -DDG_PYTHON="$VENV/bin/python"
     echo "$config" > "$BUILD_DIR/.dg_config"

@@ -43,6 +43,7 @@ MULTI = ("qwen", "flux2", "flux2_klein")  # types whose pipeline takes a list of
 
 def make_manifest(folder: Path, kind: str, rows: int) -> Path:
     """N rows with generated images (sizes from the parity cases), as a CSV the tool reads."""
+    from PIL import Image
     folder.mkdir(parents=True, exist_ok=True)
     sizes = CASES[kind]["images"]
     lines = []
@@ -50,7 +51,6 @@ def make_manifest(folder: Path, kind: str, rows: int) -> Path:
         names = []
         for k, (w, h) in enumerate(sizes):
             name = folder / f"row{r}_{k}.png"
-            from PIL import Image
             Image.fromarray(pattern(w, h, r + k)).save(name)
             names.append(str(name))
         lines.append({"index": r, "input_images": json.dumps(names) if len(names) > 1 else names[0],

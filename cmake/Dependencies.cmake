@@ -34,8 +34,10 @@ if(fmt_FOUND)
   target_link_libraries(dg_fmt INTERFACE fmt::fmt)
 else()
   find_path(DG_FMT_INCLUDE fmt/format.h REQUIRED)
-  # A pip torch ships fmt headers of its own among its system includes; a plain -I is searched
-  # before every -isystem folder, so this fmt (used header-only) wins.
+  # Header-only, so nothing links a compiled libfmt. A pip torch ships fmt headers of its own, and the
+  # translation units that include torch see those (gcc drops -I/usr/include in favour of its system
+  # position, after -isystem); the others see this copy. fmt's versioned inline namespaces (fmt::v9,
+  # fmt::v12) keep the two apart in one binary.
   include_directories(BEFORE ${DG_FMT_INCLUDE})
   target_compile_definitions(dg_fmt INTERFACE FMT_HEADER_ONLY)
 endif()

@@ -243,18 +243,17 @@ def restore_mrope(pipe) -> bool:
     image positions the model was trained with (transformers 4 derived them from the ids). This hands the
     encoder the types the processor makes (1 at image tokens), so the reference is the model as designed
     (docs/parity.md, "Upstream defects"). Returns whether it applied."""
-    import inspect
+    from diffgentor_export.recipes import mm_token_types
     te = getattr(pipe, "text_encoder", None)
     model = getattr(te, "model", None)
-    if model is None or not hasattr(model, "get_rope_index") or \
-            "mm_token_type_ids" not in inspect.signature(model.get_rope_index).parameters:
+    if model is None or not hasattr(model, "get_rope_index"):
         return False
     forward, image_token = te.forward, int(te.config.image_token_id)
 
     @functools.wraps(forward)
     def with_types(*a, **k):
         if k.get("mm_token_type_ids") is None and k.get("image_grid_thw") is not None:
-            k["mm_token_type_ids"] = (k["input_ids"] == image_token).int()
+            k.update(mm_token_types(model, k["input_ids"], image_token))
         return forward(*a, **k)
     te.forward = with_types
     return True
@@ -315,7 +314,8 @@ def run_type(kind: str, args, testdata: Path) -> list:
         pipe = reload_in(pipe, snap, getattr(torch, args.dtype))
     pipe.to(torch.device(args.device))
     size = (ours["image"].shape[1], ours["image"].shape[0])
-    theirs = run_diffusers(pipe, kind, images, case, args.steps, args.seed, args.device, size)
+    theirs = run_diffusers(pipe, kind, images, case, args.steps, args.seed, args.device, size,
+                           upstream_as_is=args.upstream_as_is)
     return compare(ours, theirs)
 
 
@@ -371,6 +371,9 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=None, help="scratch folder (default: a new temporary one)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="bfloat16: figures only (the tolerances are float32's), exit 0 unless a run fails")
+    p.add_argument("--upstream_as_is", action="store_true",
+                   help="call diffusers without restoring the Qwen2.5-VL 3-D positions (docs/parity.md, "
+                        "\"Upstream defects\"): shows what the defect costs")
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--markdown", default=None,
                    help="replace this dtype and device's table in a markdown file (docs/parity.md) with this run's")

@@ -139,7 +139,7 @@ def _text_cases(te, ctx):
         if middle_pad:
             start = input_ids.shape[1] - after - middle_pad
             mask[:, start:start + middle_pad] = 0
-        types = _mm_token_types(model, input_ids, cfg)
+        types = mm_token_types(model, input_ids, cfg.image_token_id)
         with torch.no_grad():
             embeds = _first_tensor(visual(pv, grid_thw=thw)).to(ctx.dtype)
             position_ids = model.get_rope_index(input_ids=input_ids, image_grid_thw=thw, attention_mask=mask,
@@ -151,13 +151,15 @@ def _text_cases(te, ctx):
     return out
 
 
-def _mm_token_types(model, input_ids, cfg) -> dict:
+def mm_token_types(model, input_ids, image_token_id: int) -> dict:
     """transformers >= 5 computes Qwen2.5-VL's 3-D positions only when given `mm_token_type_ids` (0 text,
     1 image; the processor makes them); without them it falls back to 1-D positions. The contract's positions
-    are the 3-D ones (docs/parity.md, "Upstream defects"), so the references are called with them."""
+    are the 3-D ones (docs/parity.md, "Upstream defects"), so upstream is called with them. `model` is the
+    module with `get_rope_index`; returns the keyword to pass ({} with transformers 4, which finds the image
+    tokens itself)."""
     if "mm_token_type_ids" not in inspect.signature(model.get_rope_index).parameters:
-        return {}  # transformers 4: get_rope_index finds the image tokens itself
-    return {"mm_token_type_ids": (input_ids == int(cfg.image_token_id)).int()}
+        return {}
+    return {"mm_token_type_ids": (input_ids == int(image_token_id)).int()}
 
 
 def _qwen_vl_jobs(ctx_math: bool) -> list:
