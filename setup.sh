@@ -21,7 +21,8 @@ PACKAGES=(cmake ninja-build g++ ccache pkg-config python3 python3-venv
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
   libonig-dev libutf8proc-dev
-  libgtest-dev libgmock-dev)
+  libgtest-dev libgmock-dev
+  clang-format git)  # the `format` and `references` tests
 
 install_packages() {
   local missing=()

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   std::string csv = "input_images,instruction\n";
   const int rows = std::stoi(opt["--rows"]);
   for (int r = 0; r < rows; ++r)
-    csv += (r % 2 && spec.type == "qwen") ? "\"[\"\"a.png\"\", \"\"b.png\"\"]\",combine the two pictures\n"
+    csv += (r % 2 && spec.images.max_images != 1) ? "\"[\"\"a.png\"\", \"\"b.png\"\"]\",combine the two pictures\n"
                                           : "a.png,make the sky purple and keep the horizon\n";
   dg::write_file_atomic((dir / "m.csv").string(), csv);
 

@@ -39,16 +39,14 @@ int main(int argc, char** argv) {
     const std::string bundle = out + "/bundle_" + type;
     if (!fs::exists(bundle + "/torchscript/manifest.json")) dg::find_model_entry(type)->make_tiny(spec, bundle, {size, 0});
     for (const char* dtype : {"float32", "bfloat16"}) {
-      dg::EditOptions o;
-      o.torch_dtype = dtype;
       auto t0 = std::chrono::steady_clock::now();
-      auto pipe = dg::find_model_entry(type)->make_pipeline({&spec, bundle, device, &o});
+      auto pipe = dg::find_model_entry(type)->make_pipeline({&spec, bundle, device, dtype});
       const double load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       dg::EditRequest r;
       r.images = {pattern(640, 480, 1)};
-      if (spec.max_images != 1) r.images.push_back(pattern(512, 512, 2));
+      if (spec.images.max_images != 1) r.images.push_back(pattern(512, 512, 2));
       r.instruction = "make the sky purple";
-      r.params = dg::effective_params(spec, o);
+      r.params = dg::merge_params(spec, {});
       r.params.steps = steps;
       r.seed = 42;
       dg::EditResult res = pipe->edit(r);  // warm-up, also the compared output

@@ -38,7 +38,7 @@ else()
   # translation units that include torch see those (gcc drops -I/usr/include in favour of its system
   # position, after -isystem); the others see this copy. fmt's versioned inline namespaces (fmt::v9,
   # fmt::v12) keep the two apart in one binary.
-  include_directories(BEFORE ${DG_FMT_INCLUDE})
+  target_include_directories(dg_fmt BEFORE INTERFACE ${DG_FMT_INCLUDE})
   target_compile_definitions(dg_fmt INTERFACE FMT_HEADER_ONLY)
 endif()
 add_library(dg::fmt ALIAS dg_fmt)

@@ -2,11 +2,18 @@
 # CI check of the engine-only build (DG_ENGINE_ONLY, docs/development.md): configures and compiles the engine
 # the way a machine with only a libtorch does it (fmt header-only and nlohmann_json from plain include
 # folders), checks that nothing of OpenCV, libcurl, CLI11 or spdlog reaches its compile or link lines, and runs
-# its smoke program and the parity runner on tiny bundles.
+# its smoke program and the parity runner on tiny bundles. It also checks that no engine source uses the
+# command line's types.
 #   engine_only_build.sh <source dir> <build dir> <CMAKE_PREFIX_PATH: where libtorch's config is>
 set -euo pipefail
 src=$1
 dir=$2
+# The engine knows nothing of the command line: no engine file uses the CLI's types or headers.
+if grep -n -E 'EditOptions|UsageError|options\.hpp|cli\.hpp|runner\.hpp' -r "$src/src/engine" "$src/src/models" \
+     "$src/src/core" "$src/include/diffgentor/pipeline.hpp" "$src/include/diffgentor/bundle_pipeline.hpp" \
+     "$src/include/diffgentor/model_registry.hpp" "$src/bench/engine_smoke.cpp" "$src/tools/parity/parity_runner.cpp"; then
+  echo "engine code uses the command line's types (above)"; exit 1
+fi
 cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDG_ENGINE_ONLY=ON "-DCMAKE_PREFIX_PATH=$3" \
   -DDG_FMT_INCLUDE=/usr/include -DDG_JSON_INCLUDE=/usr/include >"$dir.configure.log" 2>&1 \
   || { cat "$dir.configure.log"; exit 1; }

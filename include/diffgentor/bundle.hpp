@@ -21,9 +21,10 @@ struct BundleError : std::runtime_error {
 
 class Bundle {
  public:
-  /// Opens and validates `dir` for `spec`. `torch_dtype` is --torch_dtype: it must equal the bundle's
-  /// dtype unless the bundle is dtype-convertible (tiny bundles), in which case it chooses W.
-  static Bundle open(const std::string& dir, const ModelSpec& spec, const std::string& torch_dtype,
+  /// Opens and validates `dir` for `spec`. `dtype` is the run dtype (EngineOptions::dtype): it must equal the
+  /// bundle's dtype unless the bundle is dtype-convertible (tiny bundles), in which case it chooses the
+  /// weight dtype.
+  static Bundle open(const std::string& dir, const ModelSpec& spec, const std::string& dtype,
                      const std::string& device);
 
   const std::string& dir() const { return dir_; }
@@ -32,9 +33,9 @@ class Bundle {
   const nlohmann::json& config(const std::string& relative_path) const;
   /// manifest["constants"][key], or throws naming it.
   const nlohmann::json& constant(const std::string& key) const;
-  /// The dtype components run in (W).
+  /// The dtype components run in (the contract's "W").
   at::ScalarType dtype() const { return dtype_; }
-  /// Loads `component` onto `device` in W and checks its forward() argument names.
+  /// Loads `component` onto `device` in the weight dtype and checks its forward() argument names.
   torch::jit::Module load(const std::string& component, const std::string& device) const;
 
  private:

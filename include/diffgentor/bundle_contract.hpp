@@ -1,5 +1,5 @@
 #pragma once
-/// The TorchScript component contract (docs/bundle-format.md, from ../shared/design/bundle-contract.md):
+/// The TorchScript component contract (docs/bundle-format.md, "Components"):
 /// for each model type, the components it needs and each method's argument names, dtypes and symbolic
 /// shapes. The data lives in src/core/bundle_contract.json, embedded at build time and also read by the
 /// Python exporter (tools/export/); this table is what the bundle loader checks, make-tiny writes and the

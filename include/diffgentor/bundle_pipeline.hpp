@@ -11,6 +11,7 @@
 
 #include "diffgentor/bundle.hpp"
 #include "diffgentor/latents.hpp"
+#include "diffgentor/stage_clock.hpp"
 #include "diffgentor/pipeline.hpp"
 #include "diffgentor/scheduler.hpp"
 #include "diffgentor/tokenizer.hpp"
@@ -26,6 +27,8 @@ using StageTap = std::function<void(const std::string& stage, const at::Tensor& 
 
 class BundlePipeline : public Pipeline {
  public:
+  /// Checks the request against the model table's input rules (InputError), then runs it under
+  /// InferenceMode with a StageClock.
   EditResult edit(const EditRequest& request) final;
   /// Installs a tap (empty = none). Not for concurrent rows: the parity runner uses one pipeline.
   void set_stage_tap(StageTap tap) { tap_ = std::move(tap); }
@@ -53,10 +56,11 @@ class BundlePipeline : public Pipeline {
   at::Tensor denoise_cfg(const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
                          const std::function<at::Tensor(int branch, const at::Tensor& latents, float timestep)>& branch) const;
 
+  const ModelSpec* spec_;
   std::string device_;
   at::Device dev_;
   Bundle bundle_;
-  at::ScalarType dtype_;  ///< the run dtype W
+  at::ScalarType dtype_;  ///< the run dtype (the contract's "W")
 
  private:
   std::map<std::string, torch::jit::Module> components_;

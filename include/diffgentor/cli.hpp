@@ -1,11 +1,11 @@
 #pragma once
 /// Command-line parsing (CLI11) and the top-level program shared by the product binary and the test
-/// binaries, which differ only in the Backend they pass (see pipeline.hpp).
+/// binaries, which differ only in the Backend they pass (see backend.hpp).
 #include <optional>
 #include <string>
 
 #include "diffgentor/options.hpp"
-#include "diffgentor/pipeline.hpp"
+#include "diffgentor/backend.hpp"
 
 namespace dg {
 
@@ -39,6 +39,7 @@ struct Command {
   EditOptions edit;
   MakeTinyOptions tiny;
   TokenizeOptions tokenize;
+  bool models_markdown = false;  ///< `models --markdown`: the table of docs/models/README.md
   bool verbose = false;
 };
 

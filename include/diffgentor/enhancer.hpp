@@ -1,5 +1,5 @@
 #pragma once
-/// Prompt enhancement (ARCHITECTURE.md §6): `--prompt_enhance_type qwen_image_edit|glm_image|flux2`
+/// Prompt enhancement (docs/enhancement.md): `--prompt_enhance_type qwen_image_edit|glm_image|flux2`
 /// rewrites each row's instruction with an LLM over an OpenAI-compatible API before the model sees it.
 /// Runs in the runner's prepare stage, several requests at a time, so its latency is hidden from the
 /// model stage. A failure falls back to the original instruction, is logged as a warning and recorded

@@ -1,7 +1,7 @@
 #pragma once
 /// File helpers. Every file diffgentor produces is written to a temporary name in the target's own
 /// folder and renamed over the target, so a crash never leaves a half-written file that resume would
-/// trust (fixes peer-weaknesses W6).
+/// trust (docs/batch-runner.md, "Differences from the Python tool": atomic writes).
 #include <string>
 #include <string_view>
 

@@ -24,6 +24,9 @@ struct HttpError : std::runtime_error {
 /// Call once before any thread downloads.
 void http_global_init();
 
+/// True for http:// and https:// references.
+bool is_url(const std::string& ref);
+
 /// The URL's body. Throws HttpError with the URL, the last status or curl error, and the attempts.
 std::string fetch_url(const std::string& url, const HttpOptions& options);
 

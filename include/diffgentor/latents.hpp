@@ -1,16 +1,14 @@
 #pragma once
-/// Tensor helpers every diffusers editing pipeline shares (pipelines.md §1): 2x2 packing, seeded
+/// Tensor helpers every diffusers editing pipeline shares (docs/numerics.md): 2x2 packing, seeded
 /// noise drawn like diffusers' randn_tensor, image <-> [-1, 1] tensors, the flow-match Euler step
 /// with PyTorch's bf16 type promotion, and uint8 post-processing.
 #include <ATen/core/Tensor.h>
 
-#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <vector>
 
 #include "diffgentor/image.hpp"
-#include "diffgentor/pipeline.hpp"
 #include "diffgentor/scheduler.hpp"
 
 namespace dg {
@@ -49,21 +47,8 @@ at::Tensor euler_step(const at::Tensor& sample, const at::Tensor& v, float sigma
 at::Tensor euler_loop(at::Tensor latents, const Schedule& schedule,
                       const std::function<at::Tensor(const at::Tensor& latents, float timestep)>& velocity);
 
-/// The [1] float32 timestep the DiTs take: bf16(bf16(t) / 1000) in bf16 runs (pipelines.md §1.1), else
+/// The [1] float32 timestep the DiTs take: bf16(bf16(t) / 1000) in bf16 runs (docs/numerics.md, "DiT timestep"), else
 /// t / 1000.
 at::Tensor dit_timestep_tensor(float t, at::ScalarType run_dtype, const at::Device& device);
-
-/// Appends the seconds since the previous lap to a row's `stage_seconds` under a stage name.
-class StageClock {
- public:
-  explicit StageClock(EditResult& result);
-  void lap(const char* stage);
-  /// Counts `seconds` already spent inside the running stage as a separate stage.
-  void split(const char* stage, double seconds);
-
- private:
-  EditResult& result_;
-  std::chrono::steady_clock::time_point last_;
-};
 
 }  // namespace dg

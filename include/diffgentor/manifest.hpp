@@ -1,5 +1,5 @@
 #pragma once
-/// The input manifest (ARCHITECTURE.md §5): CSV (RFC 4180) or JSONL rows naming input image(s) and an
+/// The input manifest (docs/batch-runner.md, "Manifest"): CSV (RFC 4180) or JSONL rows naming input image(s) and an
 /// instruction. Loading checks what makes the whole manifest unusable (unreadable file, missing
 /// columns, duplicate or non-integer indices) and throws ManifestError; everything that concerns one
 /// row only is reported per row by interpret_row(), so one bad row never stops the batch.
@@ -64,8 +64,5 @@ struct RowInput {
 /// Interprets one row. `input_images` holds a JSON list or a single path/URL (no comma splitting:
 /// paths and URLs may contain commas). Relative paths resolve against the manifest's folder.
 RowInput interpret_row(const Manifest& manifest, const ManifestRow& row);
-
-/// True for http:// and https:// references.
-bool is_url(const std::string& ref);
 
 }  // namespace dg

@@ -1,7 +1,9 @@
 #pragma once
-/// The model table: every supported model type, its detection patterns, upstream pipeline class,
-/// capabilities and user-facing defaults. It is the single source of truth for `diffgentor models`,
-/// `--model_type` validation, name detection, help text and default merging.
+/// The model table: every model type, read from src/models/model_table.json (embedded at build time; the
+/// exporter and the parity harness read the same file, CMake builds and registers each implemented row's
+/// pipeline and tiny bundle from it). It is the one registry behind `diffgentor models`, `--model_type`,
+/// name detection, defaults, the per-row input rules and the docs table (docs/models/README.md).
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +19,11 @@ enum class CfgKind {
 };
 const char* cfg_kind_name(CfgKind kind);
 
+enum class ModelStatus {
+  Implemented,  ///< a pipeline and a tiny bundle exist
+  Planned,      ///< detected and validated; a real run stops at start-up
+};
+
 /// A detection pattern, matched case-insensitively against the full model name and its basename.
 struct NamePattern {
   std::string text;
@@ -25,21 +32,35 @@ struct NamePattern {
   bool whole_word = false;
 };
 
+/// What a row's input images must satisfy. A row that breaks a rule fails with stage `input` and is never
+/// retried: it would fail the same way again.
+struct ImageRules {
+  int min_images = 1;
+  std::optional<int> max_images;     ///< unset: no limit
+  int min_side = 1;                  ///< each image, in pixels
+  std::optional<double> max_aspect;  ///< each image, long side / short side; unset: any
+};
+
 struct ModelSpec {
   std::string type;            ///< e.g. "qwen"
+  ModelStatus status = ModelStatus::Planned;
   std::string display_name;    ///< e.g. "Qwen-Image-Edit-2509/2511"
   std::string pipeline_class;  ///< upstream diffusers class, e.g. "QwenImageEditPlusPipeline"
   std::vector<NamePattern> patterns;
-  int max_images = 1;          ///< reference images per row; 0 means no fixed limit
+  ImageRules images;
   CfgKind cfg = CfgKind::Plain;
-  int default_steps = 50;
-  double default_guidance = 1.0;
-  std::optional<double> default_true_cfg;          ///< only for models with true CFG
-  std::optional<std::string> default_negative_prompt;  ///< only for models that use one
-  std::string notes;
   /// True CFG that is off unless asked for (FLUX.1-Kontext: --true_cfg_scale > 1 with a negative prompt).
   bool optional_true_cfg = false;
+  int default_steps = 50;
+  double default_guidance = 1.0;
+  std::optional<double> default_true_cfg;              ///< only for models with true CFG
+  std::optional<std::string> default_negative_prompt;  ///< only for models that use one
+  std::string pipeline;     ///< implemented: src/models/<pipeline>.cpp, make_<pipeline>_pipeline()
+  std::string tiny_bundle;  ///< implemented: src/models/tiny/tiny_<tiny_bundle>.cpp, make_tiny_<tiny_bundle>()
+  std::string docs;         ///< the type's page, e.g. "docs/models/qwen.md"; empty for planned types
+  std::string notes;
 
+  bool implemented() const { return status == ModelStatus::Implemented; }
   bool uses_true_cfg() const { return cfg == CfgKind::TrueCfgNormRescale; }
   bool uses_negative_prompt() const { return default_negative_prompt.has_value() || optional_true_cfg; }
 };
@@ -50,14 +71,42 @@ const std::vector<ModelSpec>& model_table();
 /// The spec for a type name, or nullptr.
 const ModelSpec* find_model(const std::string& type);
 
-/// Detects the model type from a model name or path following the seed's rules (full name and
-/// basename, case-insensitive, table order). Returns nullptr when nothing matches.
+/// Detects the model type from a model name or path (full name and basename, case-insensitive, table
+/// order). Returns nullptr when nothing matches.
 const ModelSpec* detect_model(const std::string& model_name);
 
-/// "qwen, qwen_singleimg, ..." for error messages.
-std::string model_type_list();
+/// Why `count` images break the spec's rule (e.g. "2 images, but model type longcat takes 1"), or "".
+std::string image_count_problem(const ModelSpec& spec, std::size_t count);
+
+/// Why one image of width x height breaks the spec's per-image rules (smallest side, aspect ratio), or "".
+std::string image_size_problem(const ModelSpec& spec, int width, int height);
+
+/// Sampling parameters of one row, after merging what the user gave over the model's defaults.
+struct EffectiveParams {
+  int steps = 0;
+  double guidance = 0;
+  std::optional<double> true_cfg;              ///< set only for true-CFG models
+  std::optional<std::string> negative_prompt;  ///< set only for models that use one
+};
+
+/// What a user may give (flags today); unset fields take the spec's defaults.
+struct ParamOverrides {
+  std::optional<int> steps;
+  std::optional<double> guidance;
+  std::optional<double> true_cfg;
+  std::optional<std::string> negative_prompt;
+};
+
+/// Merges `given` over the spec's defaults (a given value always wins, whatever it is).
+EffectiveParams merge_params(const ModelSpec& spec, const ParamOverrides& given);
+
+/// "qwen, qwen_singleimg, ..." for error messages (only the implemented types when asked).
+std::string model_type_list(bool implemented_only = false);
 
 /// A human-readable table (what `diffgentor models` prints).
 std::string format_model_table();
+
+/// The Markdown table of docs/models/README.md (`diffgentor models --markdown`); a test checks the page.
+std::string format_model_table_markdown();
 
 }  // namespace dg

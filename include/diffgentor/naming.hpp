@@ -1,5 +1,5 @@
 #pragma once
-/// Output file names (ARCHITECTURE.md §5; fixes peer-weaknesses W5).
+/// Output file names (docs/batch-runner.md, "Outputs"; safe output names).
 #include <cstdint>
 #include <optional>
 #include <string>

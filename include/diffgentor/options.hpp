@@ -1,13 +1,14 @@
 #pragma once
 /// Options of `diffgentor edit`, with the Python tool's flag names. Numeric options that the user
-/// did not give stay std::nullopt: 0 is a value, never "unset" (peer-weaknesses W12).
+/// did not give stay std::nullopt: 0 is a value, never "unset" (docs/batch-runner.md, "Differences from the
+/// Python tool": zero is a value).
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "diffgentor/model_table.hpp"
+#include "diffgentor/pipeline.hpp"
 
 namespace dg {
 
@@ -60,16 +61,11 @@ struct EditOptions {
   std::optional<std::string> log_dir;
 };
 
-/// Sampling parameters after merging the flags over the model's defaults.
-struct EffectiveParams {
-  int steps = 0;
-  double guidance = 0;
-  std::optional<double> true_cfg;              ///< set only for true-CFG models
-  std::optional<std::string> negative_prompt;  ///< set only for models that use one
-};
-
-/// Merges user flags over the spec's defaults (a flag always wins, whatever its value).
+/// Merges the sampling flags over the spec's defaults (a flag always wins, whatever its value).
 EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt);
+
+/// The engine's part of the options (--device, --torch_dtype, --threads).
+EngineOptions engine_options(const EditOptions& opt);
 
 /// Resolves the model type (--model_type, else detection). Throws UsageError listing the types.
 const ModelSpec& resolve_model_type(const EditOptions& opt);

@@ -1,20 +1,38 @@
 #pragma once
-/// The interface every model pipeline implements, and the runner calls from its model stage.
-/// Torch-free on purpose: images cross it as 8-bit RGB, so the runner, its tests and the I/O stages
-/// never include libtorch, and each model file owns its tensor work.
+/// The engine API: what a model pipeline is built from, what one row asks of it and what it returns.
+/// Torch-free on purpose: images cross it as 8-bit RGB, so the runner, its tests and the I/O stages never
+/// include libtorch, and each model file owns its tensor work. Nothing here knows the command line.
 #include <cstdint>
-#include <functional>
 #include <memory>
-#include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "diffgentor/image.hpp"
 #include "diffgentor/model_table.hpp"
-#include "diffgentor/options.hpp"
 
 namespace dg {
+
+/// How the engine runs: what the engine needs of a run's settings, and nothing else.
+struct EngineOptions {
+  std::string device = "auto";     ///< auto | cpu | cuda | cuda:N
+  std::string dtype = "bfloat16";  ///< bfloat16 | float16 | float32: the dtype components run in
+  int threads = 0;                 ///< CPU intra-op threads; 0 = all cores
+};
+
+/// A device that is not there or a replica count it cannot serve. `setting` names what was asked
+/// ("device" or "replicas"); the caller turns it into its own wording (the CLI names its flag).
+struct DeviceError : std::runtime_error {
+  DeviceError(std::string setting_, const std::string& what) : std::runtime_error(what), setting(std::move(setting_)) {}
+  std::string setting;
+};
+
+/// A row whose input breaks a rule of the model (image count, size, aspect, a prompt the template cannot
+/// hold): it fails the same way on every attempt, so it is recorded with stage `input` and never retried.
+struct InputError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
 
 /// One row's work, as the model stage hands it to a pipeline.
 struct EditRequest {
@@ -37,8 +55,8 @@ struct EditResult {
 class Pipeline {
  public:
   virtual ~Pipeline() = default;
-  /// Runs one row. Throws std::exception with a readable reason on failure; the runner retries
-  /// (--max_retries) and records the row as failed, and the batch goes on.
+  /// Runs one row. Throws InputError for input that breaks the model's rules, std::exception with a
+  /// readable reason for anything else (the runner retries those with --max_retries).
   virtual EditResult edit(const EditRequest& request) = 0;
   /// Runs several rows. The default runs them one by one; a model whose upstream pipeline batches
   /// overrides it. The result order matches the request order.
@@ -49,26 +67,18 @@ class Pipeline {
   }
 };
 
-/// What a pipeline is built from: the resolved model, its bundle and the user's options.
+/// What a pipeline is built from: the model type, its bundle, one resolved device and the run dtype.
 struct PipelineConfig {
   const ModelSpec* spec = nullptr;
   std::string bundle_dir;
-  std::string device;  ///< resolved, e.g. "cpu" or "cuda:1"
-  const EditOptions* options = nullptr;
+  std::string device = "cpu";      ///< resolved, e.g. "cpu" or "cuda:1"
+  std::string dtype = "bfloat16";  ///< EngineOptions::dtype
 };
 
-/// What the executable plugs into the shared runner: device handling and model construction. The
-/// product binary supplies the libtorch implementation; tests supply their own.
-struct Backend {
-  std::string version;  ///< extra text for --version (e.g. the libtorch version)
-  /// Resolves --device/--num_gpus into the replica devices, or throws UsageError.
-  std::function<std::vector<std::string>(const EditOptions&)> resolve_devices;
-  /// Builds one pipeline replica; throws with a readable reason when the bundle is unusable.
-  std::function<std::unique_ptr<Pipeline>(const PipelineConfig&)> make_pipeline;
-  /// Resolves --model_name to a bundle directory (throws BundleNotFound).
-  std::function<std::string(const EditOptions&)> locate_bundle;
-  /// Writes a tiny bundle (type, out dir, "tiny"|"small", seed); empty where the binary cannot.
-  std::function<void(const ModelSpec&, const std::string&, const std::string&, uint64_t)> make_tiny;
+/// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.
+struct TinyOptions {
+  std::string size = "tiny";
+  uint64_t seed = 0;
 };
 
 }  // namespace dg

@@ -1,6 +1,6 @@
 #pragma once
-/// Qwen2-VL / Qwen2.5-VL inputs computed in C++ (bundle-contract.md §5.1, pipelines.md §2,
-/// tokenizers.md §3): the image processor (smart_resize, BICUBIC, normalise, temporal duplication,
+/// Qwen2-VL / Qwen2.5-VL inputs computed in C++ (docs/bundle-format.md, "qwen and qwen_singleimg";
+/// docs/tokenizers.md, "Qwen2-VL image processor" and "mRoPE positions"): the image processor (smart_resize, BICUBIC, normalise, temporal duplication,
 /// patch order), the vision tower's position and segment ids, the LM's 3-D mRoPE position ids
 /// (transformers `get_rope_index`), and the Qwen-Image DiT's RoPE tables (diffusers `QwenEmbedRope`).
 /// Torch-free: plain vectors, row-major.

@@ -1,5 +1,5 @@
 #pragma once
-/// results.csv and failures.csv (ARCHITECTURE.md §5; fixes peer-weaknesses W7).
+/// results.csv and failures.csv (docs/batch-runner.md, "Results survive crashes and earlier runs").
 ///
 /// Each process appends finished rows to a journal (one flushed CSV line per row), so a crash loses
 /// at most the rows in flight. Opening a journal first compacts what is already there (drops a torn

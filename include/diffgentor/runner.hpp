@@ -1,5 +1,5 @@
 #pragma once
-/// The batch runner (ARCHITECTURE.md §2, §5). Three stages joined by bounded queues:
+/// The batch runner (docs/batch-runner.md, "Stages"). Three stages joined by bounded queues:
 ///   prepare  (--prefetch threads, at least --enhance_workers with an enhancer): read or download
 ///            inputs, decode, orient, check limits, enhance the prompt
 ///   model    (one thread per pipeline replica): Pipeline::edit_batch with --max_retries

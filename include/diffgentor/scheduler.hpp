@@ -1,6 +1,6 @@
 #pragma once
 /// Flow-match Euler schedules, ported from diffusers' FlowMatchEulerDiscreteScheduler.set_timesteps
-/// and the pipelines' mu functions (diffusers 58eb52c0; ../shared/reference/pipelines.md §1.1-1.2).
+/// and the pipelines' mu functions (diffusers 58eb52c0; docs/numerics.md, "Sigma schedule" and "Resolution-dependent mu").
 /// The arithmetic follows NumPy >= 2 float32 semantics step by step, so every sigma equals
 /// diffusers' float32 value exactly (pinned by tests/data/scheduler/goldens.json).
 #include <cstdint>
@@ -55,7 +55,7 @@ float bf16_to_float(uint16_t bits);
 inline float bf16_round(float x) { return bf16_to_float(bf16_bits(x)); }
 
 /// The timestep fed to the DiT by Qwen, FLUX.2, Kontext and LongCat with bf16 latents:
-/// `t.to(bfloat16) / 1000` computed in bfloat16 (pipelines.md §1.1).
+/// `t.to(bfloat16) / 1000` computed in bfloat16 (docs/numerics.md, "DiT timestep").
 float dit_timestep_bf16(float t);
 
 }  // namespace dg

@@ -1,12 +1,14 @@
 #pragma once
 /// Row selection: --filter_rows and deterministic sharding. Sharding splits the full filtered
 /// manifest, never the pending list, so restarts and staggered starts never move a row to another
-/// shard (peer-weaknesses W8).
+/// shard (docs/batch-runner.md, "Selection order").
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "diffgentor/env.hpp"
 
 namespace dg {
 
@@ -28,8 +30,6 @@ struct Shard {
   int count = 1;
   std::string source = "default";  ///< "flags", "torchrun", "slurm-array", "slurm", "kubernetes" or "default"
 };
-
-using EnvLookup = std::function<const char*(const char*)>;
 
 /// Flags win; else torchrun (RANK/WORLD_SIZE), a Slurm array (SLURM_ARRAY_TASK_ID/_COUNT/_MIN), a Slurm
 /// step (SLURM_PROCID/SLURM_NTASKS), or a Kubernetes indexed job (JOB_COMPLETION_INDEX, with

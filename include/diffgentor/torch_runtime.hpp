@@ -1,13 +1,19 @@
 #pragma once
-/// The libtorch side of the product binary: device resolution, thread setup and (from the model
-/// issues on) pipeline construction from bundles.
-#include "diffgentor/pipeline.hpp"
+/// The libtorch engine as a Backend: device resolution against what libtorch sees, the thread setting,
+/// and pipelines and tiny bundles from the model registry.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "diffgentor/backend.hpp"
 
 namespace dg {
 
-/// Resolves --device/--num_gpus against what libtorch sees. `auto` picks CUDA when available, else
-/// CPU. Throws UsageError for a device that is not there.
-std::vector<std::string> resolve_torch_devices(const EditOptions& options, bool cuda_available, int cuda_devices);
+/// Resolves the device setting into one device per replica. `auto` picks CUDA when available, else the
+/// CPU; `cuda` with `replicas` unset gives one replica per visible GPU. Throws DeviceError for a device
+/// that is not there.
+std::vector<std::string> resolve_torch_devices(const EngineOptions& options, std::optional<int> replicas,
+                                               bool cuda_available, int cuda_devices);
 
 /// The Backend the `diffgentor` executable runs with.
 Backend torch_backend();

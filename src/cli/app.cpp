@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "diffgentor/backend.hpp"
 #include "diffgentor/bundle_location.hpp"
 #include "diffgentor/cli.hpp"
 #include "diffgentor/enhancer.hpp"
@@ -78,6 +79,17 @@ void warn_slow_cpu_dtype(const EditOptions& o, const std::vector<std::string>& d
                  "--torch_dtype float32");
 }
 
+// The engine reports devices by setting; the command line names its flags.
+std::vector<std::string> resolve_devices(const Backend& backend, const EditOptions& o) {
+  try {
+    return backend.resolve_devices(engine_options(o), o.num_gpus);
+  } catch (const DeviceError& e) {
+    if (e.setting == "replicas")
+      throw UsageError(fmt::format("--num_gpus {}: {}", o.num_gpus ? std::to_string(*o.num_gpus) : "(unset)", e.what()));
+    throw UsageError(fmt::format("--device {}: {}; use --device cpu", o.device, e.what()));
+  }
+}
+
 int run_edit(Command& cmd, const Backend& backend) {
   EditOptions& o = cmd.edit;
   validate_options(o);
@@ -85,14 +97,14 @@ int run_edit(Command& cmd, const Backend& backend) {
   std::unique_ptr<PromptEnhancer> enhancer;
   if (o.prompt_enhance_type) enhancer = std::make_unique<PromptEnhancer>(enhancer_config(o, getenv_lookup));
   const ModelSpec& spec = resolve_model_type(o);
-  const std::vector<std::string> devices = backend.resolve_devices(o);
+  const std::vector<std::string> devices = resolve_devices(backend, o);
 
   if (o.dry_run) {
     setup_logging(std::nullopt, cmd.verbose);
     Plan plan = make_plan(o, spec, getenv_lookup);
     std::string bundle_status;
     try {
-      bundle_status = "found: " + backend.locate_bundle(o);
+      bundle_status = "found: " + resolve_bundle(o.model_name, getenv_lookup);
     } catch (const std::exception& e) {
       std::string why = e.what();
       for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
@@ -119,6 +131,9 @@ int run_edit(Command& cmd, const Backend& backend) {
     spdlog::info("nothing to do: every selected row of this shard has its output");
     return kExitOk;
   }
+  if (!spec.implemented())
+    throw std::runtime_error(fmt::format("model type {} is planned: this build has no pipeline for it yet; use "
+                                         "--dry_run to check a manifest", spec.type));
   warn_fixed_flags(o);
   warn_slow_cpu_dtype(o, devices);
   http_global_init();
@@ -126,10 +141,10 @@ int run_edit(Command& cmd, const Backend& backend) {
   std::vector<std::unique_ptr<Pipeline>> owned;
   std::vector<Pipeline*> replicas;
   {
-    const std::string bundle = backend.locate_bundle(o);
+    const std::string bundle = resolve_bundle(o.model_name, getenv_lookup);
     for (const auto& device : devices) {
       spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
-      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, &o}));
+      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype}));
       replicas.push_back(owned.back().get());
     }
   }
@@ -148,7 +163,10 @@ int run_make_tiny(const MakeTinyOptions& t, const Backend& backend) {
   if (!spec) throw UsageError(fmt::format("--model_type '{}' is not a known model type; known types: {}", t.model_type,
                                           model_type_list()));
   if (!backend.make_tiny) throw UsageError("make-tiny is not available in this binary");
-  backend.make_tiny(*spec, t.out, t.size, static_cast<uint64_t>(t.seed));
+  if (!spec->implemented())
+    throw UsageError(fmt::format("make-tiny: no tiny bundle for model type {} (planned); tiny bundles exist for: {}",
+                                 spec->type, model_type_list(true)));
+  backend.make_tiny(*spec, t.out, TinyOptions{t.size, static_cast<uint64_t>(t.seed)});
   std::cout << fmt::format("wrote a {} {} bundle to {}\n", t.size, spec->type, t.out);
   return kExitOk;
 }
@@ -179,7 +197,7 @@ int app_main(int argc, char** argv, const Backend& backend) {
   if (auto code = parse_command_line(argc, argv, cmd, version)) return *code;
   try {
     if (cmd.kind == Command::Models) {
-      std::cout << format_model_table();
+      std::cout << (cmd.models_markdown ? format_model_table_markdown() : format_model_table());
       return kExitOk;
     }
     if (cmd.kind == Command::MakeTiny) return run_make_tiny(cmd.tiny, backend);

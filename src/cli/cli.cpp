@@ -73,10 +73,11 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
   app.set_version_flag("--version", version_text);
   app.require_subcommand(1);
   auto* models = app.add_subcommand("models", "List the supported model types, their name patterns and defaults");
+  models->add_flag("--markdown", cmd.models_markdown, "Print the Markdown table of docs/models/README.md");
   auto* edit = app.add_subcommand("edit", "Edit every row of a manifest with a model");
   add_edit_options(*edit, cmd.edit, cmd.verbose);
   auto* tiny = app.add_subcommand("make-tiny", "Write a tiny bundle with seeded random weights (for smoke tests on CPU)");
-  tiny->add_option("--model_type", cmd.tiny.model_type, "Model type: " + model_type_list())->required();
+  tiny->add_option("--model_type", cmd.tiny.model_type, "Model type: " + model_type_list(true))->required();
   tiny->add_option("--out", cmd.tiny.out, "Output folder (created)")->required();
   tiny->add_option("--size", cmd.tiny.size, "tiny (hidden 32) or small (hidden 256, for benchmarks)")
       ->capture_default_str()->check(CLI::IsMember({"tiny", "small"}));

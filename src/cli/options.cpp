@@ -13,18 +13,10 @@
 namespace dg {
 
 EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt) {
-  EffectiveParams p;
-  p.steps = opt.num_inference_steps.value_or(spec.default_steps);
-  p.guidance = opt.guidance_scale.value_or(spec.default_guidance);
-  if (spec.uses_true_cfg()) p.true_cfg = opt.true_cfg_scale.value_or(spec.default_true_cfg.value_or(1.0));
-  if (spec.optional_true_cfg) {  // off unless both a scale above 1 and a negative prompt are given
-    p.true_cfg = opt.true_cfg_scale;
-    p.negative_prompt = opt.negative_prompt;
-  } else if (spec.uses_negative_prompt() || spec.uses_true_cfg()) {
-    p.negative_prompt = opt.negative_prompt.value_or(spec.default_negative_prompt.value_or(""));
-  }
-  return p;
+  return merge_params(spec, {opt.num_inference_steps, opt.guidance_scale, opt.true_cfg_scale, opt.negative_prompt});
 }
+
+EngineOptions engine_options(const EditOptions& opt) { return {opt.device, opt.torch_dtype, opt.threads}; }
 
 const ModelSpec& resolve_model_type(const EditOptions& opt) {
   if (opt.model_type) {

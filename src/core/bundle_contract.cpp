@@ -1,5 +1,5 @@
 // The component contract, read from src/core/bundle_contract.json (embedded at build time; the Python
-// exporter reads the same file), transcribed from ../shared/design/bundle-contract.md §5 (adopted as is).
+// exporter reads the same file); docs/bundle-format.md describes it.
 #include "diffgentor/bundle_contract.hpp"
 
 #include <fmt/format.h>

@@ -1,6 +1,6 @@
 // Byte-level BPE over HF tokenizer.json, following the order of operations of huggingface/tokenizers
 // (added-token split, normalizer, pre-tokenizer, model, post-processor); facts from
-// ../shared/reference/tokenizers.md §2.1.
+// docs/tokenizers.md, "Byte-level BPE".
 #include "diffgentor/tokenizer.hpp"
 
 #include <algorithm>

@@ -10,9 +10,6 @@
 #include <fstream>
 
 #include "diffgentor/bundle_contract.hpp"
-#include "diffgentor/bundle_pipeline.hpp"
-
-#include <c10/core/InferenceMode.h>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -38,7 +35,7 @@ json read_json(const fs::path& path, const std::string& bundle) {
 
 }  // namespace
 
-Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::string& torch_dtype,
+Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::string& dtype,
                     const std::string& device) {
   Bundle b;
   b.dir_ = dir;
@@ -55,8 +52,8 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
                            m["format_version"].get<int>(), kBundleFormatVersion));
   const std::string type = m.value("model_type", "");
   if (type != spec.type)
-    throw fail(fmt::format("model_type is '{}' but the run asks for '{}' (check --model_type)", type, spec.type));
-  // A bundle loads only in a libtorch at least as new as the one that wrote it (bundle-contract §9).
+    throw fail(fmt::format("model_type is '{}' but the run asks for '{}'", type, spec.type));
+  // A bundle loads only in a libtorch at least as new as the one that wrote it (docs/bundle-format.md, "Versions").
   const std::string producer = m.value("producer", json::object()).value("torch", "");
   int pmaj = 0, pmin = 0;
   if (std::sscanf(producer.c_str(), "%d.%d", &pmaj, &pmin) == 2 &&
@@ -66,12 +63,12 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
   const std::string bundle_dtype = m.value("dtype", "");
   dtype_from_name(bundle_dtype);
   b.convertible_ = m.value("dtype_convertible", false);
-  if (!b.convertible_ && bundle_dtype != torch_dtype)
-    throw fail(fmt::format("the bundle was exported in {}, but --torch_dtype is {}; pass --torch_dtype {} or re-export",
-                           bundle_dtype, torch_dtype, bundle_dtype));
-  b.dtype_ = dtype_from_name(b.convertible_ ? torch_dtype : bundle_dtype);
+  if (!b.convertible_ && bundle_dtype != dtype)
+    throw fail(fmt::format("the bundle was exported in {}, but the run dtype is {}; run in {} or re-export in {}",
+                           bundle_dtype, dtype, bundle_dtype, dtype));
+  b.dtype_ = dtype_from_name(b.convertible_ ? dtype : bundle_dtype);
   if (b.dtype_ == at::kHalf && device == "cpu")
-    throw BundleError("--torch_dtype float16 does not run on the CPU (no half-precision matmul); use bfloat16 or float32");
+    throw BundleError("dtype float16 does not run on the CPU (no half-precision matmul); use bfloat16 or float32");
 
   const auto& contract = bundle_components(spec.type);
   const json components = m.value("components", json::object());
@@ -140,65 +137,6 @@ torch::jit::Module Bundle::load(const std::string& component, const std::string&
   if (convertible_) mod.to(dtype_);
   mod.eval();
   return mod;
-}
-
-BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
-    : device_(cfg.device),
-      dev_(cfg.device),
-      bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.options->torch_dtype, cfg.device)),
-      dtype_(bundle_.dtype()) {
-  for (const auto& c : bundle_components(cfg.spec->type))
-    if (!components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
-}
-
-int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const {
-  const json& tc = bundle_.config(folder + "/tokenizer_config.json");
-  const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
-                                                         : tc["pad_token"].at("content").get<std::string>();
-  const auto id = tokenizer.token_to_id(pad);
-  if (!id) throw BundleError(fmt::format("bundle {}: {} pad_token '{}' is not in its tokenizer", bundle_.dir(), folder, pad));
-  if (tc.value("padding_side", "right") != "right")
-    throw BundleError(fmt::format("bundle {}: {}/tokenizer_config.json padding_side '{}' is not supported (right only)",
-                                  bundle_.dir(), folder, tc.value("padding_side", "")));
-  return *id;
-}
-
-at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& schedule,
-                                   const std::function<at::Tensor(const at::Tensor&, float)>& velocity) const {
-  if (!tap_) return euler_loop(noise, schedule, velocity);
-  tap("noise", noise);
-  tap("sigmas", at::tensor(schedule.sigmas));
-  tap("timesteps", at::tensor(schedule.timesteps));
-  bool first = true;
-  const at::Tensor out = euler_loop(noise, schedule, [&](const at::Tensor& x, float t) {
-    at::Tensor v = velocity(x, t);
-    if (first) tap("noise_pred_0", v);
-    first = false;
-    return v;
-  });
-  tap("final_latents", out);
-  return out;
-}
-
-at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
-                                       const std::function<at::Tensor(int, const at::Tensor&, float)>& branch) const {
-  return denoise(noise, schedule, [&](const at::Tensor& x, float t) {
-    const at::Tensor v = branch(0, x, t);
-    if (!cfg) return v;
-    const at::Tensor u = branch(1, x, t);
-    return u + static_cast<float>(scale) * (v - u);
-  });
-}
-
-torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
-
-EditResult BundlePipeline::edit(const EditRequest& request) {
-  if (request.images.empty()) throw std::invalid_argument("no input image");  // every edit model needs one
-  c10::InferenceMode guard;
-  EditResult result;
-  StageClock clock(result);
-  run(request, result, clock);
-  return result;
 }
 
 }  // namespace dg

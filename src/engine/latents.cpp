@@ -71,19 +71,6 @@ at::Tensor dit_timestep_tensor(float t, at::ScalarType run_dtype, const at::Devi
                   at::TensorOptions().dtype(at::kFloat).device(device));
 }
 
-StageClock::StageClock(EditResult& result) : result_(result), last_(std::chrono::steady_clock::now()) {}
-
-void StageClock::lap(const char* stage) {
-  const auto now = std::chrono::steady_clock::now();
-  result_.stage_seconds.emplace_back(stage, std::chrono::duration<double>(now - last_).count());
-  last_ = now;
-}
-
-void StageClock::split(const char* stage, double seconds) {
-  result_.stage_seconds.emplace_back(stage, seconds);
-  last_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
-}
-
 at::Tensor euler_step(const at::Tensor& sample, const at::Tensor& v, float sigma, float sigma_next) {
   const auto opts = at::TensorOptions().dtype(at::kFloat).device(v.device());
   const at::Tensor dt = at::scalar_tensor(sigma_next, opts) - at::scalar_tensor(sigma, opts);  // 0-dim float32

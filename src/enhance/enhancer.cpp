@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffgentor/fs.hpp"
+#include "diffgentor/http.hpp"
 #include "diffgentor/image_io.hpp"
 #include "diffgentor/manifest.hpp"
 #include "diffgentor/resize.hpp"

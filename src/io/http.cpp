@@ -12,6 +12,8 @@
 
 namespace dg {
 
+bool is_url(const std::string& ref) { return ref.rfind("http://", 0) == 0 || ref.rfind("https://", 0) == 0; }
+
 void http_global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });

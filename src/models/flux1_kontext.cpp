@@ -1,5 +1,6 @@
 // FLUX.1-Kontext (FluxKontextPipeline, type flux1_kontext) on TorchScript bundles. Orchestration ported
-// from diffusers 58eb52c0 pipeline_flux_kontext.py (pipelines.md §5, bundle-contract.md §5.4):
+// from diffusers 58eb52c0 pipeline_flux_kontext.py (docs/models/flux1_kontext.md,
+// "Upstream behaviour"; docs/bundle-format.md, "flux1_kontext"):
 //   CLIP (77 tokens, EOS-padded, pooled output) and T5 (512 tokens, unmasked) -> each reference
 //   snapped to the closest preferred Kontext resolution (LANCZOS stretch) -> (z - shift) * scale, packed,
 //   ids (1 + i, row, col) -> noise ids (0, row, col) -> linear mu -> Euler with the guidance embedding,
@@ -14,14 +15,20 @@
 #include <cmath>
 #include <tuple>
 
+#include "flux1_kontext.hpp"
+
 #include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
-#include "diffgentor/model_registry.hpp"
 #include "diffgentor/resize.hpp"
 #include "diffgentor/scheduler.hpp"
 #include "diffgentor/tokenizer.hpp"
 
 namespace dg {
+
+namespace {
+// FluxKontextPipeline's max_area default: the output size rule keeps about this many pixels.
+constexpr double kOutputArea = 1024.0 * 1024.0;
+}  // namespace
 
 std::pair<int, int> kontext_preferred_resolution(int width, int height) {
   // PREFERRED_KONTEXT_RESOLUTIONS as (w, h); the ratio comes from the size floored to 16, and ties go to
@@ -37,7 +44,7 @@ std::pair<int, int> kontext_preferred_resolution(int width, int height) {
 
 std::pair<int, int> kontext_output_size(int width, int height) {
   // W = round(sqrt(max_area * ar)), H = round(sqrt(max_area / ar)) (Python round), floored to 16.
-  const double ar = double(width) / height, area = 1024.0 * 1024.0;
+  const double ar = double(width) / height, area = kOutputArea;
   const int w = static_cast<int>(round_half_even(std::sqrt(area * ar))), h = static_cast<int>(round_half_even(std::sqrt(area / ar)));
   return {w / 16 * 16, h / 16 * 16};
 }
@@ -61,14 +68,13 @@ class Kontext : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-    const at::ScalarType W = dtype_;
     const at::Device& dev = dev_;
     std::vector<Image> refs;
     for (const Image& img : r.images) {
       const auto [pw, ph] = kontext_preferred_resolution(img.width, img.height);
       refs.push_back(resize_pil(img, pw, ph, ResampleFilter::Lanczos));
     }
-    const auto [Wd, H] = kontext_output_size(refs.front().width, refs.front().height);
+    const auto [width, height] = kontext_output_size(refs.front().width, refs.front().height);
     clock.lap("preprocess");
 
     const auto [pooled, embeds] = encode(r.instruction);
@@ -79,14 +85,14 @@ class Kontext : public BundlePipeline {
 
     std::vector<at::Tensor> ref_tokens;
     std::vector<float> ids;
-    const int64_t h = H / 8, w = Wd / 8;
+    const int64_t h = height / 8, w = width / 8;
     auto add_ids = [&](float axis0, int64_t rows, int64_t cols) {
       for (int64_t row = 0; row < rows; ++row)
         for (int64_t col = 0; col < cols; ++col) ids.insert(ids.end(), {axis0, float(row), float(col)});
     };
     add_ids(0.0f, h / 2, w / 2);
     for (std::size_t i = 0; i < refs.size(); ++i) {  // the first reference has axis 0 = 1, further ones 2, 3, ...
-      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], W, device_)}).toTensor();
+      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], dtype_, device_)}).toTensor();
       ref_tokens.push_back(pack_latents((z - shift_) * scale_));
       add_ids(1.0f + static_cast<float>(i), z.size(2) / 2, z.size(3) / 2);
     }
@@ -97,7 +103,7 @@ class Kontext : public BundlePipeline {
     tap("image_latents", ref_cat);
     clock.lap("vae_encode");
 
-    at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, W, device_));
+    at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, dtype_, device_));
     const int64_t Sn = latents.size(1), S = Sn + ref_cat.size(1), L = embeds.size(1);
     const at::Tensor img_ids = at::tensor(ids).view({S, 3}).to(dev);
     const at::Tensor txt_ids = at::zeros({L, 3}, at::TensorOptions().dtype(at::kFloat).device(dev));
@@ -109,7 +115,7 @@ class Kontext : public BundlePipeline {
     auto dit = [&](const at::Tensor& p, const at::Tensor& e, const at::Tensor& x, float t) {
       ++calls;
       return transformer_
-          .forward({at::cat({x, ref_cat}, 1), e, p, dit_timestep_tensor(t, W, dev), guidance, img_ids, txt_ids})
+          .forward({at::cat({x, ref_cat}, 1), e, p, dit_timestep_tensor(t, dtype_, dev), guidance, img_ids, txt_ids})
           .toTensor()
           .slice(1, 0, Sn);
     };
@@ -148,6 +154,6 @@ class Kontext : public BundlePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_kontext_pipeline(const PipelineConfig& config) { return std::make_unique<Kontext>(config); }
+std::unique_ptr<Pipeline> make_flux1_kontext_pipeline(const PipelineConfig& config) { return std::make_unique<Kontext>(config); }
 
 }  // namespace dg

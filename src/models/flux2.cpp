@@ -1,6 +1,7 @@
 // FLUX.2-dev (Flux2Pipeline, type flux2) and FLUX.2-klein (Flux2KleinPipeline, type flux2_klein) on
 // TorchScript bundles. Orchestration ported from diffusers 58eb52c0 pipeline_flux2.py /
-// pipeline_flux2_klein.py (pipelines.md §3-4, bundle-contract.md §5.3):
+// pipeline_flux2_klein.py (docs/models/flux2.md and flux2_klein.md,
+// "Upstream behaviour"; docs/bundle-format.md, "flux2 and flux2_klein"):
 //   chat template -> 512 tokens padded with the tokenizer's pad id (pads reach the DiT unmasked) ->
 //   three stacked LM layers -> references capped to 1024^2, floored to 16, centre-cropped -> VAE mean,
 //   2x2 patchify to 128 channels, batch-norm statistics -> 4-D ids (references at T = 10, 20, ...) ->
@@ -13,9 +14,10 @@
 #include <chrono>
 #include <cmath>
 
+#include "flux2.hpp"
+
 #include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
-#include "diffgentor/model_registry.hpp"
 #include "diffgentor/resize.hpp"
 #include "diffgentor/scheduler.hpp"
 #include "diffgentor/tokenizer.hpp"
@@ -30,21 +32,16 @@ const char* kMistralSystem =
     "relationships, object\nattribution and actions without speculation.";
 
 
+// Flux2ImageProcessor caps each reference to this many pixels (its `_resize_to_target_area`).
+constexpr double kReferenceMaxArea = 1024.0 * 1024.0;
+
 }  // namespace
 
-/// Flux2ImageProcessor-style reference preparation: sides >= 64 and aspect <= 8, LANCZOS down to
-/// 1024^2 area when larger (int() truncation), then a centre crop to multiples of 16.
 Image flux2_reference(const Image& img) {
-  if (img.width < 64 || img.height < 64)
-    throw std::invalid_argument(fmt::format("FLUX.2 reference images need sides of at least 64 px, got {}x{}",
-                                            img.width, img.height));
-  if (double(std::max(img.width, img.height)) / std::min(img.width, img.height) > 8.0)
-    throw std::invalid_argument(fmt::format("FLUX.2 reference images need an aspect ratio of at most 8, got {}x{}",
-                                            img.width, img.height));
   Image cur = img;
-  const double area = double(img.width) * img.height, cap = 1024.0 * 1024.0;
-  if (area > cap) {
-    const double s = std::sqrt(cap / area);
+  const double area = double(img.width) * img.height;
+  if (area > kReferenceMaxArea) {
+    const double s = std::sqrt(kReferenceMaxArea / area);
     cur = resize_pil(img, static_cast<int>(img.width * s), static_cast<int>(img.height * s), ResampleFilter::Lanczos);
   }
   const int w = cur.width / 16 * 16, h = cur.height / 16 * 16;
@@ -78,22 +75,20 @@ class Flux2 : public BundlePipeline {
     guidance_embeds_ = bundle_.config("transformer/config.json").value("guidance_embeds", false);
     const auto& vae = bundle_.config("vae/config.json");
     eps_ = vae.value("batch_norm_eps", 1e-4);
-    const at::ScalarType W = dtype_;
-    // Batch-norm statistics in the run dtype, std = sqrt(var + eps) evaluated in it (bundle-contract §4).
+    // Batch-norm statistics in the run dtype, std = sqrt(var + eps) evaluated in it (docs/bundle-format.md, "Dtypes").
     const auto mean = bundle_.constant("vae_bn_running_mean").get<std::vector<float>>();
     const auto var = bundle_.constant("vae_bn_running_var").get<std::vector<float>>();
-    bn_mean_ = at::tensor(mean).view({1, -1, 1, 1}).to(dev_, W);
-    bn_std_ = (at::tensor(var).view({1, -1, 1, 1}).to(dev_, W) + eps_).sqrt();
+    bn_mean_ = at::tensor(mean).view({1, -1, 1, 1}).to(dev_, dtype_);
+    bn_std_ = (at::tensor(var).view({1, -1, 1, 1}).to(dev_, dtype_) + eps_).sqrt();
     scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-    const at::ScalarType W = dtype_;
     const at::Device& dev = dev_;
 
     std::vector<Image> refs;
     for (const Image& img : r.images) refs.push_back(flux2_reference(img));
-    const int64_t H = refs.front().height, Wd = refs.front().width;  // output from the first reference
+    const int64_t height = refs.front().height, width = refs.front().width;  // output from the first reference
     clock.lap("preprocess");
 
     const at::Tensor embeds = encode(r.instruction);
@@ -104,9 +99,9 @@ class Flux2 : public BundlePipeline {
     clock.lap("text_encoder");
 
     std::vector<at::Tensor> ref_tokens;
-    std::vector<int64_t> ids = flux2_image_ids(0, H / 16, Wd / 16);
+    std::vector<int64_t> ids = flux2_image_ids(0, height / 16, width / 16);
     for (std::size_t i = 0; i < refs.size(); ++i) {
-      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], W, device_)}).toTensor();
+      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], dtype_, device_)}).toTensor();
       const at::Tensor p = (patchify_2x2(z) - bn_mean_) / bn_std_;
       ref_tokens.push_back(to_tokens(p));
       const auto more = flux2_image_ids(10 + 10 * static_cast<int64_t>(i), p.size(2), p.size(3));
@@ -119,8 +114,8 @@ class Flux2 : public BundlePipeline {
     clock.lap("vae_encode");
 
     // Noise drawn directly in patchified space, [1, 128, H/16, W/16].
-    const int64_t C = bn_mean_.size(1), h = H / 16, w = Wd / 16;
-    at::Tensor latents = to_tokens(seeded_noise({1, C, h, w}, r.seed, W, device_));
+    const int64_t C = bn_mean_.size(1), h = height / 16, w = width / 16;
+    at::Tensor latents = to_tokens(seeded_noise({1, C, h, w}, r.seed, dtype_, device_));
     const int64_t Sn = latents.size(1), S = Sn + refs_cat.size(1), L = embeds.size(1);
     const at::Tensor img_ids = at::tensor(ids, at::kLong).view({S, 4}).to(dev);
     std::vector<int64_t> txt(static_cast<std::size_t>(L * 4), 0);
@@ -133,7 +128,7 @@ class Flux2 : public BundlePipeline {
     int64_t calls = 0;
     auto dit = [&](const at::Tensor& text, const at::Tensor& x, float t) {
       ++calls;
-      std::vector<c10::IValue> in{at::cat({x, refs_cat}, 1), text, dit_timestep_tensor(t, W, dev)};
+      std::vector<c10::IValue> in{at::cat({x, refs_cat}, 1), text, dit_timestep_tensor(t, dtype_, dev)};
       if (guidance_embeds_) in.emplace_back(at::full({1}, static_cast<float>(r.params.guidance), f32));
       in.emplace_back(img_ids);
       in.emplace_back(txt_ids);

@@ -1,5 +1,6 @@
 // LongCat-Image-Edit (LongCatImageEditPipeline, type longcat) on TorchScript bundles. Orchestration
-// ported from diffusers 58eb52c0 pipeline_longcat_image_edit.py (pipelines.md §6, bundle-contract §5.2):
+// ported from diffusers 58eb52c0 pipeline_longcat_image_edit.py (docs/models/longcat.md,
+// "Upstream behaviour"; docs/bundle-format.md, "longcat"):
 //   size = calculate_dimensions(1024^2) rounded UP to 16 -> the VLM sees a half-size copy -> prompt
 //   split at quote pairs, quoted spans tokenised one character at a time -> 512 user tokens padded in
 //   the middle of the template (masked in the LM, kept in the conditioning) -> hidden states from
@@ -14,9 +15,10 @@
 #include <cmath>
 #include <regex>
 
+#include "longcat.hpp"
+
 #include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
-#include "diffgentor/model_registry.hpp"
 #include "diffgentor/qwen_vl.hpp"
 #include "diffgentor/resize.hpp"
 #include "diffgentor/scheduler.hpp"
@@ -32,7 +34,8 @@ const char* kPrefix =
     "image(s), ensuring that only the specified parts are altered and all other aspects remain consistent with the "
     "original(s).<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>";
 const char* kSuffix = "<|im_end|>\n<|im_start|>assistant\n";
-
+// The reference and the output at about 1024^2 pixels (LongCatImageEditPipeline's calculate_dimensions target).
+constexpr double kImageArea = 1024.0 * 1024.0;
 
 std::size_t utf8_len(unsigned char c) { return c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1; }
 
@@ -126,14 +129,11 @@ class LongCat : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-    if (r.images.size() != 1)
-      throw std::invalid_argument(fmt::format("LongCat-Image-Edit takes one image, the row has {}", r.images.size()));
-    const at::ScalarType W = dtype_;
     const at::Device& dev = dev_;
     const Image& src = r.images.front();
-    const auto [Wc, Hc] = longcat_dimensions(1024.0 * 1024.0, double(src.width) / src.height);
-    const Image vae_img = resize_pil(src, Wc, Hc, ResampleFilter::Lanczos);
-    const Image vlm_img = resize_pil(vae_img, Wc / 2, Hc / 2, ResampleFilter::Lanczos);
+    const auto [width, height] = longcat_dimensions(kImageArea, double(src.width) / src.height);
+    const Image vae_img = resize_pil(src, width, height, ResampleFilter::Lanczos);
+    const Image vlm_img = resize_pil(vae_img, width / 2, height / 2, ResampleFilter::Lanczos);
     const VisionInputs vis = process_qwen_images({vlm_img}, vision_);
     const int64_t P = vis.patches();
     clock.lap("preprocess");
@@ -150,15 +150,15 @@ class LongCat : public BundlePipeline {
     if (cfg) negative = encode(r.params.negative_prompt.value_or(""), vis, image_embeds);
     clock.lap("text_encoder");
 
-    const at::Tensor z = vae_encoder_.forward({image_to_tensor(vae_img, W, device_)}).toTensor();
+    const at::Tensor z = vae_encoder_.forward({image_to_tensor(vae_img, dtype_, device_)}).toTensor();
     const at::Tensor ref = pack_latents((z - shift_) * scale_);
     tap("prompt_embeds", embeds);
     if (cfg) tap("negative_prompt_embeds", negative);
     tap("image_latents", ref);
     clock.lap("vae_encode");
 
-    const int64_t h = Hc / 8, w = Wc / 8, L = embeds.size(1);
-    at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, W, device_));
+    const int64_t h = height / 8, w = width / 8, L = embeds.size(1);
+    at::Tensor latents = pack_latents(seeded_noise({1, channels_, h, w}, r.seed, dtype_, device_));
     const int64_t Sn = latents.size(1);
     std::vector<float> img_ids, txt_ids;
     for (float modality : {1.0f, 2.0f})
@@ -171,7 +171,7 @@ class LongCat : public BundlePipeline {
     int64_t calls = 0;
     auto dit = [&](const at::Tensor& text, const at::Tensor& x, float t) {
       ++calls;
-      return transformer_.forward({at::cat({x, ref}, 1), text, dit_timestep_tensor(t, W, dev), img, txt})
+      return transformer_.forward({at::cat({x, ref}, 1), text, dit_timestep_tensor(t, dtype_, dev), img, txt})
           .toTensor()
           .slice(1, 0, Sn);
     };

@@ -1,18 +1,41 @@
+// The factories of the model table's implemented rows, registered from the generated lists (see
+// include/diffgentor/model_registry.hpp).
 #include "diffgentor/model_registry.hpp"
 
 #include <map>
+#include <stdexcept>
 
 namespace dg {
 
-const ModelEntry* find_model_entry(const std::string& type) {
-  static const std::map<std::string, ModelEntry> entries = {
-      {"qwen", {make_qwen_pipeline, make_tiny_qwen}},
-      {"qwen_singleimg", {make_qwen_pipeline, make_tiny_qwen}},
-      {"flux2", {make_flux2_pipeline, make_tiny_flux2}},
-      {"flux2_klein", {make_flux2_pipeline, make_tiny_flux2}},
-      {"longcat", {make_longcat_pipeline, make_tiny_longcat}},
-      {"flux1_kontext", {make_kontext_pipeline, make_tiny_kontext}},
+// make_<pipeline>_pipeline and make_tiny_<tiny_bundle> of every implemented row.
+#include "model_factory_declarations.inc"
+
+namespace {
+
+const std::map<std::string, PipelineFactory>& pipeline_factories() {
+  static const std::map<std::string, PipelineFactory> factories = {
+#include "model_pipeline_factories.inc"
   };
+  return factories;
+}
+
+const std::map<std::string, TinyFactory>& tiny_factories() {
+  static const std::map<std::string, TinyFactory> factories = {
+#include "model_tiny_factories.inc"
+  };
+  return factories;
+}
+
+}  // namespace
+
+const ModelEntry* find_model_entry(const std::string& type) {
+  static const std::map<std::string, ModelEntry> entries = [] {
+    std::map<std::string, ModelEntry> out;
+    for (const ModelSpec& spec : model_table())
+      if (spec.implemented())
+        out[spec.type] = {pipeline_factories().at(spec.pipeline), tiny_factories().at(spec.tiny_bundle)};
+    return out;
+  }();
   auto it = entries.find(type);
   return it == entries.end() ? nullptr : &it->second;
 }

@@ -1,56 +1,71 @@
-// The model table (ARCHITECTURE.md §1). Adding a model type starts with one row here.
+// The model table, read from src/models/model_table.json (embedded at build time). Adding a model type
+// starts with one row there (docs/development.md, "Adding a model type").
 #include "diffgentor/model_table.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
-#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace dg {
 
-const char* cfg_kind_name(CfgKind kind) {
-  switch (kind) {
-    case CfgKind::TrueCfgNormRescale: return "true CFG + norm rescale";
-    case CfgKind::DistilledEmbedding: return "distilled guidance embedding";
-    case CfgKind::DistilledOrPlain: return "none (distilled) / plain CFG (base)";
-    case CfgKind::Plain: return "plain CFG";
-  }
-  return "?";
-}
-
-const std::vector<ModelSpec>& model_table() {
-  // Order is detection priority: the Qwen "-<suffix>" rule must win over the bare name.
-  static const std::vector<ModelSpec> table = {
-      {"qwen", "Qwen-Image-Edit-2509/2511", "QwenImageEditPlusPipeline",
-       {{"Qwen-Image-Edit-", false}}, 0, CfgKind::TrueCfgNormRescale, 40, 1.0, 4.0, " ",
-       "1..N images (\"Picture i:\"); output size from the last image; 2511 zero_cond_t"},
-      {"qwen_singleimg", "Qwen-Image-Edit", "QwenImageEditPipeline",
-       {{"Qwen-Image-Edit", true}}, 1, CfgKind::TrueCfgNormRescale, 50, 1.0, 4.0, " ",
-       "one image; output size from the image at ~1024x1024 area"},
-      {"flux2", "FLUX.2-dev", "Flux2Pipeline", {{"FLUX.2-dev", false}}, 0,
-       CfgKind::DistilledEmbedding, 28, 4.0, std::nullopt, std::nullopt,
-       "Mistral-Small text encoder; references at T = 10, 20, 30..."},
-      {"flux2_klein", "FLUX.2-klein", "Flux2KleinPipeline", {{"FLUX.2-klein", false}}, 0,
-       CfgKind::DistilledOrPlain, 4, 1.0, std::nullopt, std::string(""),
-       "Qwen3 text encoder; model_index.json is_distilled selects the CFG kind"},
-      {"flux1_kontext", "FLUX.1-Kontext", "FluxKontextPipeline", {{"FLUX.1-Kontext", false}}, 0,
-       CfgKind::DistilledEmbedding, 30, 2.5, std::nullopt, std::nullopt,
-       "CLIP + T5; extra references get ids 2, 3, ...; optional true CFG", true},
-      {"longcat", "LongCat-Image-Edit", "LongCatImageEditPipeline", {{"LongCat", false}}, 1,
-       CfgKind::Plain, 50, 4.5, std::nullopt, std::string(""),
-       "Qwen2.5-VL conditioning; plain CFG against the negative prompt"},
-      {"glm_image", "GLM-Image", "GlmImagePipeline", {{"GLM-Image", false}}, 0, CfgKind::Plain,
-       50, 1.5, std::nullopt, std::string(""), "AR prior + DiT; references run once at t=0"},
-  };
-  return table;
-}
-
-const ModelSpec* find_model(const std::string& type) {
-  for (const auto& spec : model_table())
-    if (spec.type == type) return &spec;
-  return nullptr;
-}
-
 namespace {
+
+const char* const kModelTableJson =
+#include "model_table_json.inc"
+    ;
+
+CfgKind cfg_kind_from(const std::string& name) {
+  if (name == "true_cfg_norm_rescale") return CfgKind::TrueCfgNormRescale;
+  if (name == "distilled_embedding") return CfgKind::DistilledEmbedding;
+  if (name == "distilled_or_plain") return CfgKind::DistilledOrPlain;
+  if (name == "plain") return CfgKind::Plain;
+  throw std::logic_error(fmt::format("model_table.json: unknown cfg '{}'", name));
+}
+
+template <typename T>
+std::optional<T> optional_of(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  return j.at(key).get<T>();
+}
+
+std::string string_or_empty(const nlohmann::json& j, const char* key) {
+  return optional_of<std::string>(j, key).value_or("");
+}
+
+ModelSpec spec_from(const nlohmann::json& row) {
+  ModelSpec s;
+  s.type = row.at("type").get<std::string>();
+  const std::string status = row.at("status").get<std::string>();
+  if (status != "implemented" && status != "planned")
+    throw std::logic_error(fmt::format("model_table.json: {}: unknown status '{}'", s.type, status));
+  s.status = status == "implemented" ? ModelStatus::Implemented : ModelStatus::Planned;
+  s.display_name = row.at("display_name").get<std::string>();
+  s.pipeline_class = row.at("pipeline_class").get<std::string>();
+  for (const auto& p : row.at("name_patterns"))
+    s.patterns.push_back({p.at("text").get<std::string>(), p.value("whole_word", false)});
+  const auto& images = row.at("images");
+  s.images.min_images = images.at("min").get<int>();
+  s.images.max_images = optional_of<int>(images, "max");
+  s.images.min_side = images.at("min_side").get<int>();
+  s.images.max_aspect = optional_of<double>(images, "max_aspect");
+  s.cfg = cfg_kind_from(row.at("cfg").get<std::string>());
+  s.optional_true_cfg = row.at("optional_true_cfg").get<bool>();
+  const auto& d = row.at("defaults");
+  s.default_steps = d.at("num_inference_steps").get<int>();
+  s.default_guidance = d.at("guidance_scale").get<double>();
+  s.default_true_cfg = optional_of<double>(d, "true_cfg_scale");
+  s.default_negative_prompt = optional_of<std::string>(d, "negative_prompt");
+  s.pipeline = string_or_empty(row, "pipeline");
+  s.tiny_bundle = string_or_empty(row, "tiny_bundle");
+  s.docs = string_or_empty(row, "docs");
+  s.notes = row.at("notes").get<std::string>();
+  if (s.implemented() && (s.pipeline.empty() || s.tiny_bundle.empty() || s.docs.empty()))
+    throw std::logic_error(fmt::format("model_table.json: implemented type {} needs pipeline, tiny_bundle, docs", s.type));
+  return s;
+}
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -65,8 +80,7 @@ std::string basename_of(std::string name) {
 
 bool matches(const std::string& name, const NamePattern& pattern) {
   const std::string needle = lower(pattern.text);
-  for (std::size_t pos = name.find(needle); pos != std::string::npos;
-       pos = name.find(needle, pos + 1)) {
+  for (std::size_t pos = name.find(needle); pos != std::string::npos; pos = name.find(needle, pos + 1)) {
     if (!pattern.whole_word) return true;
     const std::size_t end = pos + needle.size();
     if (end == name.size()) return true;
@@ -76,7 +90,48 @@ bool matches(const std::string& name, const NamePattern& pattern) {
   return false;
 }
 
+std::string images_text(const ImageRules& r) {
+  std::string out = r.max_images ? (*r.max_images == r.min_images ? std::to_string(r.min_images)
+                                                                   : fmt::format("{}..{}", r.min_images, *r.max_images))
+                                 : fmt::format("{}..N", r.min_images);
+  if (r.min_side > 1) out += fmt::format(", sides >= {} px", r.min_side);
+  if (r.max_aspect) out += fmt::format(", aspect <= {}", *r.max_aspect);
+  return out;
+}
+
+std::string defaults_text(const ModelSpec& s) {
+  std::string out = fmt::format("{} / {:.1f}", s.default_steps, s.default_guidance);
+  if (s.default_true_cfg) out += fmt::format(" / {:.1f}", *s.default_true_cfg);
+  return out;
+}
+
 }  // namespace
+
+const char* cfg_kind_name(CfgKind kind) {
+  switch (kind) {
+    case CfgKind::TrueCfgNormRescale: return "true CFG + norm rescale";
+    case CfgKind::DistilledEmbedding: return "distilled guidance embedding";
+    case CfgKind::DistilledOrPlain: return "none (distilled) / plain CFG (base)";
+    case CfgKind::Plain: return "plain CFG";
+  }
+  return "?";
+}
+
+const std::vector<ModelSpec>& model_table() {
+  static const std::vector<ModelSpec> table = [] {
+    std::vector<ModelSpec> rows;
+    const nlohmann::json doc = nlohmann::json::parse(kModelTableJson);
+    for (const auto& row : doc.at("types")) rows.push_back(spec_from(row));
+    return rows;
+  }();
+  return table;
+}
+
+const ModelSpec* find_model(const std::string& type) {
+  for (const auto& spec : model_table())
+    if (spec.type == type) return &spec;
+  return nullptr;
+}
 
 const ModelSpec* detect_model(const std::string& model_name) {
   const std::string full = lower(model_name);
@@ -87,9 +142,44 @@ const ModelSpec* detect_model(const std::string& model_name) {
   return nullptr;
 }
 
-std::string model_type_list() {
+std::string image_count_problem(const ModelSpec& spec, std::size_t count) {
+  const ImageRules& r = spec.images;
+  if (count < static_cast<std::size_t>(r.min_images))
+    return fmt::format("{} image(s), but model type {} needs at least {}", count, spec.type, r.min_images);
+  if (r.max_images && count > static_cast<std::size_t>(*r.max_images))
+    return fmt::format("{} images, but model type {} takes {}", count, spec.type,
+                       *r.max_images == 1 ? std::string("one") : fmt::format("at most {}", *r.max_images));
+  return "";
+}
+
+std::string image_size_problem(const ModelSpec& spec, int width, int height) {
+  const ImageRules& r = spec.images;
+  if (std::min(width, height) < r.min_side)
+    return fmt::format("{}x{}: model type {} needs sides of at least {} px", width, height, spec.type, r.min_side);
+  if (r.max_aspect && std::max(width, height) > *r.max_aspect * std::min(width, height))
+    return fmt::format("{}x{}: model type {} needs an aspect ratio of at most {}", width, height, spec.type,
+                       *r.max_aspect);
+  return "";
+}
+
+EffectiveParams merge_params(const ModelSpec& spec, const ParamOverrides& given) {
+  EffectiveParams p;
+  p.steps = given.steps.value_or(spec.default_steps);
+  p.guidance = given.guidance.value_or(spec.default_guidance);
+  if (spec.uses_true_cfg()) p.true_cfg = given.true_cfg.value_or(spec.default_true_cfg.value_or(1.0));
+  if (spec.optional_true_cfg) {  // off unless both a scale above 1 and a negative prompt are given
+    p.true_cfg = given.true_cfg;
+    p.negative_prompt = given.negative_prompt;
+  } else if (spec.uses_negative_prompt() || spec.uses_true_cfg()) {
+    p.negative_prompt = given.negative_prompt.value_or(spec.default_negative_prompt.value_or(""));
+  }
+  return p;
+}
+
+std::string model_type_list(bool implemented_only) {
   std::string out;
   for (const auto& spec : model_table()) {
+    if (implemented_only && !spec.implemented()) continue;
     if (!out.empty()) out += ", ";
     out += spec.type;
   }
@@ -97,22 +187,38 @@ std::string model_type_list() {
 }
 
 std::string format_model_table() {
-  std::string out = fmt::format("{:<15} {:<26} {:<27} {:<6} {:<36} {}\n", "TYPE", "NAME PATTERN",
-                                "PIPELINE", "IMAGES", "CFG", "DEFAULTS (steps/guidance/true_cfg)");
+  std::string out = fmt::format("{:<15} {:<26} {:<27} {:<6} {:<36} {:<20} {}\n", "TYPE", "NAME PATTERN", "PIPELINE",
+                                "IMAGES", "CFG", "DEFAULTS", "STATUS");
   for (const auto& s : model_table()) {
     std::string pats;
     for (const auto& p : s.patterns) {
       if (!pats.empty()) pats += " | ";
       pats += p.whole_word ? p.text : p.text + (p.text.back() == '-' ? "*" : "");
     }
-    const std::string images = s.max_images == 0 ? "1..N" : std::to_string(s.max_images);
-    std::string defaults = fmt::format("{} / {:.1f}", s.default_steps, s.default_guidance);
-    if (s.default_true_cfg) defaults += fmt::format(" / {:.1f}", *s.default_true_cfg);
-    out += fmt::format("{:<15} {:<26} {:<27} {:<6} {:<36} {}\n", s.type, pats, s.pipeline_class,
-                       images, cfg_kind_name(s.cfg), defaults);
+    const ImageRules& r = s.images;
+    const std::string images = r.max_images ? std::to_string(*r.max_images) : fmt::format("{}..N", r.min_images);
+    out += fmt::format("{:<15} {:<26} {:<27} {:<6} {:<36} {:<20} {}\n", s.type, pats, s.pipeline_class, images,
+                       cfg_kind_name(s.cfg), defaults_text(s), s.implemented() ? "implemented" : "planned");
   }
-  out += "\nDetection is case-insensitive on the full --model_name and its basename, in the order "
-         "above;\n--model_type overrides it.\n";
+  out += "\nDEFAULTS are steps / guidance / true_cfg. Detection is case-insensitive on the full --model_name and its\n"
+         "basename, in the order above; --model_type overrides it. Per-image rules: diffgentor models --markdown.\n";
+  return out;
+}
+
+std::string format_model_table_markdown() {
+  std::string out =
+      "| type | upstream pipeline | images | CFG | default steps / guidance / true_cfg | negative prompt | status |\n"
+      "|---|---|---|---|---|---|---|\n";
+  for (const auto& s : model_table()) {
+    const std::string neg = s.default_negative_prompt ? fmt::format("`\"{}\"`", *s.default_negative_prompt)
+                                                      : std::string(s.optional_true_cfg ? "none (optional)" : "none");
+    const std::string status =
+        s.implemented() ? fmt::format("implemented: [{}]({})", s.docs.substr(s.docs.rfind('/') + 1),
+                                      s.docs.substr(s.docs.rfind('/') + 1))
+                        : std::string("planned: a real run stops at start-up");
+    out += fmt::format("| `{}` | {} ({}) | {} | {} | {} | {} | {} |\n", s.type, s.pipeline_class, s.display_name,
+                       images_text(s.images), cfg_kind_name(s.cfg), defaults_text(s), neg, status);
+  }
   return out;
 }
 

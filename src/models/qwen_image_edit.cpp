@@ -1,6 +1,7 @@
 // Qwen-Image-Edit (QwenImageEditPipeline, type qwen_singleimg) and Qwen-Image-Edit-2509/2511
 // (QwenImageEditPlusPipeline, type qwen) on TorchScript bundles. Orchestration ported from diffusers
-// 58eb52c0 pipeline_qwenimage_edit.py / pipeline_qwenimage_edit_plus.py (pipelines.md §2, 2a, 2b):
+// 58eb52c0 pipeline_qwenimage_edit.py / pipeline_qwenimage_edit_plus.py (docs/models/qwen.md,
+// "Upstream behaviour"):
 //   template + "Picture i:" (Plus) -> tokenize -> expand <|image_pad|> -> vision + text encoders ->
 //   drop the template prefix -> VAE-encode references (mean, normalised, packed) -> seeded bf16 noise
 //   -> flow-match Euler with true CFG and per-token norm rescale -> unpack, denormalise, decode.
@@ -14,7 +15,6 @@
 
 #include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
-#include "diffgentor/model_registry.hpp"
 #include "diffgentor/qwen_vl.hpp"
 #include "diffgentor/resize.hpp"
 #include "diffgentor/scheduler.hpp"
@@ -29,7 +29,10 @@ const char* kSystem =
     "how the user's text instruction should alter or modify the image. Generate a new image that meets the user's "
     "requirements while maintaining consistency with the original input where appropriate.";
 const char* kVisionBlock = "<|vision_start|><|image_pad|><|vision_end|>";
-
+// The pipelines' size targets: the VAE images and the output at about 1024^2 pixels (QwenImageEditPipeline
+// also feeds the VLM this size), QwenImageEditPlusPipeline's VLM images at 384^2 (its CONDITION_IMAGE_SIZE).
+constexpr double kImageArea = 1024.0 * 1024.0;
+constexpr double kPlusVlmArea = 384.0 * 384.0;
 
 at::Tensor i64(const std::vector<int64_t>& v, std::vector<int64_t> shape, const std::string& device) {
   return at::tensor(v, at::kLong).view(shape).to(at::Device(device));
@@ -59,24 +62,21 @@ class QwenImageEdit : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-    if (!plus_ && r.images.size() != 1)
-      throw std::invalid_argument(fmt::format("Qwen-Image-Edit takes one image, the row has {}", r.images.size()));
-    const at::ScalarType W = dtype_;
 
-    // Sizes (pipelines.md 2a/2b): VLM image at 384^2 (Plus) or 1024^2 area, VAE image at 1024^2 area,
+    // Sizes (docs/models/qwen.md): VLM image at 384^2 (Plus) or 1024^2 area, VAE image at 1024^2 area,
     // output from the last (Plus) or first image, floored to 16.
     std::vector<Image> vlm_images, vae_images;
     for (const Image& img : r.images) {
       const double ratio = double(img.width) / img.height;
-      const auto [vw, vh] = calculate_dimensions(plus_ ? 384.0 * 384.0 : 1024.0 * 1024.0, ratio);
-      const auto [cw, ch] = calculate_dimensions(1024.0 * 1024.0, ratio);
+      const auto [vw, vh] = calculate_dimensions(plus_ ? kPlusVlmArea : kImageArea, ratio);
+      const auto [cw, ch] = calculate_dimensions(kImageArea, ratio);
       const Image vae_img = resize_pil(img, cw / 16 * 16, ch / 16 * 16, ResampleFilter::Lanczos);
       vlm_images.push_back(plus_ ? resize_pil(img, vw, vh, ResampleFilter::Lanczos) : vae_img);
       vae_images.push_back(vae_img);
     }
     const Image& size_src = plus_ ? r.images.back() : r.images.front();
-    const auto [ow, oh] = calculate_dimensions(1024.0 * 1024.0, double(size_src.width) / size_src.height);
-    const int64_t H = oh / 16 * 16, Wd = ow / 16 * 16;
+    const auto [ow, oh] = calculate_dimensions(kImageArea, double(size_src.width) / size_src.height);
+    const int64_t height = oh / 16 * 16, width = ow / 16 * 16;
 
     // Vision tower once per row: the negative prompt reuses the same image embeddings.
     const VisionInputs vis = process_qwen_images(vlm_images, vision_);
@@ -100,12 +100,12 @@ class QwenImageEdit : public BundlePipeline {
     clock.lap("text_encoder");
 
     // References: VAE mean, (z - mean) / std in W, packed; concatenated in input order.
-    const auto mean = at::tensor(latents_mean_).view({1, -1, 1, 1}).to(dev_, W);
-    const auto stdv = at::tensor(latents_std_).view({1, -1, 1, 1}).to(dev_, W);
+    const auto mean = at::tensor(latents_mean_).view({1, -1, 1, 1}).to(dev_, dtype_);
+    const auto stdv = at::tensor(latents_std_).view({1, -1, 1, 1}).to(dev_, dtype_);
     std::vector<at::Tensor> refs;
-    std::vector<ImageShape> shapes{{1, int(H / 16), int(Wd / 16)}};
+    std::vector<ImageShape> shapes{{1, int(height / 16), int(width / 16)}};
     for (const Image& img : vae_images) {
-      at::Tensor z = vae_encoder_.forward({image_to_tensor(img, W, device_)}).toTensor();
+      at::Tensor z = vae_encoder_.forward({image_to_tensor(img, dtype_, device_)}).toTensor();
       refs.push_back(pack_latents((z - mean) / stdv));
       shapes.push_back({1, img.height / 16, img.width / 16});
     }
@@ -114,8 +114,8 @@ class QwenImageEdit : public BundlePipeline {
     clock.lap("vae_encode");
 
     // Noise drawn like randn_tensor([1, 1, 16, H/8, W/8], dtype=W) on a CPU generator, then packed.
-    const int64_t C = static_cast<int64_t>(latents_mean_.size()), h = H / 8, w = Wd / 8;
-    at::Tensor latents = pack_latents(seeded_noise({1, C, h, w}, r.seed, W, device_));
+    const int64_t C = static_cast<int64_t>(latents_mean_.size()), h = height / 8, w = width / 8;
+    at::Tensor latents = pack_latents(seeded_noise({1, C, h, w}, r.seed, dtype_, device_));
     const int64_t Sn = latents.size(1), S = Sn + ref_tokens.size(1);
     const double mu = compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps);
     const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, mu);
@@ -136,7 +136,7 @@ class QwenImageEdit : public BundlePipeline {
     auto dit = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
       ++calls;
       return transformer_
-          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, W, dev_), img_freqs,
+          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, dtype_, dev_), img_freqs,
                     txt_freqs, modulate_index})
           .toTensor()
           .slice(1, 0, Sn);
@@ -152,7 +152,7 @@ class QwenImageEdit : public BundlePipeline {
 
     // Denormalise exactly as upstream: latents / bf16(1 / bf16(std)) + bf16(mean).
     at::Tensor z = unpack_latents(latents, h, w, C);
-    z = z / (1.0 / at::tensor(latents_std_).view({1, -1, 1, 1}).to(dev_, W)) + mean;
+    z = z / (1.0 / at::tensor(latents_std_).view({1, -1, 1, 1}).to(dev_, dtype_)) + mean;
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
     clock.lap("vae_decode");
     result.counters.emplace_back("transformer_calls", calls);
@@ -176,12 +176,12 @@ class QwenImageEdit : public BundlePipeline {
         ids.push_back(id);
         continue;
       }
-      if (image >= vis.grids.size()) throw std::invalid_argument("the prompt holds more image placeholders than images");
+      if (image >= vis.grids.size()) throw InputError("the prompt holds more image placeholders than images");
       ids.insert(ids.end(), static_cast<std::size_t>(vis.image_tokens(image++, vision_.merge_size)), image_token_id_);
     }
     const auto L = static_cast<int64_t>(ids.size());
     tokenize_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (L <= drop_) throw std::invalid_argument("prompt shorter than the template prefix");
+    if (L <= drop_) throw InputError("prompt shorter than the template prefix");
     const std::vector<int64_t> ids64(ids.begin(), ids.end());
     const at::Tensor out = text_encoder_
                                .forward({i64(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
@@ -206,7 +206,7 @@ class QwenImageEdit : public BundlePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_qwen_pipeline(const PipelineConfig& config) {
+std::unique_ptr<Pipeline> make_qwen_image_edit_pipeline(const PipelineConfig& config) {
   return std::make_unique<QwenImageEdit>(config);
 }
 

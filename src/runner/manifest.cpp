@@ -1,4 +1,4 @@
-// Manifest loading and per-row interpretation (ARCHITECTURE.md §5; fixes peer-weaknesses W15).
+// Manifest loading and per-row interpretation (docs/batch-runner.md, "Manifest").
 #include "diffgentor/manifest.hpp"
 
 #include <fmt/format.h>
@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "diffgentor/csv.hpp"
+#include "diffgentor/http.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -27,10 +28,6 @@ std::optional<std::string> Manifest::value(const ManifestRow& row, const std::st
   const int k = column(name);
   if (k < 0) return std::nullopt;
   return static_cast<std::size_t>(k) < row.values.size() ? row.values[k] : std::string();
-}
-
-bool is_url(const std::string& ref) {
-  return ref.rfind("http://", 0) == 0 || ref.rfind("https://", 0) == 0;
 }
 
 namespace {

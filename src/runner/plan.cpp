@@ -7,6 +7,8 @@
 #include <map>
 #include <random>
 
+#include "diffgentor/http.hpp"
+
 namespace fs = std::filesystem;
 
 namespace dg {
@@ -61,9 +63,10 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
     pr.input = interpret_row(m, *pr.row);
     pr.output = names[k];
     pr.problems = pr.input.problems;
-    if (spec.max_images > 0 && pr.input.images.size() > static_cast<std::size_t>(spec.max_images))
-      pr.problems.push_back(fmt::format("{}: {} images, but model type {} takes {}", pr.input.image_column,
-                                        pr.input.images.size(), spec.type, spec.max_images));
+    // The model's image-count rule, before any model loads (an empty list is the manifest's own problem).
+    if (const std::string why = image_count_problem(spec, pr.input.images.size());
+        !why.empty() && !pr.input.images.empty())
+      pr.problems.push_back(fmt::format("{}: {}", pr.input.image_column, why));
     if (!pr.output.error.empty()) pr.problems.push_back(fmt::format("output name: {}", pr.output.error));
     else pr.output_path = (fs::path(o.output_dir) / pr.output.name).string();
     if (pr.input.seed) {

@@ -85,6 +85,12 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
       w.fail_reason = fmt::format("{}: {}", where, e.what());
       return;
     }
+    const Image& img = w.request.images.back();
+    if (const std::string why = image_size_problem(*plan.spec, img.width, img.height); !why.empty()) {
+      w.fail_stage = "input";  // the model's per-image rule: fails here, before the model stage
+      w.fail_reason = fmt::format("{}: {}", where, why);
+      return;
+    }
   }
   w.request.index = pr.row->index;
   w.request.instruction = pr.input.instruction;
@@ -109,6 +115,10 @@ void run_one(Work& w, Pipeline& pipe, int max_retries) {
       w.result = pipe.edit(w.request);
       w.t_model = since(t0);
       w.fail_stage.clear();
+      return;
+    } catch (const InputError& e) {  // would fail the same way again: not retried
+      w.fail_stage = "input";
+      w.fail_reason = e.what();
       return;
     } catch (const std::exception& e) {
       w.fail_stage = "model";

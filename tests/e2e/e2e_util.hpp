@@ -22,7 +22,8 @@ struct Workspace {
   /// Writes a w x h PNG whose pixels depend on `seed`; returns its path.
   std::string image(const std::string& name, int w, int h, int seed = 0);
   std::string file(const std::string& name, const std::string& text);
-  /// Runs diffgentor_testpipe `edit --model_name <bundle> --model_type qwen --output_dir <out>` + args.
+  /// Runs diffgentor_testpipe `edit --model_name <bundle> --output_dir <out> --model_type qwen` + args (the
+  /// type only when args do not name one).
   ProcessResult edit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
   pid_t spawn_edit(const std::vector<std::string>& args, const std::map<std::string, std::string>& env);
   std::vector<std::string> edit_argv(const std::vector<std::string>& args) const;

@@ -129,6 +129,39 @@ TEST(RunnerE2E, ModelFailuresAreRetriedThenRecorded) {
   EXPECT_TRUE(fs::exists(ws.out + "/000003.png"));
 }
 
+// Input that breaks a rule of the model fails with stage `input` on its first attempt: the image count at
+// planning (before any model loads), each image's size after decoding, and what the pipeline refuses.
+TEST(RunnerE2E, InputErrorsAreNeverRetried) {
+  Workspace ws;
+  ws.image("small.png", 8, 8);
+  ws.image("big.png", 80, 80);
+  const std::string m = ws.file("m.csv", "image,instruction\nbig.png,fine\nsmall.png,too small\nbig.png,INPUT_ERROR\n"
+                                         "\"[\"\"big.png\"\", \"\"big.png\"\"]\",two images\n");
+  const std::string log = ws.dir / "calls.log";
+  ProcessResult r = ws.edit({"--input", m, "--model_type", "flux2", "--max_retries", "3"}, {{"DG_TESTPIPE_CALL_LOG", log}});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(ws.results().records.size(), 2u);  // rows 0 and 3: FLUX.2 takes several images
+  RecordTable fails = ws.failures();
+  ASSERT_EQ(fails.records.size(), 2u);
+  EXPECT_EQ(fails.find("1")->at("stage"), "input");
+  EXPECT_NE(fails.find("1")->at("reason").find("8x8: model type flux2 needs sides of at least 64 px"), std::string::npos)
+      << fails.find("1")->at("reason");
+  EXPECT_EQ(fails.find("2")->at("stage"), "input");
+  EXPECT_EQ(fails.find("2")->at("attempts"), "1");
+  const std::string calls = read_text(log);
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), '\n'), 3) << calls;  // rows 0, 2 (once) and 3; never row 1
+
+  Workspace lc;
+  lc.image("big.png", 80, 80);
+  const std::string two = lc.file("m.csv", "image,instruction\n\"[\"\"big.png\"\", \"\"big.png\"\"]\",two images\n");
+  r = lc.edit({"--input", two, "--model_type", "longcat", "--dry_run"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("2 images, but model type longcat takes one"), std::string::npos) << r.out;
+  r = lc.edit({"--input", two, "--model_type", "longcat"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(lc.failures().records.at(0).at("stage"), "input");
+}
+
 TEST(RunnerE2E, ReplicasAndBatchesRunEveryRowOnce) {
   Workspace ws;
   ws.image("a.png", 8, 8);

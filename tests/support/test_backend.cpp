@@ -12,7 +12,6 @@
 #include <string>
 #include <thread>
 
-#include "diffgentor/bundle_location.hpp"
 
 namespace dg::test {
 
@@ -36,6 +35,8 @@ class TestPipeline : public Pipeline {
     }
     if (const char* d = std::getenv("DG_TESTPIPE_DELAY_MS"))
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(d)));
+    if (r.instruction.find("INPUT_ERROR") != std::string::npos)
+      throw InputError("test pipeline: the prompt does not fit the template (simulated)");
     if (r.instruction.find("FAIL_ALWAYS") != std::string::npos)
       throw std::runtime_error("test pipeline: out of memory (simulated)");
     if (r.instruction.find("FAIL_ONCE") != std::string::npos) {
@@ -67,12 +68,9 @@ Image test_pipeline_output(const EditRequest& r) {
 Backend test_backend() {
   Backend b;
   b.version = " (test pipeline)";
-  b.resolve_devices = [](const EditOptions& o) {
-    if (o.device != "auto" && o.device != "cpu") throw UsageError(fmt::format("--device {}: test backend is CPU-only", o.device));
-    return std::vector<std::string>(static_cast<std::size_t>(o.num_gpus.value_or(1)), "cpu");
-  };
-  b.locate_bundle = [](const EditOptions& o) {
-    return resolve_bundle(o.model_name, [](const char* n) { return std::getenv(n); });
+  b.resolve_devices = [](const EngineOptions& o, std::optional<int> replicas) {
+    if (o.device != "auto" && o.device != "cpu") throw DeviceError("device", "the test backend is CPU-only");
+    return std::vector<std::string>(static_cast<std::size_t>(replicas.value_or(1)), "cpu");
   };
   b.make_pipeline = [](const PipelineConfig&) -> std::unique_ptr<Pipeline> { return std::make_unique<TestPipeline>(); };
   return b;

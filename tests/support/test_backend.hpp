@@ -6,7 +6,8 @@
 //   DG_TESTPIPE_CALL_LOG   append "<index>\n" to this file on every edit() call
 //   instruction containing FAIL_ALWAYS -> edit() throws every time
 //   instruction containing FAIL_ONCE   -> edit() throws on the first attempt of that row
-#include "diffgentor/pipeline.hpp"
+//   instruction containing INPUT_ERROR -> edit() throws InputError (never retried)
+#include "diffgentor/backend.hpp"
 
 namespace dg::test {
 

@@ -2,36 +2,95 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 using namespace dg;
 
-TEST(ModelTable, SevenTypesWithTheSeedDefaults) {
-  const auto& t = model_table();
-  ASSERT_EQ(t.size(), 7u);
-  std::set<std::string> types;
-  for (const auto& s : t) types.insert(s.type);
-  EXPECT_EQ(types, (std::set<std::string>{"qwen", "qwen_singleimg", "flux2", "flux2_klein", "flux1_kontext", "longcat",
-                                          "glm_image"}));
+TEST(ModelTable, TheToolsDefaultsPerType) {
+  // The Python tool's defaults, pinned per type; every row of the table must be one of these.
   struct Row { const char* type; int steps; double guidance; const char* cls; };
-  for (const Row& r : {Row{"qwen", 40, 1.0, "QwenImageEditPlusPipeline"}, Row{"qwen_singleimg", 50, 1.0, "QwenImageEditPipeline"},
-                       Row{"flux2", 28, 4.0, "Flux2Pipeline"}, Row{"flux2_klein", 4, 1.0, "Flux2KleinPipeline"},
-                       Row{"flux1_kontext", 30, 2.5, "FluxKontextPipeline"}, Row{"longcat", 50, 4.5, "LongCatImageEditPipeline"},
-                       Row{"glm_image", 50, 1.5, "GlmImagePipeline"}}) {
+  const std::vector<Row> rows = {
+      Row{"qwen", 40, 1.0, "QwenImageEditPlusPipeline"}, Row{"qwen_singleimg", 50, 1.0, "QwenImageEditPipeline"},
+      Row{"flux2", 28, 4.0, "Flux2Pipeline"}, Row{"flux2_klein", 4, 1.0, "Flux2KleinPipeline"},
+      Row{"flux1_kontext", 30, 2.5, "FluxKontextPipeline"}, Row{"longcat", 50, 4.5, "LongCatImageEditPipeline"},
+      Row{"glm_image", 50, 1.5, "GlmImagePipeline"}};
+  for (const Row& r : rows) {
     const ModelSpec* s = find_model(r.type);
     ASSERT_NE(s, nullptr) << r.type;
     EXPECT_EQ(s->default_steps, r.steps) << r.type;
     EXPECT_DOUBLE_EQ(s->default_guidance, r.guidance) << r.type;
     EXPECT_EQ(s->pipeline_class, r.cls);
   }
+  for (const auto& s : model_table())
+    EXPECT_TRUE(std::any_of(rows.begin(), rows.end(), [&](const Row& r) { return s.type == r.type; }))
+        << s.type << " has no pinned defaults here";
   // True CFG is on by default for Qwen (negative " ", scale 4.0): not the Python tool's silent CFG-1.
   EXPECT_EQ(find_model("qwen")->default_true_cfg, 4.0);
   EXPECT_EQ(find_model("qwen")->default_negative_prompt, " ");
-  EXPECT_EQ(find_model("qwen_singleimg")->max_images, 1);
-  EXPECT_EQ(find_model("longcat")->max_images, 1);
-  EXPECT_EQ(find_model("qwen")->max_images, 0);
+  EXPECT_EQ(find_model("qwen_singleimg")->images.max_images, 1);
+  EXPECT_EQ(find_model("longcat")->images.max_images, 1);
+  EXPECT_FALSE(find_model("qwen")->images.max_images.has_value());
   EXPECT_FALSE(find_model("flux2")->default_true_cfg.has_value());
   EXPECT_EQ(find_model("nope"), nullptr);
+}
+
+TEST(ModelTable, EveryRowIsCompleteAndItsFilesExist) {
+  std::set<std::string> types, classes;
+  for (const auto& s : model_table()) {
+    EXPECT_TRUE(types.insert(s.type).second) << "duplicate type " << s.type;
+    EXPECT_TRUE(classes.insert(s.pipeline_class).second) << "duplicate pipeline class " << s.pipeline_class;
+    EXPECT_FALSE(s.patterns.empty()) << s.type;
+    EXPECT_GE(s.images.min_images, 1) << s.type;
+    if (!s.implemented()) continue;
+    const std::string root = DG_SOURCE_DIR;
+    EXPECT_TRUE(std::filesystem::is_regular_file(root + "/src/models/" + s.pipeline + ".cpp")) << s.type;
+    EXPECT_TRUE(std::filesystem::is_regular_file(root + "/src/models/tiny/tiny_" + s.tiny_bundle + ".cpp")) << s.type;
+    EXPECT_TRUE(std::filesystem::is_regular_file(root + "/" + s.docs)) << s.type << ": " << s.docs;
+  }
+}
+
+TEST(ModelTable, InputRulesAndParameterMerging) {
+  const ModelSpec& longcat = *find_model("longcat");
+  EXPECT_EQ(image_count_problem(longcat, 1), "");
+  EXPECT_EQ(image_count_problem(longcat, 2), "2 images, but model type longcat takes one");
+  EXPECT_NE(image_count_problem(longcat, 0), "");
+  EXPECT_EQ(image_count_problem(*find_model("qwen"), 9), "");
+  const ModelSpec& flux2 = *find_model("flux2");
+  EXPECT_EQ(image_size_problem(flux2, 64, 64), "");
+  EXPECT_EQ(image_size_problem(flux2, 63, 640), "63x640: model type flux2 needs sides of at least 64 px");
+  EXPECT_EQ(image_size_problem(flux2, 64, 512), "");  // aspect 8 is allowed, 8.03 is not
+  EXPECT_EQ(image_size_problem(flux2, 64, 514), "64x514: model type flux2 needs an aspect ratio of at most 8");
+  EXPECT_EQ(image_size_problem(*find_model("qwen"), 1, 5000), "");
+  // A given value always wins; unset values take the defaults; only models that use them get CFG fields.
+  const EffectiveParams q = merge_params(*find_model("qwen"), {});
+  EXPECT_EQ(q.steps, 40);
+  EXPECT_EQ(q.true_cfg, 4.0);
+  EXPECT_EQ(q.negative_prompt, " ");
+  const EffectiveParams q0 = merge_params(*find_model("qwen"), {0, 0.0, 0.0, std::string("")});
+  EXPECT_EQ(q0.steps, 0);
+  EXPECT_EQ(q0.guidance, 0.0);
+  EXPECT_EQ(q0.true_cfg, 0.0);
+  EXPECT_EQ(q0.negative_prompt, "");
+  const EffectiveParams f = merge_params(flux2, {std::nullopt, std::nullopt, 3.0, std::string("x")});
+  EXPECT_FALSE(f.true_cfg.has_value());
+  EXPECT_FALSE(f.negative_prompt.has_value());
+}
+
+// docs/models/README.md shows the table as `diffgentor models --markdown` prints it.
+TEST(ModelTable, TheDocsTableIsTheTable) {
+  std::ifstream in(std::string(DG_SOURCE_DIR) + "/docs/models/README.md");
+  ASSERT_TRUE(in) << "docs/models/README.md";
+  const std::string page((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- model table: diffgentor models --markdown -->\n", end = "<!-- /model table -->";
+  const auto b = page.find(begin), e = page.find(end);
+  ASSERT_NE(b, std::string::npos);
+  ASSERT_NE(e, std::string::npos);
+  EXPECT_EQ(page.substr(b + begin.size(), e - b - begin.size()), format_model_table_markdown())
+      << "regenerate the table with: diffgentor models --markdown";
 }
 
 TEST(ModelTable, DetectionFollowsTheSeedRules) {

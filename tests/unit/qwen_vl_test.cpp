@@ -1,6 +1,6 @@
 // Qwen2-VL inputs computed in C++: processor layout, vision ids, mRoPE positions and DiT RoPE tables,
 // checked against the rules of transformers' Qwen2VLImageProcessor / get_rope_index and diffusers'
-// QwenEmbedRope (pipelines.md §2, tokenizers.md §3.2).
+// QwenEmbedRope (docs/tokenizers.md, "Qwen2-VL image processor" and "Qwen-Image RoPE tables").
 #include "diffgentor/qwen_vl.hpp"
 
 #include <gtest/gtest.h>
@@ -55,7 +55,7 @@ TEST(QwenVl, ProcessorRowsFollowTheMergeOrder) {
 }
 
 TEST(QwenVl, GridsWindowsAndImagesAcrossTwoImages) {
-  // 448x320 -> smart_resize 308x448 -> grid 22x32 -> 176 tokens (tokenizers.md §3.2 table).
+  // 448x320 -> smart_resize 308x448 -> grid 22x32 -> 176 tokens (docs/tokenizers.md, "Qwen2-VL image processor").
   const VisionInputs v = process_qwen_images({coded(448, 320), coded(56, 56)}, QwenVisionConfig{});
   EXPECT_EQ(v.grids[0], std::make_pair(22, 32));
   EXPECT_EQ(v.image_tokens(0, 2), 176);

@@ -57,7 +57,7 @@ TEST(Scheduler, ReproducesDiffusersGoldens) {
 }
 
 TEST(Scheduler, ReferenceTableRowsAndConfigParsing) {
-  // pipelines.md §1.2: Qwen N=50 at 1024² gives mu 0.693548 and ends ..., 0.058476, 0.02, 0.
+  // docs/numerics.md, "Resolution-dependent mu": Qwen N=50 at 1024² gives mu 0.693548 and ends ..., 0.058476, 0.02, 0.
   const SchedulerConfig q = SchedulerConfig::from_json(json::parse(
       R"({"use_dynamic_shifting": true, "base_shift": 0.5, "max_shift": 0.9, "base_image_seq_len": 256,
           "max_image_seq_len": 8192, "time_shift_type": "exponential", "shift_terminal": 0.02})"));

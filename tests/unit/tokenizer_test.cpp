@@ -15,7 +15,7 @@ using nlohmann::json;
 
 namespace {
 
-// transformers tests/models/qwen2/test_tokenization_qwen2.py: 256 byte symbols, 14 merged tokens, one special.
+// transformers' test_tokenization_qwen2.py (Qwen2 tokenizer tests): 256 byte symbols, 14 merged tokens, one special.
 json tiny_qwen2() {
   json vocab = json::object();
   int id = 0;

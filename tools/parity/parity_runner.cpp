@@ -111,16 +111,10 @@ int main(int argc, char** argv) {
     if (request.images.empty()) return 0;
   }
 
-  dg::EditOptions options;
-  options.torch_dtype = dtype;
-  request.params = dg::effective_params(*spec, options);
-  if (steps) request.params.steps = *steps;
-  if (guidance) request.params.guidance = *guidance;
-  if (true_cfg) request.params.true_cfg = *true_cfg;
-  if (negative) request.params.negative_prompt = *negative;
+  request.params = dg::merge_params(*spec, {steps, guidance, true_cfg, negative});
 
   try {
-    auto pipeline = entry->make_pipeline({spec, bundle, device, &options});
+    auto pipeline = entry->make_pipeline({spec, bundle, device, dtype});
     auto* bp = dynamic_cast<dg::BundlePipeline*>(pipeline.get());
     if (!bp) usage("the pipeline of " + type + " has no stage taps");
     fs::create_directories(out);

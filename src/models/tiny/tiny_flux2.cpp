@@ -1,5 +1,5 @@
 // `diffgentor make-tiny --model_type flux2|flux2_klein`: FLUX.2 bundles with seeded random weights
-// (bundle-contract.md §7): a 3-layer LM whose three layer outputs are stacked per token, a DiT whose
+// (docs/bundle-format.md, "Tiny bundles"): a 3-layer LM whose three layer outputs are stacked per token, a DiT whose
 // RoPE is built from the 4-D ids in the graph (theta 2000, interleaved pairs), a 32-channel VAE, random
 // batch-norm statistics in the manifest, and a tokenizer of the real kind (Qwen3 for klein, a
 // Tekken-style BPE with a special-token block for dev).

@@ -1,7 +1,7 @@
 // `diffgentor make-tiny --model_type qwen|qwen_singleimg`: a complete Qwen-Image-Edit bundle with
 // seeded random weights, built from C++ (torch::jit::Module + define()). Internals are small; the
 // interfaces (bundle_contract.hpp), dtypes and input sensitivity are the real ones
-// (bundle-contract.md §7): every component reacts to every input, so wiring tests can fail.
+// (docs/bundle-format.md, "Tiny bundles"): every component reacts to every input, so wiring tests can fail.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <torch/script.h>

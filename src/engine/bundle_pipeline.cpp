@@ -1,0 +1,81 @@
+// The shared base of the model pipelines (include/diffgentor/bundle_pipeline.hpp).
+#include "diffgentor/bundle_pipeline.hpp"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+
+#include "diffgentor/bundle_contract.hpp"
+#include "diffgentor/stage_clock.hpp"
+
+using nlohmann::json;
+
+namespace dg {
+
+BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
+    : spec_(cfg.spec),
+      device_(cfg.device),
+      dev_(cfg.device),
+      bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.dtype, cfg.device)),
+      dtype_(bundle_.dtype()) {
+  for (const auto& c : bundle_components(cfg.spec->type))
+    if (!components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
+}
+
+int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const {
+  const json& tc = bundle_.config(folder + "/tokenizer_config.json");
+  const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
+                                                         : tc["pad_token"].at("content").get<std::string>();
+  const auto id = tokenizer.token_to_id(pad);
+  if (!id) throw BundleError(fmt::format("bundle {}: {} pad_token '{}' is not in its tokenizer", bundle_.dir(), folder, pad));
+  if (tc.value("padding_side", "right") != "right")
+    throw BundleError(fmt::format("bundle {}: {}/tokenizer_config.json padding_side '{}' is not supported (right only)",
+                                  bundle_.dir(), folder, tc.value("padding_side", "")));
+  return *id;
+}
+
+at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& schedule,
+                                   const std::function<at::Tensor(const at::Tensor&, float)>& velocity) const {
+  if (!tap_) return euler_loop(noise, schedule, velocity);
+  tap("noise", noise);
+  tap("sigmas", at::tensor(schedule.sigmas));
+  tap("timesteps", at::tensor(schedule.timesteps));
+  bool first = true;
+  const at::Tensor out = euler_loop(noise, schedule, [&](const at::Tensor& x, float t) {
+    at::Tensor v = velocity(x, t);
+    if (first) tap("noise_pred_0", v);
+    first = false;
+    return v;
+  });
+  tap("final_latents", out);
+  return out;
+}
+
+at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
+                                       const std::function<at::Tensor(int, const at::Tensor&, float)>& branch) const {
+  return denoise(noise, schedule, [&](const at::Tensor& x, float t) {
+    const at::Tensor v = branch(0, x, t);
+    if (!cfg) return v;
+    const at::Tensor u = branch(1, x, t);
+    return u + static_cast<float>(scale) * (v - u);
+  });
+}
+
+torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
+
+EditResult BundlePipeline::edit(const EditRequest& request) {
+  // The table's input rules, checked here too so that every caller of the engine gets them (the runner
+  // checks them before a row reaches the model).
+  const ModelSpec& spec = *spec_;
+  if (auto problem = image_count_problem(spec, request.images.size()); !problem.empty()) throw InputError(problem);
+  for (std::size_t k = 0; k < request.images.size(); ++k)
+    if (auto problem = image_size_problem(spec, request.images[k].width, request.images[k].height); !problem.empty())
+      throw InputError(fmt::format("image {}: {}", k, problem));
+  c10::InferenceMode guard;
+  EditResult result;
+  StageClock clock(result);
+  run(request, result, clock);
+  return result;
+}
+
+}  // namespace dg
