@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The CUDA check, run on a GPU machine (docs/development.md): builds the engine alone against the
-# libtorch inside the machine's Python torch, with the few headers and libraries it lacks carried in
-# .carry/ (see the comment at the end), runs both Qwen pipelines on tiny bundles made here on the CPU,
-# on CUDA and on that machine's CPU, compares the outputs with this machine's CPU outputs, and times
-# a small bundle on the GPU.
+# The CUDA check for a GPU machine (docs/development.md, 'Engine-only build and the CUDA check'): builds
+# the engine alone against the libtorch inside the machine's Python torch, with the few headers and
+# libraries it lacks carried in .carry/ (see the comment at the end), runs every implemented pipeline on
+# the tiny bundles of the CPU reference run, on CUDA and on the machine's CPU, compares the outputs with
+# that reference run's outputs, and times a small bundle on the GPU.
 set -euo pipefail
 OUT=${OUT:-/tmp/dg-device}
 source "$(dirname "$0")/device_build.sh"   # -> build-cuda/, engine only, against the machine's torch
@@ -13,5 +13,6 @@ for dev in cuda cpu; do
 done
 ./build-cuda/diffgentor_engine_smoke cuda run-small small 20 3 | tee -a "$OUT/smoke.txt"
 # .carry/ (ignored by git) holds: include/{nlohmann,fmt,oniguruma.h,utf8proc.h}, lib/libonig.so*,
-# lib/libutf8proc.so* from this machine's Debian packages, and cpu_ref/ = the output of
-# `diffgentor_engine_smoke cpu .carry/cpu_ref tiny 4 1` built here (its bundles and .rgb images).
+# lib/libutf8proc.so* (Debian 12's packages of nlohmann-json, fmt, Oniguruma and utf8proc), and
+# cpu_ref/ = the output of a CPU reference run, `diffgentor_engine_smoke cpu .carry/cpu_ref tiny 4 1`
+# (its tiny bundles and .rgb images).

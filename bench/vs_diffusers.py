@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""diffgentor against diffusers on the same weights, side by side on this machine (docs/performance.md).
+"""diffgentor against diffusers on the same weights, side by side on one machine (docs/performance.md).
 
 For each type: a "small" pipeline from the real diffusers/transformers classes (tools/parity/tiny_pipelines.py,
 seeded random weights) is saved as a snapshot and exported to a bundle in the run dtype; a manifest of N rows
@@ -29,16 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "export"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "parity"))
+import tiny_pipelines
+from parity import CASES, pattern, replace_block  # per-type images, guidance and call settings
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tools" / "parity"), str(ROOT / "tools" / "export")]
-import tiny_pipelines  # noqa: E402
-from parity import CASES, pattern, replace_block  # noqa: E402  (per-type guidance and image sizes)
 
 INSTRUCTIONS = ["Make the sky purple", 'Write "hello" on the wall', "Turn it into a watercolour painting",
                 "Remove the person on the left", "Add snow on the ground", "Make it night time"]
-MULTI = ("qwen", "flux2", "flux2_klein")  # types whose pipeline takes a list of images
 
 
 def make_manifest(folder: Path, kind: str, rows: int) -> Path:
@@ -81,13 +80,13 @@ def run_diffusers(snapshot: Path, manifest: Path, out: Path, kind: str, args) ->
             t0 = time.perf_counter()
             paths = json.loads(row["input_images"]) if row["input_images"].startswith("[") else [row["input_images"]]
             images = [Image.open(p).convert("RGB") for p in paths]
-            kwargs = dict(prompt=row["instruction"], image=images if kind in MULTI else images[0],
+            kwargs = dict(prompt=row["instruction"], image=images if case.get("image_list") else images[0],
                           num_inference_steps=args.steps, guidance_scale=case["guidance"],
                           generator=torch.Generator("cpu").manual_seed(args.seed + int(row["index"])))
             if "true_cfg" in case:
                 kwargs.update(true_cfg_scale=case["true_cfg"], negative_prompt=case["negative"])
-            if kind in ("flux2", "flux2_klein"):
-                kwargs["text_encoder_out_layers"] = (1, 2, 3)
+            if "out_layers" in case:
+                kwargs["text_encoder_out_layers"] = case["out_layers"]
             with torch.no_grad():
                 pipe(**kwargs).images[0].save(out / row["output_name"])
             rows.append(time.perf_counter() - t0)
@@ -128,7 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--diffgentor", default=str(ROOT / "build" / "diffgentor"))
     p.add_argument("--work", default=None)
     p.add_argument("--json", default=None)
-    p.add_argument("--markdown", default=None, help="replace the `bench DEVICE` block of this file (docs/performance.md)")
+    p.add_argument("--markdown", default=None,
+                   help="replace the `bench DEVICE` block of this file (docs/performance.md)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="dg_vs_diffusers_"))
     testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA") or ROOT / "tests" / "data")
@@ -139,8 +139,8 @@ def main(argv=None) -> int:
         snapshot = tiny_pipelines.save(tiny_pipelines.build(kind, testdata, args.size), folder / "snapshot")
         export = ["--model", str(snapshot), "--out", str(folder / "bundle"), "--dtype", args.dtype, "--device",
                   "cuda" if args.device.startswith("cuda") else "cpu", "--overwrite"]
-        if kind in ("flux2", "flux2_klein"):
-            export += ["--text_encoder_out_layers", "1,2,3"]
+        if "out_layers" in CASES[kind]:
+            export += ["--text_encoder_out_layers", ",".join(str(k) for k in CASES[kind]["out_layers"])]
         if cli.main(export) != 0:
             raise SystemExit(f"{kind}: export failed")
         manifest = make_manifest(folder / "inputs", kind, args.rows)

@@ -10,12 +10,14 @@ latents and the output image. Prints a table (max |diff|, mean |diff|, PSNR) and
   parity.py --runner build/diffgentor_parity [--types qwen,flux2] [--device cpu] [--steps 2] [--work DIR]
   parity.py --self_check --runner build/diffgentor_parity   # the harness's own plumbing, no diffusers needed
 
-Runs in the pinned environment (tools/requirements.txt: torch, diffusers, transformers); CI runs it in float32 on the CPU.
+Runs in the pinned environment (tools/requirements.txt: torch, diffusers, transformers); CI runs it in float32 on
+the CPU.
 """
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import math
 import os
@@ -27,9 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_pipelines
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))  # diffgentor_export
+from diffgentor_export import model_table  # pure Python: the runtime's model table
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-TYPES = ("qwen", "qwen_singleimg", "longcat", "flux2", "flux2_klein", "flux1_kontext")
 
 # Relative tolerances (max |ours - theirs| / max |theirs|) per stage, float32 on one machine. Embeddings and
 # latents go through the same kernels in the same order except where the contract re-implements attention
@@ -40,14 +45,23 @@ TOLERANCE = {"prompt_embeds": 1e-4, "pooled_prompt_embeds": 1e-4, "negative_prom
              "final_latents": 1e-2}
 IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
 
-# One row per type: images (w, h), prompt, the call's guidance settings.
+# One row per implemented type of src/models/model_table.json (the run refuses to start when one is missing):
+# images (w, h), the call's guidance settings, and how the diffusers call and its stages differ by pipeline:
+#   image_list: the pipeline takes a list of images (else the first one);
+#   out_layers: FLUX.2's text_encoder_out_layers, for the export and the call (the tiny text encoder has 4
+#     layers; both stack the same three);
+#   output_size: the call is given the runtime's output size (docs/models/flux1_kontext.md);
+#   pooled: encode_prompt's second result is the pooled embedding;
+#   image_latents_apart: the packed reference latents come from prepare_image_latents, not prepare_latents.
 CASES = {
-    "qwen": dict(images=[(640, 480), (512, 512)], guidance=1.0, true_cfg=4.0, negative=" "),
+    "qwen": dict(images=[(640, 480), (512, 512)], guidance=1.0, true_cfg=4.0, negative=" ", image_list=True),
     "qwen_singleimg": dict(images=[(640, 480)], guidance=1.0, true_cfg=4.0, negative=" "),
     "longcat": dict(images=[(640, 480)], guidance=4.5, negative=""),
-    "flux2": dict(images=[(640, 480), (512, 512)], guidance=4.0),
-    "flux2_klein": dict(images=[(640, 480)], guidance=4.0),
-    "flux1_kontext": dict(images=[(640, 480)], guidance=2.5),
+    "flux2": dict(images=[(640, 480), (512, 512)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
+                  image_latents_apart=True),
+    "flux2_klein": dict(images=[(640, 480)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
+                        image_latents_apart=True),
+    "flux1_kontext": dict(images=[(640, 480)], guidance=2.5, output_size=True, pooled=True),
 }
 PROMPT = 'Make the sky purple and write "hello" on the wall'
 
@@ -100,7 +114,7 @@ def table(kind: str, rows: list) -> str:
             lines.append(f"  {r['stage']:24} {'':>18} {'':>11} {'':>11} {'':>8}  {r['verdict']}")
             continue
         psnr = "inf" if math.isinf(r["psnr"]) else f"{r['psnr']:.1f}"
-        lines.append(f"  {r['stage']:24} {str(r['shape']):>18} {r['max_abs']:11.3e} {r['mean_abs']:11.3e} {psnr:>8}  "
+        lines.append(f"  {r['stage']:24} {r['shape']!s:>18} {r['max_abs']:11.3e} {r['mean_abs']:11.3e} {psnr:>8}  "
                      f"{r['verdict']}")
     return "\n".join(lines)
 
@@ -224,16 +238,17 @@ class Capture:
             return result
         setattr(obj, name, wrapped)
 
-    def result(self, kind: str) -> dict:
+    def result(self, case: dict) -> dict:
+        def first(r):
+            return r[0] if isinstance(r, (tuple, list)) else r
         s = dict(self.stages)
-        first = lambda r: r[0] if isinstance(r, (tuple, list)) else r  # noqa: E731
         s["prompt_embeds"] = first(self.encodes[0])
-        if kind == "flux1_kontext":
+        if case.get("pooled"):
             s["pooled_prompt_embeds"] = self.encodes[0][1]
         if len(self.encodes) > 1:
             s["negative_prompt_embeds"] = first(self.encodes[1])
         s["noise"] = self.prepared[0]
-        s["image_latents"] = first(self.image_prepared) if kind in ("flux2", "flux2_klein") else self.prepared[1]
+        s["image_latents"] = first(self.image_prepared) if case.get("image_latents_apart") else self.prepared[1]
         return {k: v.detach().float().cpu().numpy() for k, v in s.items()}
 
 
@@ -242,8 +257,8 @@ def restore_mrope(pipe) -> bool:
     processor's `mm_token_type_ids`; transformers >= 5 then gives every token a 1-D position instead of the 3-D
     image positions the model was trained with (transformers 4 derived them from the ids). This hands the
     encoder the types the processor makes (1 at image tokens), so the reference is the model as designed
-    (docs/parity.md, "Upstream defects"). Returns whether it applied."""
-    from diffgentor_export.recipes import mm_token_types
+    (docs/parity.md, "Upstream defects the reference works around"). Returns whether it applied."""
+    from diffgentor_export.recipes.qwen import mm_token_types
     te = getattr(pipe, "text_encoder", None)
     model = getattr(te, "model", None)
     if model is None or not hasattr(model, "get_rope_index"):
@@ -259,28 +274,27 @@ def restore_mrope(pipe) -> bool:
     return True
 
 
-def run_diffusers(pipe, kind: str, images: list, case: dict, steps: int, seed: int, device: str, size,
-                  upstream_as_is: bool = False) -> dict:
+def run_diffusers(pipe, images: list, case: dict, steps: int, seed: int, size, upstream_as_is: bool = False) -> dict:
     import torch
     from PIL import Image
     pil = [Image.fromarray(img) for img in images]
     kwargs = dict(prompt=PROMPT, num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed),
                   output_type="pil", guidance_scale=case["guidance"])
-    kwargs["image"] = pil if kind in ("qwen", "flux2", "flux2_klein") else pil[0]
+    kwargs["image"] = pil if case.get("image_list") else pil[0]
     if "true_cfg" in case:
         kwargs["true_cfg_scale"] = case["true_cfg"]
     if "negative" in case:
         kwargs["negative_prompt"] = case["negative"]
-    if kind in ("flux2", "flux2_klein"):  # the tiny text encoder has 4 layers; the export stacks the same
-        kwargs["text_encoder_out_layers"] = (1, 2, 3)
-    if kind == "flux1_kontext":  # the runtime's documented output size (docs/models/flux1_kontext.md)
+    if "out_layers" in case:
+        kwargs["text_encoder_out_layers"] = case["out_layers"]
+    if case.get("output_size"):
         kwargs["width"], kwargs["height"] = size
     if not upstream_as_is:
         restore_mrope(pipe)
     capture = Capture(pipe)
     with torch.no_grad():
         out = pipe(**kwargs).images[0]
-    stages = capture.result(kind)
+    stages = capture.result(case)
     stages["image"] = np.asarray(out, dtype=np.uint8)
     return stages
 
@@ -288,20 +302,18 @@ def run_diffusers(pipe, kind: str, images: list, case: dict, steps: int, seed: i
 def run_type(kind: str, args, testdata: Path) -> list:
     import torch
 
-    sys.path.insert(0, str(ROOT / "tools" / "export"))
-    sys.path.insert(0, str(HERE))
     import tiny_pipelines
     from diffgentor_export import cli
 
     work = Path(args.work) / kind
     case = CASES[kind]
     images = [pattern(w, h, k) for k, (w, h) in enumerate(case["images"])]
-    pipe = tiny_pipelines.BUILDERS[kind](testdata)
+    pipe = tiny_pipelines.builder(kind)(testdata)
     snap = tiny_pipelines.save(pipe, work / "snapshot")
     export = ["--model", str(snap), "--out", str(work / "bundle"), "--dtype", args.dtype, "--device", args.device,
               "--attention", args.attention, "--overwrite"]
-    if kind in ("flux2", "flux2_klein"):
-        export += ["--text_encoder_out_layers", "1,2,3"]
+    if "out_layers" in case:
+        export += ["--text_encoder_out_layers", ",".join(str(k) for k in case["out_layers"])]
     try:
         code = cli.main(export)
     except SystemExit as e:  # the CLI stops with a message; report it as this type's failure
@@ -314,8 +326,7 @@ def run_type(kind: str, args, testdata: Path) -> list:
         pipe = reload_in(pipe, snap, getattr(torch, args.dtype))
     pipe.to(torch.device(args.device))
     size = (ours["image"].shape[1], ours["image"].shape[0])
-    theirs = run_diffusers(pipe, kind, images, case, args.steps, args.seed, args.device, size,
-                           upstream_as_is=args.upstream_as_is)
+    theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
     return compare(ours, theirs)
 
 
@@ -363,7 +374,8 @@ def self_check(args) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runner", default=str(ROOT / "build" / "diffgentor_parity"))
-    p.add_argument("--types", default=",".join(TYPES))
+    p.add_argument("--types", default=None, help="comma-separated (default: every type src/models/model_table.json "
+                                                  "marks implemented)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--attention", default="sdpa", choices=["sdpa", "math"])
     p.add_argument("--steps", type=int, default=2)
@@ -386,13 +398,23 @@ def main(argv=None) -> int:
     if args.self_check:
         return self_check(args)
     try:
-        import diffusers  # noqa: F401
-        import torch
-        import transformers  # noqa: F401
+        for name in ("diffusers", "torch", "transformers"):
+            importlib.import_module(name)
     except ImportError as e:
         print(f"parity: {e.name} is not installed: run it with the Python of the pinned environment "
               "(tools/requirements.txt; ./setup.sh makes it)", file=sys.stderr)
         return 2
+    implemented = model_table.implemented_types()
+    import tiny_pipelines
+    missing = [(kind, "tiny pipeline builder (tools/parity/tiny_pipelines.py BUILDERS)")
+               for kind in tiny_pipelines.missing_builders(implemented)]
+    missing += [(kind, "parity case (tools/parity/parity.py CASES)") for kind in implemented if kind not in CASES]
+    for kind, what in missing:
+        print(f"parity: model type {kind} is implemented ({model_table.table_path()}) but has no {what}",
+              file=sys.stderr)
+    if missing:
+        return 2
+    args.types = args.types or ",".join(implemented)
     testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA") or ROOT / "tests" / "data")
     if not (testdata / "tokenizers").is_dir():
         print(f"parity: no tokenizer test data at {testdata} (set DIFFGENTOR_TESTDATA)", file=sys.stderr)

@@ -4,7 +4,7 @@ Nothing is downloaded: tokenizers come from tests/data/tokenizers (the real Qwen
 vocabularies, so template token counts such as Qwen's 64-token prefix hold), every model is built from a small
 config. Geometry that the runtime takes as given stays real: Qwen2.5-VL patch 14 / temporal 2 / merge 2 /
 window 112, latent channels 16 (32 for FLUX.2), VAE factor 8, packing 2x2. Scheduler configs are the shipped
-ones (../shared/reference/pipelines.md §8). Needs torch >= 2.5, diffusers and transformers.
+ones (docs/numerics.md, "Scheduler configurations"). Needs torch >= 2.5, diffusers and transformers.
 """
 from __future__ import annotations
 
@@ -103,8 +103,13 @@ def _autoencoder_kl(latent_channels: int, **extra):
 
 
 def qwen(testdata: Path, plus: bool = True):
-    from diffusers import (AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline,
-                           QwenImageEditPlusPipeline, QwenImageTransformer2DModel)
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditPipeline,
+        QwenImageEditPlusPipeline,
+        QwenImageTransformer2DModel,
+    )
     _seeded(0)
     transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=64, out_channels=16, num_layers=2,
                                               attention_head_dim=D["head"], num_attention_heads=D["heads"],
@@ -218,6 +223,8 @@ def flux1_kontext(testdata: Path):
                                tokenizer_2=_tokenizer(testdata, "t5"), transformer=transformer)
 
 
+# One builder per implemented type of src/models/model_table.json (parity.py refuses to run when one is
+# missing; tools/export/tests/test_recipes.py checks the keys are exactly the implemented types).
 BUILDERS = {
     "qwen": lambda td: qwen(td, plus=True),
     "qwen_singleimg": lambda td: qwen(td, plus=False),
@@ -228,12 +235,23 @@ BUILDERS = {
 }
 
 
+def missing_builders(types) -> list:
+    """The types in `types` (model_table.json's implemented ones) without a builder here."""
+    return [kind for kind in types if kind not in BUILDERS]
+
+
+def builder(kind: str):
+    if kind not in BUILDERS:
+        raise KeyError(f"no tiny pipeline builder for model type {kind} (tools/parity/tiny_pipelines.py BUILDERS)")
+    return BUILDERS[kind]
+
+
 def build(kind: str, testdata: Path, size: str = "tiny"):
     """The pipeline of `kind` at `size` (SIZES)."""
     global D
     D = SIZES[size]
     try:
-        return BUILDERS[kind](testdata)
+        return builder(kind)(testdata)
     finally:
         D = SIZES["tiny"]
 

@@ -110,15 +110,15 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
         if hasattr(wrapper, "prune"):
             wrapper.prune()
         started = time.time()
-        traced = graph.trace(wrapper, {"forward": cases[0].args}, allow_warnings=ctx.options.get("allow_warnings", False),
-                             log=log)
+        traced = graph.trace(wrapper, {"forward": cases[0].args},
+                             allow_warnings=ctx.options.get("allow_warnings", False), log=log)
         graph.make_device_neutral(traced)
         path = ts_dir / f"{job.component}.pt"
         torch.jit.save(traced, str(path))
         loaded = torch.jit.load(str(path), map_location=ctx.device)
         check_module(loaded, model_type, job.component)
         verified, limit = [], graph.tolerance(ctx.dtype)
-        for case, want in zip(cases, references):
+        for case, want in zip(cases, references, strict=True):
             result = graph.compare(loaded(*case.args), want)
             result.update({"case": case.name, "reference": "upstream eager",
                            "trace_case": case is cases[0]})
@@ -145,7 +145,9 @@ def export(args) -> int:
     versions = require_stack()
     import torch
 
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    def log(msg):
+        print(msg, flush=True)
+
     snap = resolve_snapshot(args.model, args.revision)
     kind = snapshot.model_type(snap, args.model_type)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -181,16 +183,14 @@ def write_bundle(args, snap, kind, device, dtype, versions, partial: Path, out: 
     for sub in ("transformer", "vae", "text_encoder"):
         cfg = partial / sub / "config.json"
         configs[sub] = json.loads(cfg.read_text()) if cfg.is_file() else {}
-    options = {"allow_warnings": args.allow_tracer_warnings}
-    if kind in ("flux2", "flux2_klein"):
-        options["text_encoder_out_layers"] = (tuple(int(k) for k in args.text_encoder_out_layers.split(","))
-                                              if args.text_encoder_out_layers else recipes.default_out_layers(kind))
+    recipe = recipes.recipe(kind)
+    options = {"allow_warnings": args.allow_tracer_warnings, **recipe.options(args)}
     ctx = recipes.Ctx(dtype, device, args.attention == "math", options, torch.Generator().manual_seed(0))
-    jobs = recipes.jobs(kind, ctx, configs)
+    jobs = recipe.jobs(ctx, configs)
     records, unused, consts = {}, {}, {}
     for sub in dict.fromkeys(job.subfolder for job in jobs):  # one upstream module in memory at a time
         module = load_component(snap, sub, dtype, device, ctx.math)
-        consts.update(recipes.constants(kind, ctx, sub, module))
+        consts.update(recipe.constants(ctx, sub, module))
         for job in (j for j in jobs if j.subfolder == sub):
             records[job.component] = export_component(job, module, ctx, partial / "torchscript", kind, log)
             if job.unused:
@@ -199,7 +199,7 @@ def write_bundle(args, snap, kind, device, dtype, versions, partial: Path, out: 
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    missing = snapshot.check_runtime_files(kind, partial, sorted({j.subfolder for j in jobs}))
+    missing = snapshot.check_runtime_files(partial, sorted({j.subfolder for j in jobs}), recipe.runtime_files)
     if missing:
         sys.exit(f"export_bundle: the snapshot lacks files the runtime reads: {', '.join(missing)}")
     m = manifest.build(kind, args.dtype, source={"model_id": args.model, "revision": snapshot.revision_of(snap)},

@@ -29,7 +29,8 @@ class Tensor:
     shape: list
 
     def resolved(self, weight_dtype: str) -> dict:
-        return {"name": self.name, "dtype": weight_dtype if self.dtype == "W" else self.dtype, "shape": list(self.shape)}
+        dtype = weight_dtype if self.dtype == "W" else self.dtype
+        return {"name": self.name, "dtype": dtype, "shape": list(self.shape)}
 
 
 @dataclass
@@ -57,6 +58,10 @@ def _load(path: Path | None = None) -> dict:
     return doc
 
 
+def _tensors(entry: dict, key: str) -> list:
+    return [Tensor(t["name"], t["dtype"], list(t["shape"])) for t in entry[key]]
+
+
 def _expand(doc: dict, name: str, depth: int = 0) -> list:
     lists = [doc[s][name] for s in ("types", "groups") if name in doc[s]]
     if not lists or depth > 8:
@@ -66,9 +71,8 @@ def _expand(doc: dict, name: str, depth: int = 0) -> list:
         if "include" in e:
             out.extend(_expand(doc, e["include"], depth + 1))
             continue
-        tensors = lambda key: [Tensor(t["name"], t["dtype"], list(t["shape"])) for t in e[key]]  # noqa: E731
-        out.append(Method(e["component"], e["subfolder"], e.get("method", "forward"), tensors("inputs"),
-                          tensors("outputs")))
+        out.append(Method(e["component"], e["subfolder"], e.get("method", "forward"), _tensors(e, "inputs"),
+                          _tensors(e, "outputs")))
     return out
 
 

@@ -137,7 +137,7 @@ def compare(got, want) -> dict:
     if len(gots) != len(wants):
         raise ExportError(f"{len(gots)} outputs against {len(wants)}")
     worst = {"max_abs_err": 0.0, "mean_abs_err": 0.0, "rel_err": 0.0}
-    for a, b in zip(gots, wants):
+    for a, b in zip(gots, wants, strict=True):
         if tuple(a.shape) != tuple(b.shape):
             raise ExportError(f"shape {tuple(a.shape)} against {tuple(b.shape)}")
         if not a.is_floating_point():

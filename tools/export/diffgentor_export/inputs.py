@@ -40,7 +40,7 @@ def qwen_rope_tables(shapes, text_len: int, axes=(16, 56, 56)):
     """QwenEmbedRope.forward with scale_rope: (cos, sin) tables img [S, R, 2] and txt [L, R, 2] for images
     `shapes` = [(frames, h, w)] (0 = the output grid, then references) and `text_len` text tokens."""
     rows, biggest = [], 0
-    for k, (f, h, w) in enumerate(shapes):
+    for k, (_frames, h, w) in enumerate(shapes):
         r = torch.arange(h).repeat_interleave(w)
         c = torch.arange(w).repeat(h)
         frame = torch.full((h * w,), k)
@@ -49,5 +49,5 @@ def qwen_rope_tables(shapes, text_len: int, axes=(16, 56, 56)):
         biggest = max(biggest, h // 2, w // 2)
     t = torch.arange(biggest, biggest + text_len)
     txt = torch.cat([_axis_angles(t, axes[0]), _axis_angles(t, axes[1]), _axis_angles(t, axes[2])], 1)
-    table = lambda a: torch.stack([a.cos(), a.sin()], -1)  # noqa: E731
-    return table(torch.cat(rows, 0)), table(txt)
+    img = torch.cat(rows, 0)
+    return torch.stack([img.cos(), img.sin()], -1), torch.stack([txt.cos(), txt.sin()], -1)

@@ -7,19 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
+from . import model_table
 from .tokenizer_convert import ensure_tokenizer_json
 
-# diffusers pipeline class (model_index.json `_class_name`) -> diffgentor model type.
-PIPELINE_TYPES = {
-    "QwenImageEditPlusPipeline": "qwen",
-    "QwenImageEditPipeline": "qwen_singleimg",
-    "Flux2Pipeline": "flux2",
-    "Flux2KleinPipeline": "flux2_klein",
-    "FluxKontextPipeline": "flux1_kontext",
-    "LongCatImageEditPipeline": "longcat",
-    "GlmImagePipeline": "glm_image",
-}
-EXPORTABLE = ("qwen", "qwen_singleimg", "longcat", "flux2", "flux2_klein", "flux1_kontext")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".onnx_data", ".msgpack", ".h5",
                    ".pkl", ".npz")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model")
@@ -37,17 +27,24 @@ def model_index(snapshot: Path) -> dict:
 
 
 def model_type(snapshot: Path, requested: str | None = None) -> str:
-    """The type of the snapshot's pipeline class; `requested` (--model_type) must agree with it."""
+    """The type of the snapshot's pipeline class; `requested` (--model_type) must agree with it.
+
+    The pipeline classes and statuses come from src/models/model_table.json; only its "implemented" rows can be
+    exported (a "planned" type has no pipeline in the runtime yet)."""
     cls = model_index(snapshot).get("_class_name", "")
-    found = PIPELINE_TYPES.get(cls)
+    pipeline_types = model_table.pipeline_types()
+    found = pipeline_types.get(cls)
     if requested and found and requested != found:
         raise SnapshotError(f"{snapshot}: model_index.json names {cls} (type {found}), not --model_type {requested}")
     kind = requested or found
     if kind is None:
         raise SnapshotError(f"{snapshot}: pipeline class '{cls}' is not one diffgentor runs "
-                            f"(known: {', '.join(sorted(PIPELINE_TYPES))}); pass --model_type to force one")
-    if kind not in EXPORTABLE:
-        raise SnapshotError(f"model type {kind} cannot be exported yet (exportable: {', '.join(EXPORTABLE)})")
+                            f"(known: {', '.join(sorted(pipeline_types))}); pass --model_type to force one")
+    exportable = model_table.implemented_types()
+    if kind not in exportable:
+        row = model_table.row(kind)
+        status = f": {model_table.table_path().name} lists it as {row['status']}" if row else ""
+        raise SnapshotError(f"model type {kind} cannot be exported yet{status} (exportable: {', '.join(exportable)})")
     return kind
 
 
@@ -101,12 +98,9 @@ def ensure_tokenizers(out: Path) -> dict:
     return done
 
 
-def check_runtime_files(model_type_: str, out: Path, subfolders: list) -> list:
-    """What the runtime will open that the bundle lacks (scheduler config, component configs, tokenizers)."""
+def check_runtime_files(out: Path, subfolders: list, extra: tuple | list = ()) -> list:
+    """What the runtime will open that the bundle lacks: the files every type needs (scheduler config, the
+    exported subfolders' configs, the tokenizer) plus `extra`, the type's own (its recipe's runtime_files)."""
     need = ["model_index.json", "scheduler/scheduler_config.json"] + [f"{s}/config.json" for s in subfolders]
-    need += ["tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"]
-    if model_type_ == "flux1_kontext":
-        need += ["tokenizer_2/tokenizer.json", "tokenizer_2/tokenizer_config.json"]
-    if model_type_ in ("qwen", "qwen_singleimg", "longcat"):
-        need += ["text_processor/preprocessor_config.json" if model_type_ == "longcat" else "processor/preprocessor_config.json"]
+    need += ["tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json", *extra]
     return [n for n in dict.fromkeys(need) if not (Path(out) / n).is_file()]

@@ -75,8 +75,7 @@ def clip(folder: Path, config: dict) -> dict:
     vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
     bos, eos = config.get("bos_token", "<|startoftext|>"), config.get("eos_token", "<|endoftext|>")
     unk = config.get("unk_token", eos)
-    content = lambda t: t["content"] if isinstance(t, dict) else t  # noqa: E731
-    bos, eos, unk = content(bos), content(eos), content(unk)
+    bos, eos, unk = (t["content"] if isinstance(t, dict) else t for t in (bos, eos, unk))
     for token in (bos, eos):
         if token not in vocab:
             raise ConversionError(f"{folder}/vocab.json has no {token}")
@@ -187,8 +186,10 @@ def t5(folder: Path, config: dict) -> dict:
             "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": eos, "type_id": 0}},
                      {"Sequence": {"id": "B", "type_id": 0}}, {"SpecialToken": {"id": eos, "type_id": 0}}],
             "special_tokens": {eos: {"id": eos, "ids": [eos_id], "tokens": [eos]}}}
-    meta = lambda scheme: {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True,  # noqa: E731
-                           "prepend_scheme": scheme}
+
+    def meta(scheme):
+        return {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True, "prepend_scheme": scheme}
+
     model = {"type": "Unigram", "unk_id": spm["trainer"]["unk_id"], "vocab": vocab,
              "byte_fallback": spm["trainer"]["byte_fallback"]}
     return _document(_added_tokens(config), normalizer, meta("first"), post, meta("always"), model)

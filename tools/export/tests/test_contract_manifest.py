@@ -6,10 +6,10 @@ import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffgentor_export import contract, manifest  # noqa: E402
-
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diffgentor_export import contract, manifest
 
 
 class ContractTest(unittest.TestCase):
@@ -25,14 +25,14 @@ class ContractTest(unittest.TestCase):
         qwen = contract.components("qwen")
         self.assertEqual([(m.component, m.input_names) for m in qwen],
                          [(m.component, m.input_names) for m in contract.components("qwen_singleimg")])
-        dit = [m for m in contract.components("flux2") if m.component == "transformer"][0]
+        dit = next(m for m in contract.components("flux2") if m.component == "transformer")
         self.assertEqual(dit.input_names, ["hidden_states", "encoder_hidden_states", "timestep", "guidance",
                                            "img_ids", "txt_ids"])
-        klein = [m for m in contract.components("flux2_klein") if m.component == "transformer"][0]
+        klein = next(m for m in contract.components("flux2_klein") if m.component == "transformer")
         self.assertNotIn("guidance", klein.input_names)
         glm = [(m.component, m.method) for m in contract.components("glm_image") if m.component == "transformer"]
         self.assertEqual(glm, [("transformer", "forward"), ("transformer", "write_kv")])
-        vae = [m for m in contract.components("flux2") if m.component == "vae_encoder"][0]
+        vae = next(m for m in contract.components("flux2") if m.component == "vae_encoder")
         self.assertEqual(vae.outputs[0].shape, ["B", "32", "h", "w"])
 
     def test_unknown_type(self):

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools" / "parity"))
+import tiny_pipelines
+
 HERE = Path(__file__).resolve().parent
 EXPORT = HERE.parent
 SOURCE = EXPORT.parents[1]
 TESTDATA = Path(os.environ.get("DIFFGENTOR_TESTDATA", SOURCE / "tests" / "data"))
 BIN = os.environ["DIFFGENTOR_BIN"]
 REVISION = "0123456789abcdef0123456789abcdef01234567"
-
-sys.path.insert(0, str(SOURCE / "tools" / "parity"))
-import tiny_pipelines  # noqa: E402
 
 
 def hub_snapshot(cache: Path, repo: str) -> Path:

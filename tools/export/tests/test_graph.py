@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffgentor_export import graph  # noqa: E402
-
+from diffgentor_export import graph
 
 Module = torch.nn.Module
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffgentor_export import inputs  # noqa: E402
+from diffgentor_export import inputs
 
 
 class InputsTest(unittest.TestCase):
     def test_vision_rows_follow_processor_order(self):
-        pos, wseg, iseg = inputs.qwen_vision_inputs([(4, 6)])
+        pos, _wseg, iseg = inputs.qwen_vision_inputs([(4, 6)])
         # rows (bh, bw, mh, mw): the first merge unit covers (0,0), (0,1), (1,0), (1,1)
         self.assertEqual(pos[:4].tolist(), [[0, 0], [0, 1], [1, 0], [1, 1]])
         self.assertEqual(pos[4:8].tolist(), [[0, 2], [0, 3], [1, 2], [1, 3]])
@@ -24,10 +24,12 @@ class InputsTest(unittest.TestCase):
 
     def test_windows_of_four_merge_units_and_images_apart(self):
         # 20x20 patches = 10x10 merge units -> 3x3 windows (4, 4, 2 units per side)
-        pos, wseg, iseg = inputs.qwen_vision_inputs([(20, 20), (4, 4)])
+        _pos, wseg, iseg = inputs.qwen_vision_inputs([(20, 20), (4, 4)])
         first = wseg[:400]
         self.assertEqual(len(set(first.tolist())), 9)
-        unit = lambda bh, bw: first[(bh * 10 + bw) * 4].item()  # noqa: E731
+
+        def unit(bh, bw):
+            return first[(bh * 10 + bw) * 4].item()
         self.assertEqual(unit(0, 0), unit(3, 3))
         self.assertNotEqual(unit(0, 3), unit(0, 4))
         self.assertEqual(unit(9, 9), 8)

@@ -11,10 +11,10 @@ import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffgentor_export import contract, manifest  # noqa: E402
-
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from diffgentor_export import contract, manifest
 
 BIN = os.environ["DIFFGENTOR_BIN"]
 SOURCE = Path(__file__).resolve().parents[3]

@@ -8,7 +8,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffgentor_export import tokenizer_convert as tc  # noqa: E402
+from diffgentor_export import tokenizer_convert as tc
 
 TESTDATA = Path(os.environ.get("DIFFGENTOR_TESTDATA", Path(__file__).resolve().parents[3] / "tests/data"))
 TOK = TESTDATA / "tokenizers"

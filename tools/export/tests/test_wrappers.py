@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffgentor_export import contract, recipes  # noqa: E402
-from diffgentor_export.models import common, flux, qwen  # noqa: E402
+from diffgentor_export import contract, recipes
+from diffgentor_export.models import common, flux, qwen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from standins import DecoderStack as LM  # noqa: E402
+from standins import DecoderStack as LM
 
 Module = nn.Module
 
@@ -25,7 +25,7 @@ class WrapperTest(unittest.TestCase):
         ctx = recipes.Ctx(torch.float32, torch.device("cpu"), False, {"text_encoder_out_layers": (1, 2, 3)})
         for kind in ("qwen", "qwen_singleimg", "longcat", "flux2", "flux2_klein", "flux1_kontext"):
             zero = {"transformer": {"zero_cond_t": kind == "qwen"}, "vae": {}}
-            jobs = recipes.jobs(kind, ctx, zero)
+            jobs = recipes.RECIPES[kind].jobs(ctx, zero)
             self.assertEqual([j.component for j in jobs], contract.component_names(kind), kind)
             subfolders = {m.component: m.subfolder for m in contract.components(kind)}
             for j in jobs:  # each wrapper loads from the folder the manifest names
@@ -34,7 +34,7 @@ class WrapperTest(unittest.TestCase):
             unused = {j.component: j.unused for j in jobs if j.unused}
             self.assertEqual(unused, {"transformer": ["modulate_index"]} if kind == "qwen_singleimg" else {}, kind)
         with self.assertRaises(ValueError):
-            recipes.jobs("glm_image", ctx, {})
+            recipes.recipe("glm_image")
 
     def test_mask_is_causal_and_keeps_padding_queries_on_real_keys(self):
         mask = torch.tensor([[1, 1, 0, 0, 1]])  # LongCat-style padding in the middle
@@ -97,7 +97,8 @@ class WrapperTest(unittest.TestCase):
         class Vae(Module):
             def _encode(self, x):
                 calls.append(("enc", tuple(x.shape)))
-                return torch.cat([x.mean(1, keepdim=True).expand(-1, 4, *x.shape[2:]), -x[:, :1].expand(-1, 4, *x.shape[2:])], 1)
+                rest = x.shape[2:]
+                return torch.cat([x.mean(1, keepdim=True).expand(-1, 4, *rest), -x[:, :1].expand(-1, 4, *rest)], 1)
 
             def _decode(self, z, return_dict=True):
                 calls.append(("dec", tuple(z.shape)))
@@ -123,7 +124,8 @@ class WrapperTest(unittest.TestCase):
         # a segment does not see the other one
         v2 = v.clone()
         v2[:, :, 3] += 10
-        self.assertEqual((common.attention(q, k, v2, mask, 0.5, True)[:, :, :2] - out[:, :, :2]).abs().max().item(), 0.0)
+        changed = common.attention(q, k, v2, mask, 0.5, True)
+        self.assertEqual((changed[:, :, :2] - out[:, :, :2]).abs().max().item(), 0.0)
 
 
 if __name__ == "__main__":
