@@ -29,8 +29,9 @@
 namespace fs = std::filesystem;
 
 int main(int argc, char** argv) {
-  std::map<std::string, std::string> opt{{"--size", "tiny"}, {"--rows", "6"}, {"--steps", "8"}, {"--threads", "0"},
-                                         {"--dtype", "bfloat16"}, {"--model_type", "qwen"}, {"--fake_api_ms", "0"}};
+  std::map<std::string, std::string> opt{{"--size", "tiny"},    {"--rows", "6"},         {"--steps", "8"},
+                                         {"--threads", "0"},    {"--dtype", "bfloat16"}, {"--model_type", "qwen"},
+                                         {"--fake_api_ms", "0"}};
   for (int k = 1; k + 1 < argc; k += 2) {
     if (!opt.count(argv[k])) {
       fmt::print(stderr, "unknown option {}\n", argv[k]);
@@ -53,13 +54,27 @@ int main(int argc, char** argv) {
   const int rows = std::stoi(opt["--rows"]);
   for (int r = 0; r < rows; ++r)
     csv += (r % 2 && spec.images.max_images != 1) ? "\"[\"\"a.png\"\", \"\"b.png\"\"]\",combine the two pictures\n"
-                                          : "a.png,make the sky purple and keep the horizon\n";
+                                                  : "a.png,make the sky purple and keep the horizon\n";
   dg::write_file_atomic((dir / "m.csv").string(), csv);
 
-  std::vector<std::string> args{"diffgentor", "edit", "--model_name", (dir / "bundle").string(), "--device", "cpu",
-                                "--input", (dir / "m.csv").string(), "--output_dir", (dir / "out").string(),
-                                "--num_inference_steps", opt["--steps"], "--threads", opt["--threads"],
-                                "--torch_dtype", opt["--dtype"], "--seed", "0"};
+  std::vector<std::string> args{"diffgentor",
+                                "edit",
+                                "--model_name",
+                                (dir / "bundle").string(),
+                                "--device",
+                                "cpu",
+                                "--input",
+                                (dir / "m.csv").string(),
+                                "--output_dir",
+                                (dir / "out").string(),
+                                "--num_inference_steps",
+                                opt["--steps"],
+                                "--threads",
+                                opt["--threads"],
+                                "--torch_dtype",
+                                opt["--dtype"],
+                                "--seed",
+                                "0"};
   const int api_ms = std::stoi(opt["--fake_api_ms"]);
   std::unique_ptr<dg::test::HttpServer> api;
   if (api_ms > 0) {
@@ -91,9 +106,11 @@ int main(int argc, char** argv) {
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  fmt::print("\n{} {} bundle, {} rows, {} steps, {} threads, {}{}: {:.2f} s wall (load included), {:.3f} rows/s, "
-             "peak RSS {:.0f} MiB\n", opt["--size"], spec.type, rows, opt["--steps"], opt["--threads"], opt["--dtype"],
-             api_ms > 0 ? fmt::format(", enhancer API {} ms", api_ms) : "", wall, rows / wall, ru.ru_maxrss / 1024.0);
+  fmt::print(
+      "\n{} {} bundle, {} rows, {} steps, {} threads, {}{}: {:.2f} s wall (load included), {:.3f} rows/s, "
+      "peak RSS {:.0f} MiB\n",
+      opt["--size"], spec.type, rows, opt["--steps"], opt["--threads"], opt["--dtype"],
+      api_ms > 0 ? fmt::format(", enhancer API {} ms", api_ms) : "", wall, rows / wall, ru.ru_maxrss / 1024.0);
   fmt::print("mean seconds per row by stage:\n");
   for (const auto& [k, v] : stage) fmt::print("  {:<18} {:8.4f}\n", k, v / rows);
   fs::remove_all(dir);

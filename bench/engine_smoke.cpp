@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <vector>
 #include <thread>
+#include <vector>
 
 #include "diffgentor/model_registry.hpp"
 
@@ -30,14 +30,16 @@ int main(int argc, char** argv) {
   fs::create_directories(out);
   auto pattern = [](int w, int h, int seed) {
     dg::Image img{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
-    for (std::size_t k = 0; k < img.rgb.size(); ++k) img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
+    for (std::size_t k = 0; k < img.rgb.size(); ++k)
+      img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
     return img;
   };
   for (const dg::ModelSpec& spec : dg::model_table()) {
     const std::string type = spec.type;
     if (!dg::find_model_entry(type)) continue;
     const std::string bundle = out + "/bundle_" + type;
-    if (!fs::exists(bundle + "/torchscript/manifest.json")) dg::find_model_entry(type)->make_tiny(spec, bundle, {size, 0});
+    if (!fs::exists(bundle + "/torchscript/manifest.json"))
+      dg::find_model_entry(type)->make_tiny(spec, bundle, {size, 0});
     for (const char* dtype : {"float32", "bfloat16"}) {
       auto t0 = std::chrono::steady_clock::now();
       auto pipe = dg::find_model_entry(type)->make_pipeline({&spec, bundle, device, dtype});
@@ -54,7 +56,8 @@ int main(int argc, char** argv) {
       for (int k = 0; k < rows; ++k) pipe->edit(r);
       const double per_row = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / rows;
       std::ofstream(out + fmt::format("/{}_{}.rgb", type, dtype), std::ios::binary)
-          .write(reinterpret_cast<const char*>(res.image.rgb.data()), static_cast<std::streamsize>(res.image.rgb.size()));
+          .write(reinterpret_cast<const char*>(res.image.rgb.data()),
+                 static_cast<std::streamsize>(res.image.rgb.size()));
       double sum = 0;
       for (uint8_t v : res.image.rgb) sum += v;
       std::string stages;
@@ -62,9 +65,11 @@ int main(int argc, char** argv) {
       int64_t calls = 0;
       for (const auto& [k, v] : res.counters)
         if (k == "transformer_calls") calls = v;
-      fmt::print("{} {} {} on {}: {}x{} mean {:.3f}, load {:.2f} s, {:.3f} s/row ({} steps, {} transformer calls; first call's stages:{})\n",
-                 size, type, dtype, device, res.image.width, res.image.height, sum / res.image.rgb.size(), load, per_row,
-                 steps, calls, stages);
+      fmt::print(
+          "{} {} {} on {}: {}x{} mean {:.3f}, load {:.2f} s, {:.3f} s/row ({} steps, {} transformer calls; first "
+          "call's stages:{})\n",
+          size, type, dtype, device, res.image.width, res.image.height, sum / res.image.rgb.size(), load, per_row,
+          steps, calls, stages);
       std::ifstream ref(reference + fmt::format("/{}_{}.rgb", type, dtype), std::ios::binary);
       if (!reference.empty() && ref) {
         std::vector<char> other((std::istreambuf_iterator<char>(ref)), std::istreambuf_iterator<char>());

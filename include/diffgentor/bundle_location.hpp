@@ -1,5 +1,6 @@
 #pragma once
-/// Where `--model_name` points (docs/models/README.md, "How `--model_name` finds a bundle"): an existing directory; else
+/// Where `--model_name` points (docs/models/README.md, "How `--model_name` finds a bundle"): an existing directory;
+/// else
 /// `$DG_MODEL_ROOT/<name>`; else the Hugging Face cache layout
 /// (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`, then
 /// `models--<org>--<name>/snapshots/<ref>`, preferring the ref in `refs/main`) when it holds a

@@ -11,9 +11,9 @@
 
 #include "diffgentor/bundle.hpp"
 #include "diffgentor/latents.hpp"
-#include "diffgentor/stage_clock.hpp"
 #include "diffgentor/pipeline.hpp"
 #include "diffgentor/scheduler.hpp"
+#include "diffgentor/stage_clock.hpp"
 #include "diffgentor/tokenizer.hpp"
 
 namespace dg {
@@ -53,8 +53,9 @@ class BundlePipeline : public Pipeline {
   /// denoise with plain classifier-free guidance, as the FLUX-family and LongCat pipelines combine it:
   /// `branch(0, x, t)` is the conditional prediction; when `cfg`, `branch(1, x, t)` is the unconditional one
   /// and the velocity is u + scale·(v − u) (diffusers' `neg + scale * (pos - neg)`).
-  at::Tensor denoise_cfg(const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
-                         const std::function<at::Tensor(int branch, const at::Tensor& latents, float timestep)>& branch) const;
+  at::Tensor denoise_cfg(
+      const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
+      const std::function<at::Tensor(int branch, const at::Tensor& latents, float timestep)>& branch) const;
 
   const ModelSpec* spec_;
   std::string device_;

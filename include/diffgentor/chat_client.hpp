@@ -11,10 +11,10 @@
 namespace dg {
 
 struct ChatClientOptions {
-  std::string api_base;   ///< e.g. https://api.openai.com/v1 (no trailing /chat/completions)
+  std::string api_base;  ///< e.g. https://api.openai.com/v1 (no trailing /chat/completions)
   std::string api_key;
   double timeout_s = 300;
-  int max_retries = 3;    ///< extra attempts after the first
+  int max_retries = 3;         ///< extra attempts after the first
   double retry_delay_s = 1.0;  ///< first backoff; doubles, +/-25 % jitter; Retry-After wins when given
   int64_t max_reply_bytes = int64_t(4) << 20;
 };

@@ -4,17 +4,17 @@
 #include <optional>
 #include <string>
 
-#include "diffgentor/options.hpp"
 #include "diffgentor/backend.hpp"
+#include "diffgentor/options.hpp"
 
 namespace dg {
 
 /// Exit codes (README.md, "Usage").
 enum ExitCode : int {
   kExitOk = 0,
-  kExitRowsFailed = 1,   ///< the batch ran, some selected rows failed (see failures.csv)
-  kExitUsage = 2,        ///< bad flags; nothing was loaded
-  kExitStartup = 3,      ///< unusable manifest, bundle not found, model failed to load
+  kExitRowsFailed = 1,  ///< the batch ran, some selected rows failed (see failures.csv)
+  kExitUsage = 2,       ///< bad flags; nothing was loaded
+  kExitStartup = 3,     ///< unusable manifest, bundle not found, model failed to load
   kExitInterrupted = 130,
 };
 
@@ -31,7 +31,7 @@ struct TokenizeOptions {
   std::optional<std::string> model_name;  ///< a bundle (its tokenizer/tokenizer.json)
   std::optional<std::string> tokenizer;   ///< a tokenizer.json file
   bool add_special_tokens = false;
-  std::optional<std::string> text;        ///< else standard input
+  std::optional<std::string> text;  ///< else standard input
 };
 
 struct Command {

@@ -19,7 +19,7 @@ namespace dg {
 
 /// Settings from the DG_PROMPT_ENHANCER_* variables and the API flags.
 struct EnhancerConfig {
-  std::string type;        ///< qwen_image_edit | glm_image | flux2
+  std::string type;  ///< qwen_image_edit | glm_image | flux2
   ChatClientOptions client;
   std::string model = "gpt-4o";
   double temperature = 0.15;

@@ -10,9 +10,9 @@
 namespace dg {
 
 struct HttpOptions {
-  double timeout_s = 60.0;      ///< whole transfer; connecting gets min(timeout, 15 s)
-  int retries = 3;              ///< extra attempts after the first
-  double retry_delay_s = 0.5;   ///< first backoff; doubles each attempt
+  double timeout_s = 60.0;     ///< whole transfer; connecting gets min(timeout, 15 s)
+  int retries = 3;             ///< extra attempts after the first
+  double retry_delay_s = 0.5;  ///< first backoff; doubles each attempt
   int64_t max_bytes = int64_t(512) << 20;
   std::optional<std::string> cache_dir;
 };

@@ -13,9 +13,7 @@ struct Image {
 
   bool empty() const { return width <= 0 || height <= 0; }
   uint8_t* pixel(int x, int y) { return rgb.data() + (static_cast<std::size_t>(y) * width + x) * 3; }
-  const uint8_t* pixel(int x, int y) const {
-    return rgb.data() + (static_cast<std::size_t>(y) * width + x) * 3;
-  }
+  const uint8_t* pixel(int x, int y) const { return rgb.data() + (static_cast<std::size_t>(y) * width + x) * 3; }
 };
 
 }  // namespace dg

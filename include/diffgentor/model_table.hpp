@@ -42,7 +42,7 @@ struct ImageRules {
 };
 
 struct ModelSpec {
-  std::string type;            ///< e.g. "qwen"
+  std::string type;  ///< e.g. "qwen"
   ModelStatus status = ModelStatus::Planned;
   std::string display_name;    ///< e.g. "Qwen-Image-Edit-2509/2511"
   std::string pipeline_class;  ///< upstream diffusers class, e.g. "QwenImageEditPlusPipeline"

@@ -39,8 +39,8 @@ struct EditRequest {
   int64_t index = 0;
   std::vector<Image> images;  ///< decoded, EXIF-oriented inputs in manifest order (>= 1)
   std::string instruction;
-  uint64_t seed = 0;          ///< the row's effective seed
-  EffectiveParams params;     ///< steps, guidance, true_cfg, negative prompt after all merging
+  uint64_t seed = 0;       ///< the row's effective seed
+  EffectiveParams params;  ///< steps, guidance, true_cfg, negative prompt after all merging
 };
 
 struct EditResult {

@@ -18,7 +18,7 @@ struct PlannedRow {
   RowInput input;
   OutputName output;
   uint64_t seed = 0;
-  std::string output_path;  ///< output_dir / output.name
+  std::string output_path;            ///< output_dir / output.name
   std::vector<std::string> problems;  ///< input.problems + naming and seed problems
 };
 
@@ -30,8 +30,8 @@ struct Plan {
   int64_t base_seed = 0;
   bool base_seed_random = false;
   std::string output_dir, results_path, failures_path;
-  std::size_t selected = 0;      ///< rows after --filter_rows
-  std::size_t already_done = 0;  ///< rows of this shard whose output exists (skipped on resume)
+  std::size_t selected = 0;            ///< rows after --filter_rows
+  std::size_t already_done = 0;        ///< rows of this shard whose output exists (skipped on resume)
   std::vector<PlannedRow> shard_rows;  ///< this shard's rows, in manifest order
   std::vector<std::size_t> todo;       ///< positions in shard_rows still to run
 };

@@ -1,8 +1,8 @@
 #pragma once
 /// Qwen2-VL / Qwen2.5-VL inputs computed in C++ (docs/bundle-format.md, "qwen and qwen_singleimg";
-/// docs/tokenizers.md, "Qwen2-VL image processor" and "mRoPE positions"): the image processor (smart_resize, BICUBIC, normalise, temporal duplication,
-/// patch order), the vision tower's position and segment ids, the LM's 3-D mRoPE position ids
-/// (transformers `get_rope_index`), and the Qwen-Image DiT's RoPE tables (diffusers `QwenEmbedRope`).
+/// docs/tokenizers.md, "Qwen2-VL image processor" and "mRoPE positions"): the image processor (smart_resize, BICUBIC,
+/// normalise, temporal duplication, patch order), the vision tower's position and segment ids, the LM's 3-D mRoPE
+/// position ids (transformers `get_rope_index`), and the Qwen-Image DiT's RoPE tables (diffusers `QwenEmbedRope`).
 /// Torch-free: plain vectors, row-major.
 #include <cstdint>
 #include <utility>
@@ -32,11 +32,11 @@ struct QwenVisionConfig {
 
 /// The processed images of one prompt, concatenated in prompt order.
 struct VisionInputs {
-  std::vector<float> pixel_values;   ///< [P, 3 * temporal * patch * patch]
-  int row_size = 0;                  ///< 1176 for the real geometry
-  std::vector<int64_t> vision_pos;   ///< [P, 2] (row, col) in the image's patch grid
-  std::vector<int64_t> window_seg;   ///< [P] window id, unique per (image, window)
-  std::vector<int64_t> image_seg;    ///< [P] image index
+  std::vector<float> pixel_values;         ///< [P, 3 * temporal * patch * patch]
+  int row_size = 0;                        ///< 1176 for the real geometry
+  std::vector<int64_t> vision_pos;         ///< [P, 2] (row, col) in the image's patch grid
+  std::vector<int64_t> window_seg;         ///< [P] window id, unique per (image, window)
+  std::vector<int64_t> image_seg;          ///< [P] image index
   std::vector<std::pair<int, int>> grids;  ///< per image (grid_h, grid_w) in patches; grid_t = 1
   int64_t patches() const { return static_cast<int64_t>(image_seg.size()); }
   /// <|image_pad|> copies for image k: grid_h * grid_w / merge^2.

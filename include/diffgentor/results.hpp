@@ -58,9 +58,9 @@ class Journal {
 std::string shard_journal_path(const std::string& path, int rank, int count);
 
 /// Merges `path` and every `<stem>.shard-*-of-*<ext>` beside it into `path` (atomically; under
-/// the file lock `path.lock` when `lock` is set, as shards of one run do). Records with the same key keep the one with the latest `finished_at`. When
-/// `successes` is given, a failure is dropped if that table holds the key with a `finished_at` not
-/// older than the failure's (the row was done later).
+/// the file lock `path.lock` when `lock` is set, as shards of one run do). Records with the same key keep the one with
+/// the latest `finished_at`. When `successes` is given, a failure is dropped if that table holds the key with a
+/// `finished_at` not older than the failure's (the row was done later).
 RecordTable merge_journals(const std::string& path, const RecordTable* successes = nullptr, bool lock = false);
 
 }  // namespace dg

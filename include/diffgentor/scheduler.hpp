@@ -1,8 +1,8 @@
 #pragma once
 /// Flow-match Euler schedules, ported from diffusers' FlowMatchEulerDiscreteScheduler.set_timesteps
-/// and the pipelines' mu functions (diffusers 58eb52c0; docs/numerics.md, "Sigma schedule" and "Resolution-dependent mu").
-/// The arithmetic follows NumPy >= 2 float32 semantics step by step, so every sigma equals
-/// diffusers' float32 value exactly (pinned by tests/data/scheduler/goldens.json).
+/// and the pipelines' mu functions (diffusers 58eb52c0; docs/numerics.md, "Sigma schedule" and "Resolution-dependent
+/// mu"). The arithmetic follows NumPy >= 2 float32 semantics step by step, so every sigma equals diffusers' float32
+/// value exactly (pinned by tests/data/scheduler/goldens.json).
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -58,8 +58,9 @@ void warn_fixed_flags(const EditOptions& o) {
                  *o.attention_backend);
   if (o.enable_compile) spdlog::warn("--enable_compile: TorchScript bundles are optimised by the JIT at load; ignored");
   if (o.enable_cpu_offload || o.enable_vae_slicing || o.enable_vae_tiling)
-    spdlog::warn("--enable_cpu_offload/--enable_vae_slicing/--enable_vae_tiling: no model in this build uses them "
-                 "yet; ignored");
+    spdlog::warn(
+        "--enable_cpu_offload/--enable_vae_slicing/--enable_vae_tiling: no model in this build uses them "
+        "yet; ignored");
 }
 
 // Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo's flags). Without
@@ -74,9 +75,10 @@ bool cpu_has_native_bf16() {
 
 void warn_slow_cpu_dtype(const EditOptions& o, const std::vector<std::string>& devices) {
   if (devices == std::vector<std::string>{"cpu"} && o.torch_dtype == "bfloat16" && !cpu_has_native_bf16())
-    spdlog::warn("bfloat16 on this CPU (no AVX512-BF16 or AMX) runs on libtorch's reference kernels, 10-80x slower "
-                 "than float32 (docs/performance.md); for CPU runs export a float32 bundle and pass "
-                 "--torch_dtype float32");
+    spdlog::warn(
+        "bfloat16 on this CPU (no AVX512-BF16 or AMX) runs on libtorch's reference kernels, 10-80x slower "
+        "than float32 (docs/performance.md); for CPU runs export a float32 bundle and pass "
+        "--torch_dtype float32");
 }
 
 // The engine reports devices by setting; the command line names its flags.
@@ -85,7 +87,8 @@ std::vector<std::string> resolve_devices(const Backend& backend, const EditOptio
     return backend.resolve_devices(engine_options(o), o.num_gpus);
   } catch (const DeviceError& e) {
     if (e.setting == "replicas")
-      throw UsageError(fmt::format("--num_gpus {}: {}", o.num_gpus ? std::to_string(*o.num_gpus) : "(unset)", e.what()));
+      throw UsageError(
+          fmt::format("--num_gpus {}: {}", o.num_gpus ? std::to_string(*o.num_gpus) : "(unset)", e.what()));
     throw UsageError(fmt::format("--device {}: {}; use --device cpu", o.device, e.what()));
   }
 }
@@ -111,9 +114,10 @@ int run_edit(Command& cmd, const Backend& backend) {
       bundle_status = fmt::format("NOT FOUND (a real run would stop here):\n    {}", why);
     }
     if (enhancer)
-      bundle_status += fmt::format("\n  enhancer    {} via {} ({}, temperature {}, {} in flight)", enhancer->config().type,
-                                   ChatClient(enhancer->config().client).endpoint(), enhancer->config().model,
-                                   enhancer->config().temperature, enhancer->config().concurrency);
+      bundle_status +=
+          fmt::format("\n  enhancer    {} via {} ({}, temperature {}, {} in flight)", enhancer->config().type,
+                      ChatClient(enhancer->config().client).endpoint(), enhancer->config().model,
+                      enhancer->config().temperature, enhancer->config().concurrency);
     std::size_t problem_rows = 0;
     std::cout << format_plan(plan, o, bundle_status, devices, &problem_rows) << std::flush;
     return problem_rows ? kExitRowsFailed : kExitOk;
@@ -132,8 +136,10 @@ int run_edit(Command& cmd, const Backend& backend) {
     return kExitOk;
   }
   if (!spec.implemented())
-    throw std::runtime_error(fmt::format("model type {} is planned: this build has no pipeline for it yet; use "
-                                         "--dry_run to check a manifest", spec.type));
+    throw std::runtime_error(
+        fmt::format("model type {} is planned: this build has no pipeline for it yet; use "
+                    "--dry_run to check a manifest",
+                    spec.type));
   warn_fixed_flags(o);
   warn_slow_cpu_dtype(o, devices);
   http_global_init();
@@ -160,8 +166,9 @@ int run_edit(Command& cmd, const Backend& backend) {
 
 int run_make_tiny(const MakeTinyOptions& t, const Backend& backend) {
   const ModelSpec* spec = find_model(t.model_type);
-  if (!spec) throw UsageError(fmt::format("--model_type '{}' is not a known model type; known types: {}", t.model_type,
-                                          model_type_list()));
+  if (!spec)
+    throw UsageError(
+        fmt::format("--model_type '{}' is not a known model type; known types: {}", t.model_type, model_type_list()));
   if (!backend.make_tiny) throw UsageError("make-tiny is not available in this binary");
   if (!spec->implemented())
     throw UsageError(fmt::format("make-tiny: no tiny bundle for model type {} (planned); tiny bundles exist for: {}",
@@ -174,8 +181,8 @@ int run_make_tiny(const MakeTinyOptions& t, const Backend& backend) {
 int run_tokenize(const TokenizeOptions& t) {
   if (t.model_name.has_value() == t.tokenizer.has_value())
     throw UsageError("tokenize needs exactly one of --model_name (a bundle) and --tokenizer (a tokenizer.json)");
-  const std::string file = t.tokenizer ? *t.tokenizer
-                                       : resolve_bundle(*t.model_name, getenv_lookup) + "/tokenizer/tokenizer.json";
+  const std::string file =
+      t.tokenizer ? *t.tokenizer : resolve_bundle(*t.model_name, getenv_lookup) + "/tokenizer/tokenizer.json";
   const Tokenizer tok = Tokenizer::from_file(file);
   std::string text;
   if (t.text) {

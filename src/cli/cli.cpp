@@ -9,59 +9,136 @@ namespace {
 
 void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   const char* model = "Model";
-  edit.add_option("--backend", o.backend, "Inference backend (only 'diffusers' in this build)")->capture_default_str()->group(model);
-  edit.add_option("--model_name", o.model_name, "Model bundle: a directory, a name under $DG_MODEL_ROOT, or a Hugging Face id in the HF cache")->required()->group(model);
-  edit.add_option("--model_type", o.model_type, "Model type (detected from --model_name when omitted): " + model_type_list())->group(model);
-  edit.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (auto: CUDA when available, else CPU)")->capture_default_str()->group(model);
-  edit.add_option("--num_gpus", o.num_gpus, "Pipeline replicas, one per GPU, pulling from one queue (default: all GPUs with --device cuda, else 1)")->group(model);
-  edit.add_option("--seed", o.seed, "Base seed: row seed = seed + index unless the row has a 'seed' column (default: random, logged and recorded)")->group(model);
+  edit.add_option("--backend", o.backend, "Inference backend (only 'diffusers' in this build)")
+      ->capture_default_str()
+      ->group(model);
+  edit.add_option("--model_name", o.model_name,
+                  "Model bundle: a directory, a name under $DG_MODEL_ROOT, or a Hugging Face id in the HF cache")
+      ->required()
+      ->group(model);
+  edit.add_option("--model_type", o.model_type,
+                  "Model type (detected from --model_name when omitted): " + model_type_list())
+      ->group(model);
+  edit.add_option("--device", o.device, "auto, cpu, cuda or cuda:N (auto: CUDA when available, else CPU)")
+      ->capture_default_str()
+      ->group(model);
+  edit.add_option(
+          "--num_gpus", o.num_gpus,
+          "Pipeline replicas, one per GPU, pulling from one queue (default: all GPUs with --device cuda, else 1)")
+      ->group(model);
+  edit.add_option("--seed", o.seed,
+                  "Base seed: row seed = seed + index unless the row has a 'seed' column (default: random, logged and "
+                  "recorded)")
+      ->group(model);
 
   const char* opt = "Optimization";
-  edit.add_option("--torch_dtype", o.torch_dtype, "Weights dtype: bfloat16, float16 or float32 (must match the bundle)")->capture_default_str()->group(opt);
-  edit.add_option("--attention_backend", o.attention_backend, "flash, sage or xformers (ignored: the attention kernel is fixed when a bundle is exported)")->group(opt);
-  edit.add_flag("--enable_compile", o.enable_compile, "torch.compile (ignored: TorchScript bundles are optimised by the JIT at load)")->group(opt);
-  edit.add_flag("--enable_cpu_offload", o.enable_cpu_offload, "Model CPU offload (accepted; no model in this build uses it yet)")->group(opt);
-  edit.add_flag("--enable_vae_slicing", o.enable_vae_slicing, "VAE slicing (accepted; no model in this build uses it yet)")->group(opt);
-  edit.add_flag("--enable_vae_tiling", o.enable_vae_tiling, "VAE tiling (accepted; no model in this build uses it yet)")->group(opt);
-  edit.add_option("--threads", o.threads, "CPU threads for libtorch (0 = all cores)")->capture_default_str()->group(opt);
+  edit.add_option("--torch_dtype", o.torch_dtype, "Weights dtype: bfloat16, float16 or float32 (must match the bundle)")
+      ->capture_default_str()
+      ->group(opt);
+  edit.add_option("--attention_backend", o.attention_backend,
+                  "flash, sage or xformers (ignored: the attention kernel is fixed when a bundle is exported)")
+      ->group(opt);
+  edit.add_flag("--enable_compile", o.enable_compile,
+                "torch.compile (ignored: TorchScript bundles are optimised by the JIT at load)")
+      ->group(opt);
+  edit.add_flag("--enable_cpu_offload", o.enable_cpu_offload,
+                "Model CPU offload (accepted; no model in this build uses it yet)")
+      ->group(opt);
+  edit.add_flag("--enable_vae_slicing", o.enable_vae_slicing,
+                "VAE slicing (accepted; no model in this build uses it yet)")
+      ->group(opt);
+  edit.add_flag("--enable_vae_tiling", o.enable_vae_tiling, "VAE tiling (accepted; no model in this build uses it yet)")
+      ->group(opt);
+  edit.add_option("--threads", o.threads, "CPU threads for libtorch (0 = all cores)")
+      ->capture_default_str()
+      ->group(opt);
 
   const char* io = "Input/Output";
   edit.add_option("--input", o.input, "Manifest: .csv (RFC 4180) or .jsonl")->required()->group(io);
-  edit.add_option("--output_dir", o.output_dir, "Folder for edited images (and results.csv, failures.csv, logs/)")->required()->group(io);
+  edit.add_option("--output_dir", o.output_dir, "Folder for edited images (and results.csv, failures.csv, logs/)")
+      ->required()
+      ->group(io);
   edit.add_option("--output_csv", o.output_csv, "Results file (default: <output_dir>/results.csv)")->group(io);
-  edit.add_option("--output_name_column", o.output_name_column, "Manifest column holding each row's output file name (default: {index:06d}.png)")->group(io);
-  edit.add_option("--instruction_key", o.instruction_key, "Manifest column holding the instruction")->capture_default_str()->group(io);
-  edit.add_option("--image_cache_dir", o.image_cache_dir, "Cache folder for downloaded http(s) input images")->group(io);
-  edit.add_option("--max_image_pixels", o.max_image_pixels, "Reject input images with more pixels than this (decompression-bomb guard)")->capture_default_str()->group(io);
-  edit.add_option("--download_timeout", o.download_timeout, "Seconds allowed for one image download")->capture_default_str()->group(io);
-  edit.add_option("--download_retries", o.download_retries, "Extra attempts for a failed download (timeouts, connection errors, 429, 5xx)")->capture_default_str()->group(io);
-  edit.add_option("--prefetch", o.prefetch, "Rows prepared ahead of the model (and threads preparing them)")->capture_default_str()->group(io);
+  edit.add_option("--output_name_column", o.output_name_column,
+                  "Manifest column holding each row's output file name (default: {index:06d}.png)")
+      ->group(io);
+  edit.add_option("--instruction_key", o.instruction_key, "Manifest column holding the instruction")
+      ->capture_default_str()
+      ->group(io);
+  edit.add_option("--image_cache_dir", o.image_cache_dir, "Cache folder for downloaded http(s) input images")
+      ->group(io);
+  edit.add_option("--max_image_pixels", o.max_image_pixels,
+                  "Reject input images with more pixels than this (decompression-bomb guard)")
+      ->capture_default_str()
+      ->group(io);
+  edit.add_option("--download_timeout", o.download_timeout, "Seconds allowed for one image download")
+      ->capture_default_str()
+      ->group(io);
+  edit.add_option("--download_retries", o.download_retries,
+                  "Extra attempts for a failed download (timeouts, connection errors, 429, 5xx)")
+      ->capture_default_str()
+      ->group(io);
+  edit.add_option("--prefetch", o.prefetch, "Rows prepared ahead of the model (and threads preparing them)")
+      ->capture_default_str()
+      ->group(io);
 
   const char* ed = "Editing";
-  edit.add_option("--batch_size", o.batch_size, "Rows handed to the model at once (models without batching run them one by one)")->capture_default_str()->group(ed);
-  edit.add_option("--num_inference_steps", o.num_inference_steps, "Denoising steps (default: the model's, see `diffgentor models`)")->group(ed);
-  edit.add_option("--guidance_scale", o.guidance_scale, "Guidance scale (default: the model's; 0 is a value)")->group(ed);
-  edit.add_option("--true_cfg_scale", o.true_cfg_scale, "True CFG scale: Qwen types default 4.0 (1 turns it off); FLUX.1-Kontext off unless > 1 with a negative prompt")->group(ed);
-  edit.add_option("--negative_prompt", o.negative_prompt, "Negative prompt (default: the model's; a row's 'negative_prompt' column wins)")->group(ed);
+  edit.add_option("--batch_size", o.batch_size,
+                  "Rows handed to the model at once (models without batching run them one by one)")
+      ->capture_default_str()
+      ->group(ed);
+  edit.add_option("--num_inference_steps", o.num_inference_steps,
+                  "Denoising steps (default: the model's, see `diffgentor models`)")
+      ->group(ed);
+  edit.add_option("--guidance_scale", o.guidance_scale, "Guidance scale (default: the model's; 0 is a value)")
+      ->group(ed);
+  edit.add_option("--true_cfg_scale", o.true_cfg_scale,
+                  "True CFG scale: Qwen types default 4.0 (1 turns it off); FLUX.1-Kontext off unless > 1 with a "
+                  "negative prompt")
+      ->group(ed);
+  edit.add_option("--negative_prompt", o.negative_prompt,
+                  "Negative prompt (default: the model's; a row's 'negative_prompt' column wins)")
+      ->group(ed);
 
   const char* ex = "Execution";
-  edit.add_option("--max_retries", o.max_retries, "Extra attempts for a row whose model call fails")->capture_default_str()->group(ex);
-  edit.add_option("--filter_rows", o.filter_rows, "Rows to run by index: '0:100', '5,7', '100:', ':50' (ranges are half-open)")->group(ex);
+  edit.add_option("--max_retries", o.max_retries, "Extra attempts for a row whose model call fails")
+      ->capture_default_str()
+      ->group(ex);
+  edit.add_option("--filter_rows", o.filter_rows,
+                  "Rows to run by index: '0:100', '5,7', '100:', ':50' (ranges are half-open)")
+      ->group(ex);
   edit.add_flag("--resume", o.resume, "Skip rows whose output exists (default)")->group(ex);
-  edit.add_flag_callback("--no_resume", [&o] { o.resume = false; }, "Redo every selected row")->group(ex);
-  edit.add_flag("--dry_run", o.dry_run, "Read and check the manifest, print the plan, load nothing, write nothing")->group(ex);
+  edit.add_flag_callback(
+          "--no_resume", [&o] { o.resume = false; }, "Redo every selected row")
+      ->group(ex);
+  edit.add_flag("--dry_run", o.dry_run, "Read and check the manifest, print the plan, load nothing, write nothing")
+      ->group(ex);
   edit.add_flag("-v,--verbose", verbose, "Debug logging")->group(ex);
 
   const char* pe = "Prompt enhancement";
-  edit.add_option("--prompt_enhance_type", o.prompt_enhance_type, "Rewrite each instruction with an LLM first: qwen_image_edit, glm_image or flux2 (API from the DG_PROMPT_ENHANCER_* variables)")->group(pe);
-  edit.add_option("--enhance_workers", o.enhance_workers, "Enhancer requests in flight at once")->capture_default_str()->group(pe);
-  edit.add_option("--timeout", o.timeout, "Seconds allowed for one enhancer API request")->capture_default_str()->group(pe);
-  edit.add_option("--api_max_retries", o.api_max_retries, "Extra attempts for a failed enhancer API request")->capture_default_str()->group(pe);
-  edit.add_option("--retry_delay", o.retry_delay, "First delay in seconds between API retries (doubles each time)")->capture_default_str()->group(pe);
+  edit.add_option("--prompt_enhance_type", o.prompt_enhance_type,
+                  "Rewrite each instruction with an LLM first: qwen_image_edit, glm_image or flux2 (API from the "
+                  "DG_PROMPT_ENHANCER_* variables)")
+      ->group(pe);
+  edit.add_option("--enhance_workers", o.enhance_workers, "Enhancer requests in flight at once")
+      ->capture_default_str()
+      ->group(pe);
+  edit.add_option("--timeout", o.timeout, "Seconds allowed for one enhancer API request")
+      ->capture_default_str()
+      ->group(pe);
+  edit.add_option("--api_max_retries", o.api_max_retries, "Extra attempts for a failed enhancer API request")
+      ->capture_default_str()
+      ->group(pe);
+  edit.add_option("--retry_delay", o.retry_delay, "First delay in seconds between API retries (doubles each time)")
+      ->capture_default_str()
+      ->group(pe);
 
   const char* di = "Distributed";
-  edit.add_option("--node_rank", o.node_rank, "This shard's rank (default: from RANK, SLURM_*, JOB_COMPLETION_INDEX, else 0)")->group(di);
-  edit.add_option("--num_nodes", o.num_nodes, "Number of shards (default: from WORLD_SIZE, SLURM_*, else 1)")->group(di);
+  edit.add_option("--node_rank", o.node_rank,
+                  "This shard's rank (default: from RANK, SLURM_*, JOB_COMPLETION_INDEX, else 0)")
+      ->group(di);
+  edit.add_option("--num_nodes", o.num_nodes, "Number of shards (default: from WORLD_SIZE, SLURM_*, else 1)")
+      ->group(di);
 
   edit.add_option("--log_dir", o.log_dir, "Folder for the log file (default: <output_dir>/logs)")->group("Logging");
 }
@@ -76,12 +153,16 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
   models->add_flag("--markdown", cmd.models_markdown, "Print the Markdown table of docs/models/README.md");
   auto* edit = app.add_subcommand("edit", "Edit every row of a manifest with a model");
   add_edit_options(*edit, cmd.edit, cmd.verbose);
-  auto* tiny = app.add_subcommand("make-tiny", "Write a tiny bundle with seeded random weights (for smoke tests on CPU)");
+  auto* tiny =
+      app.add_subcommand("make-tiny", "Write a tiny bundle with seeded random weights (for smoke tests on CPU)");
   tiny->add_option("--model_type", cmd.tiny.model_type, "Model type: " + model_type_list(true))->required();
   tiny->add_option("--out", cmd.tiny.out, "Output folder (created)")->required();
   tiny->add_option("--size", cmd.tiny.size, "tiny (hidden 32) or small (hidden 256, for benchmarks)")
-      ->capture_default_str()->check(CLI::IsMember({"tiny", "small"}));
-  tiny->add_option("--seed", cmd.tiny.seed, "Seed of the random weights")->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tiny", "small"}));
+  tiny->add_option("--seed", cmd.tiny.seed, "Seed of the random weights")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   auto* tok = app.add_subcommand("tokenize", "Print the token ids of a text as a JSON list");
   tok->add_option("--model_name", cmd.tokenize.model_name, "Bundle whose tokenizer/tokenizer.json to use");
   tok->add_option("--tokenizer", cmd.tokenize.tokenizer, "A tokenizer.json file");

@@ -21,8 +21,8 @@ EngineOptions engine_options(const EditOptions& opt) { return {opt.device, opt.t
 const ModelSpec& resolve_model_type(const EditOptions& opt) {
   if (opt.model_type) {
     if (const ModelSpec* spec = find_model(*opt.model_type)) return *spec;
-    throw UsageError(fmt::format("--model_type '{}' is not a known model type; known types: {}",
-                                 *opt.model_type, model_type_list()));
+    throw UsageError(fmt::format("--model_type '{}' is not a known model type; known types: {}", *opt.model_type,
+                                 model_type_list()));
   }
   if (const ModelSpec* spec = detect_model(opt.model_name)) return *spec;
   // A bundle directory whose name says nothing (e.g. a tiny bundle in /tmp) names its type itself.
@@ -37,9 +37,9 @@ const ModelSpec& resolve_model_type(const EditOptions& opt) {
   std::string patterns;
   for (const auto& s : model_table())
     for (const auto& p : s.patterns) patterns += fmt::format("\n  {:<15} name contains '{}'", s.type, p.text);
-  throw UsageError(fmt::format(
-      "cannot detect the model type from --model_name '{}'; pass --model_type with one of: {}.{}",
-      opt.model_name, model_type_list(), patterns));
+  throw UsageError(
+      fmt::format("cannot detect the model type from --model_name '{}'; pass --model_type with one of: {}.{}",
+                  opt.model_name, model_type_list(), patterns));
 }
 
 namespace {
@@ -65,8 +65,8 @@ void validate_options(const EditOptions& o) {
             "more than one replica needs --device cuda (a fixed cuda:N or cpu runs one)");
   }
   if (o.seed) require(*o.seed >= 0, "--seed", *o.seed, "must be >= 0");
-  require(o.torch_dtype == "bfloat16" || o.torch_dtype == "float16" || o.torch_dtype == "float32",
-          "--torch_dtype", o.torch_dtype, "expected bfloat16, float16 or float32");
+  require(o.torch_dtype == "bfloat16" || o.torch_dtype == "float16" || o.torch_dtype == "float32", "--torch_dtype",
+          o.torch_dtype, "expected bfloat16, float16 or float32");
   if (o.attention_backend)
     require(*o.attention_backend == "flash" || *o.attention_backend == "sage" || *o.attention_backend == "xformers",
             "--attention_backend", *o.attention_backend, "expected flash, sage or xformers");

@@ -3,8 +3,8 @@
 #include "diffgentor/qwen_vl.hpp"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "diffgentor/resize.hpp"
@@ -135,7 +135,8 @@ RopeTables qwen_rope_tables(const std::vector<ImageShape>& shapes, int64_t text_
     for (int f = 0; f < s.frame; ++f)
       for (int r = 0; r < s.height; ++r)
         for (int c = 0; c < s.width; ++c) {
-          const int64_t p[3] = {static_cast<int64_t>(k) + f, r - (s.height - s.height / 2), c - (s.width - s.width / 2)};
+          const int64_t p[3] = {static_cast<int64_t>(k) + f, r - (s.height - s.height / 2),
+                                c - (s.width - s.width / 2)};
           emit(t.img, p);
         }
   }

@@ -32,8 +32,8 @@ double lanczos(double x) { return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3)
 
 struct Coeffs {
   int ksize = 0;
-  std::vector<int> bounds;   // (min, count) per output pixel
-  std::vector<int32_t> k;    // fixed-point weights, ksize per output pixel
+  std::vector<int> bounds;  // (min, count) per output pixel
+  std::vector<int32_t> k;   // fixed-point weights, ksize per output pixel
 };
 
 Coeffs precompute(int in_size, int out_size, ResampleFilter f) {

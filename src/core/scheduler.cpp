@@ -48,8 +48,7 @@ double compute_mu(MuRule rule, const SchedulerConfig& c, int64_t seq, int num_st
       const double a = (m200 - m10) / 190.0, b = m200 - 200.0 * a;
       return a * double(num_steps) + b;
     }
-    case MuRule::Sqrt:
-      return std::pow(double(seq) / double(c.base_image_seq_len), 0.5) * c.max_shift + c.base_shift;
+    case MuRule::Sqrt: return std::pow(double(seq) / double(c.base_image_seq_len), 0.5) * c.max_shift + c.base_shift;
   }
   return 0.0;
 }

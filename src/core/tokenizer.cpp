@@ -46,13 +46,13 @@ std::size_t whitespace_width(const std::string& s, std::size_t i) {
   const unsigned b0 = byte(i);
   if ((b0 >= 0x09 && b0 <= 0x0D) || b0 == 0x20) return 1;
   if (b0 == 0xC2 && (byte(i + 1) == 0x85 || byte(i + 1) == 0xA0)) return 2;  // U+0085, U+00A0
-  if (b0 == 0xE1 && byte(i + 1) == 0x9A && byte(i + 2) == 0x80) return 3;   // U+1680
-  if (b0 == 0xE2 && byte(i + 1) == 0x80) {                                  // U+2000-200A, 2028, 2029, 202F
+  if (b0 == 0xE1 && byte(i + 1) == 0x9A && byte(i + 2) == 0x80) return 3;    // U+1680
+  if (b0 == 0xE2 && byte(i + 1) == 0x80) {                                   // U+2000-200A, 2028, 2029, 202F
     const unsigned b2 = byte(i + 2);
     if ((b2 >= 0x80 && b2 <= 0x8A) || b2 == 0xA8 || b2 == 0xA9 || b2 == 0xAF) return 3;
   }
-  if (b0 == 0xE2 && byte(i + 1) == 0x81 && byte(i + 2) == 0x9F) return 3;   // U+205F
-  if (b0 == 0xE3 && byte(i + 1) == 0x80 && byte(i + 2) == 0x80) return 3;   // U+3000
+  if (b0 == 0xE2 && byte(i + 1) == 0x81 && byte(i + 2) == 0x9F) return 3;  // U+205F
+  if (b0 == 0xE3 && byte(i + 1) == 0x80 && byte(i + 2) == 0x80) return 3;  // U+3000
   return 0;
 }
 
@@ -70,7 +70,7 @@ struct Tokenizer::Impl {
   std::vector<TextFn> normalizers;
   std::vector<PieceFn> pre_tokenizers;
   std::vector<int32_t> prefix_ids, suffix_ids;  // post-processor template around a single sequence
-  std::shared_ptr<UnigramModel> unigram;  // set for Unigram models (T5), else BPE
+  std::shared_ptr<UnigramModel> unigram;        // set for Unigram models (T5), else BPE
   // Metaspace pre-tokenizer (T5): spaces become `replacement`; the prefix depends on where the text
   // segment starts in the input ("first": only a segment at offset 0), then it splits before each
   // replacement character.
@@ -85,8 +85,10 @@ struct Tokenizer::Impl {
     if (type == "Sequence") {
       for (const auto& sub : n.at("normalizers")) load_normalizer(sub);
     } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
-      const NormalForm f = type == "NFC" ? NormalForm::NFC : type == "NFD" ? NormalForm::NFD
-                           : type == "NFKC" ? NormalForm::NFKC : NormalForm::NFKD;
+      const NormalForm f = type == "NFC"    ? NormalForm::NFC
+                           : type == "NFD"  ? NormalForm::NFD
+                           : type == "NFKC" ? NormalForm::NFKC
+                                            : NormalForm::NFKD;
       normalizers.push_back([f](const std::string& s) { return normalize_unicode(s, f); });
     } else if (type == "Lowercase") {
       normalizers.push_back([](const std::string& s) { return lowercase_unicode(s); });
@@ -229,7 +231,8 @@ struct Tokenizer::Impl {
     ignore_merges = m.value("ignore_merges", false);
     byte_fallback = m.value("byte_fallback", false);
     fuse_unk = m.value("fuse_unk", false);
-    if (m.contains("end_of_word_suffix") && m["end_of_word_suffix"].is_string()) end_of_word_suffix = m["end_of_word_suffix"];
+    if (m.contains("end_of_word_suffix") && m["end_of_word_suffix"].is_string())
+      end_of_word_suffix = m["end_of_word_suffix"];
     if (m.contains("continuing_subword_prefix") && m["continuing_subword_prefix"].is_string() &&
         !m["continuing_subword_prefix"].get<std::string>().empty())
       fail("model.continuing_subword_prefix is not supported");
@@ -264,7 +267,12 @@ struct Tokenizer::Impl {
     for (std::size_t i = 0; i < piece.size();) {
       std::size_t n = 1;
       const auto c = static_cast<unsigned char>(piece[i]);
-      if (c >= 0xF0) n = 4; else if (c >= 0xE0) n = 3; else if (c >= 0xC0) n = 2;
+      if (c >= 0xF0)
+        n = 4;
+      else if (c >= 0xE0)
+        n = 3;
+      else if (c >= 0xC0)
+        n = 2;
       chars.push_back(piece.substr(i, n));
       i += n;
     }
@@ -277,8 +285,10 @@ struct Tokenizer::Impl {
         for (unsigned char byte : ch) {
           char hex[8];
           std::snprintf(hex, sizeof hex, "<0x%02X>", byte);
-          if (auto b = vocab.find(hex); b != vocab.end()) word.push_back(b->second);
-          else if (unk_id) word.push_back(*unk_id);
+          if (auto b = vocab.find(hex); b != vocab.end())
+            word.push_back(b->second);
+          else if (unk_id)
+            word.push_back(*unk_id);
         }
       } else if (unk_id) {
         if (!(fuse_unk && !word.empty() && word.back() == *unk_id)) word.push_back(*unk_id);
@@ -290,7 +300,8 @@ struct Tokenizer::Impl {
       int32_t merged = 0;
       for (std::size_t k = 0; k + 1 < word.size(); ++k) {
         auto it = merges.find({word[k], word[k + 1]});
-        if (it != merges.end() && it->second.first < best_rank) best_rank = it->second.first, best = k, merged = it->second.second;
+        if (it != merges.end() && it->second.first < best_rank)
+          best_rank = it->second.first, best = k, merged = it->second.second;
       }
       if (best_rank == std::numeric_limits<int32_t>::max()) break;
       word[best] = merged;
@@ -344,11 +355,13 @@ struct Tokenizer::Impl {
     std::string s;
     for (char c : text) s += c == ' ' ? metaspace_replacement : std::string(1, c);
     const bool prepend = metaspace_scheme == "always" || (metaspace_scheme == "first" && at_start);
-    if (prepend && s.compare(0, metaspace_replacement.size(), metaspace_replacement) != 0) s = metaspace_replacement + s;
+    if (prepend && s.compare(0, metaspace_replacement.size(), metaspace_replacement) != 0)
+      s = metaspace_replacement + s;
     if (!metaspace_split) return {s};
     std::vector<std::string> out;
     std::size_t start = 0;
-    for (std::size_t p = s.find(metaspace_replacement, 1); p != std::string::npos; p = s.find(metaspace_replacement, p + 1)) {
+    for (std::size_t p = s.find(metaspace_replacement, 1); p != std::string::npos;
+         p = s.find(metaspace_replacement, p + 1)) {
       if (p > start) out.push_back(s.substr(start, p - start));
       start = p;
     }
@@ -373,13 +386,16 @@ struct Tokenizer::Impl {
       if (metaspace) {
         std::vector<std::string> next;
         for (std::size_t k = 0; k < pieces.size(); ++k)
-          for (auto& part : apply_metaspace(pieces[k], at_start && seg.offset == 0 && k == 0)) next.push_back(std::move(part));
+          for (auto& part : apply_metaspace(pieces[k], at_start && seg.offset == 0 && k == 0))
+            next.push_back(std::move(part));
         pieces = std::move(next);
       }
       for (const auto& p : pieces) {
         if (p.empty()) continue;
-        if (unigram) unigram->encode(p, ids);
-        else bpe(p, ids);
+        if (unigram)
+          unigram->encode(p, ids);
+        else
+          bpe(p, ids);
       }
     }
   }
@@ -440,8 +456,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   std::vector<int32_t> ids;
   if (add_special_tokens) ids = impl_->prefix_ids;
   for (const auto& seg : impl_->split_added(std::string(text), false)) {
-    if (seg.id >= 0) ids.push_back(seg.id);
-    else impl_->encode_plain(seg.text, ids, seg.offset == 0);
+    if (seg.id >= 0)
+      ids.push_back(seg.id);
+    else
+      impl_->encode_plain(seg.text, ids, seg.offset == 0);
   }
   if (add_special_tokens) ids.insert(ids.end(), impl_->suffix_ids.begin(), impl_->suffix_ids.end());
   return ids;

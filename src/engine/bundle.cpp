@@ -51,15 +51,16 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
     throw fail(fmt::format("format_version {} is not supported (this build reads version {})",
                            m["format_version"].get<int>(), kBundleFormatVersion));
   const std::string type = m.value("model_type", "");
-  if (type != spec.type)
-    throw fail(fmt::format("model_type is '{}' but the run asks for '{}'", type, spec.type));
+  if (type != spec.type) throw fail(fmt::format("model_type is '{}' but the run asks for '{}'", type, spec.type));
   // A bundle loads only in a libtorch at least as new as the one that wrote it (docs/bundle-format.md, "Versions").
   const std::string producer = m.value("producer", json::object()).value("torch", "");
   int pmaj = 0, pmin = 0;
   if (std::sscanf(producer.c_str(), "%d.%d", &pmaj, &pmin) == 2 &&
       std::make_pair(pmaj, pmin) > std::make_pair(TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR))
-    throw fail(fmt::format("written by torch {}, newer than this runtime's libtorch {}.{}; run with a newer libtorch "
-                           "or re-export with an older torch", producer, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR));
+    throw fail(
+        fmt::format("written by torch {}, newer than this runtime's libtorch {}.{}; run with a newer libtorch "
+                    "or re-export with an older torch",
+                    producer, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR));
   const std::string bundle_dtype = m.value("dtype", "");
   dtype_from_name(bundle_dtype);
   b.convertible_ = m.value("dtype_convertible", false);
@@ -113,9 +114,10 @@ torch::jit::Module Bundle::load(const std::string& component, const std::string&
         torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(op.get<std::string>())).empty())
       missing_ops.push_back(op.get<std::string>());
   if (!missing_ops.empty())
-    throw BundleError(fmt::format("bundle {}: component {} needs operators this libtorch {}.{} lacks: {}; link a libtorch "
-                                  "at least as new as the exporter's, or export with --attention math",
-                                  dir_, component, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, fmt::join(missing_ops, ", ")));
+    throw BundleError(
+        fmt::format("bundle {}: component {} needs operators this libtorch {}.{} lacks: {}; link a libtorch "
+                    "at least as new as the exporter's, or export with --attention math",
+                    dir_, component, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, fmt::join(missing_ops, ", ")));
   torch::jit::Module mod;
   try {
     mod = torch::jit::load(file.string(), torch::Device(device));
@@ -130,9 +132,10 @@ torch::jit::Module Bundle::load(const std::string& component, const std::string&
     for (std::size_t k = 1; k < args.size(); ++k) got.push_back(args[k].name());
     for (const auto& in : spec->inputs) want.push_back(in.name);
     if (got != want)
-      throw BundleError(fmt::format("bundle {}: component {} ({}) has the wrong signature: {}({}) but the contract "
-                                    "wants {}({})", dir_, component, file.string(), spec->method, fmt::join(got, ", "),
-                                    spec->method, fmt::join(want, ", ")));
+      throw BundleError(fmt::format(
+          "bundle {}: component {} ({}) has the wrong signature: {}({}) but the contract "
+          "wants {}({})",
+          dir_, component, file.string(), spec->method, fmt::join(got, ", "), spec->method, fmt::join(want, ", ")));
   }
   if (convertible_) mod.to(dtype_);
   mod.eval();

@@ -27,7 +27,8 @@ int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::stri
   const std::string pad = tc.at("pad_token").is_string() ? tc["pad_token"].get<std::string>()
                                                          : tc["pad_token"].at("content").get<std::string>();
   const auto id = tokenizer.token_to_id(pad);
-  if (!id) throw BundleError(fmt::format("bundle {}: {} pad_token '{}' is not in its tokenizer", bundle_.dir(), folder, pad));
+  if (!id)
+    throw BundleError(fmt::format("bundle {}: {} pad_token '{}' is not in its tokenizer", bundle_.dir(), folder, pad));
   if (tc.value("padding_side", "right") != "right")
     throw BundleError(fmt::format("bundle {}: {}/tokenizer_config.json padding_side '{}' is not supported (right only)",
                                   bundle_.dir(), folder, tc.value("padding_side", "")));

@@ -25,9 +25,7 @@ at::Tensor unpatchify_2x2(const at::Tensor& x) {
   return x.view({B, C, 2, 2, h, w}).permute({0, 1, 4, 2, 5, 3}).reshape({B, C, h * 2, w * 2});
 }
 
-at::Tensor to_tokens(const at::Tensor& x) {
-  return x.flatten(2).transpose(1, 2).contiguous();
-}
+at::Tensor to_tokens(const at::Tensor& x) { return x.flatten(2).transpose(1, 2).contiguous(); }
 
 at::Tensor from_tokens(const at::Tensor& t, int64_t h, int64_t w) {
   return t.transpose(1, 2).reshape({t.size(0), t.size(2), h, w});

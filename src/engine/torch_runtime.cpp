@@ -13,20 +13,23 @@
 
 namespace dg {
 
-std::vector<std::string> resolve_torch_devices(const EngineOptions& o, std::optional<int> replicas,
-                                               bool cuda_available, int cuda_devices) {
+std::vector<std::string> resolve_torch_devices(const EngineOptions& o, std::optional<int> replicas, bool cuda_available,
+                                               int cuda_devices) {
   std::string device = o.device;
   if (device == "auto") device = cuda_available ? "cuda" : "cpu";
   if (device == "cpu") {
-    if (replicas && *replicas > 1) throw DeviceError("replicas", "more than one replica needs CUDA, but the device is the CPU");
+    if (replicas && *replicas > 1)
+      throw DeviceError("replicas", "more than one replica needs CUDA, but the device is the CPU");
     return {"cpu"};
   }
   if (!cuda_available)
-    throw DeviceError("device", "libtorch sees no CUDA device here (no NVIDIA GPU or driver, or CUDA_VISIBLE_DEVICES "
-                                "hides them)");
+    throw DeviceError("device",
+                      "libtorch sees no CUDA device here (no NVIDIA GPU or driver, or CUDA_VISIBLE_DEVICES "
+                      "hides them)");
   if (device.rfind("cuda:", 0) == 0) {
     const int id = std::stoi(device.substr(5));
-    if (id >= cuda_devices) throw DeviceError("device", fmt::format("only {} CUDA device(s) are visible", cuda_devices));
+    if (id >= cuda_devices)
+      throw DeviceError("device", fmt::format("only {} CUDA device(s) are visible", cuda_devices));
     return {device};
   }
   const int n = replicas.value_or(cuda_devices);

@@ -129,15 +129,15 @@ std::string ChatClient::post(const std::string& request) const {
       a.error = fmt::format("reply larger than {} bytes", options_.max_reply_bytes);
     } else if (rc != CURLE_OK) {
       a.error = rc == CURLE_OPERATION_TIMEDOUT ? fmt::format("timed out after {} s", options_.timeout_s)
-                : rc == CURLE_COULDNT_CONNECT ? "connection refused"
-                                              : std::string(curl_easy_strerror(rc));
+                : rc == CURLE_COULDNT_CONNECT  ? "connection refused"
+                                               : std::string(curl_easy_strerror(rc));
       a.retryable = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
                     rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
                     rc == CURLE_PARTIAL_FILE || rc == CURLE_SSL_CONNECT_ERROR;
     } else if (status < 200 || status >= 300) {
       const std::string hint = status == 401 || status == 403 ? " (check DG_PROMPT_ENHANCER_API_KEY)"
-                               : status == 404               ? " (check DG_PROMPT_ENHANCER_API_BASE)"
-                                                             : "";
+                               : status == 404                ? " (check DG_PROMPT_ENHANCER_API_BASE)"
+                                                              : "";
       a.error = fmt::format("HTTP {}{}: {}", status, hint, reply.body.substr(0, 200));
       a.retryable = status == 429 || status >= 500;
       a.retry_after = reply.retry_after;
@@ -150,7 +150,8 @@ std::string ChatClient::post(const std::string& request) const {
     std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     delay *= 2;
   }
-  throw ChatError(redact(fmt::format("{} (after {} attempt{})", a.error, tries, tries == 1 ? "" : "s"), options_.api_key));
+  throw ChatError(
+      redact(fmt::format("{} (after {} attempt{})", a.error, tries, tries == 1 ? "" : "s"), options_.api_key));
 }
 
 }  // namespace dg

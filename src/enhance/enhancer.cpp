@@ -42,11 +42,13 @@ EnhancerConfig enhancer_config(const EditOptions& o, const EnvLookup& env) {
   c.type = o.prompt_enhance_type.value_or("");
   if (c.type == "flux2") {
     c.flux2_mode = env_or(env, "DG_FLUX2_ENHANCER_MODE", "diffusers");
-    std::transform(c.flux2_mode.begin(), c.flux2_mode.end(), c.flux2_mode.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::transform(c.flux2_mode.begin(), c.flux2_mode.end(), c.flux2_mode.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     if (c.flux2_mode == "diffusers")
-      throw UsageError("--prompt_enhance_type flux2: DG_FLUX2_ENHANCER_MODE=diffusers (the default) rewrites prompts "
-                       "with the bundle's own text model, which needs an autoregressive engine this build does not "
-                       "have; set DG_FLUX2_ENHANCER_MODE=api to use an OpenAI-compatible API");
+      throw UsageError(
+          "--prompt_enhance_type flux2: DG_FLUX2_ENHANCER_MODE=diffusers (the default) rewrites prompts "
+          "with the bundle's own text model, which needs an autoregressive engine this build does not "
+          "have; set DG_FLUX2_ENHANCER_MODE=api to use an OpenAI-compatible API");
     if (c.flux2_mode != "api")
       throw UsageError(fmt::format("DG_FLUX2_ENHANCER_MODE='{}': expected api or diffusers", c.flux2_mode));
   }
@@ -123,7 +125,8 @@ std::string parse_enhancer_reply(const std::string& body, bool expect_json) {
     if (open == std::string::npos || close == std::string::npos || close < open)
       throw std::runtime_error("the model's answer holds no JSON object");
     const json obj = json::parse(text.substr(open, close - open + 1), nullptr, false);
-    if (obj.is_discarded() || !obj.is_object()) throw std::runtime_error("the model's answer holds no valid JSON object");
+    if (obj.is_discarded() || !obj.is_object())
+      throw std::runtime_error("the model's answer holds no valid JSON object");
     std::string found;
     for (auto it = obj.begin(); it != obj.end(); ++it) {
       std::string key = it.key();
@@ -153,10 +156,10 @@ PromptEnhancer::PromptEnhancer(EnhancerConfig config)
 std::string PromptEnhancer::request_body(const std::string& instruction, const std::vector<Image>& images) const {
   const bool with_images = config_.type == "qwen_image_edit" || (config_.type == "flux2" && !images.empty());
   const std::string& system = config_.type == "qwen_image_edit" ? prompts::qwen_image_edit()
-                              : config_.type == "glm_image"
-                                  ? (contains_cjk(instruction) ? prompts::glm_image_chinese() : prompts::glm_image_english())
-                              : images.empty() ? prompts::flux2_generate()
-                                               : prompts::flux2_edit();
+                              : config_.type == "glm_image" ? (contains_cjk(instruction) ? prompts::glm_image_chinese()
+                                                                                         : prompts::glm_image_english())
+                              : images.empty()              ? prompts::flux2_generate()
+                                                            : prompts::flux2_edit();
   json user = json::array();
   if (with_images) {
     for (const Image& img : images) {
@@ -193,7 +196,8 @@ EnhanceOutcome PromptEnhancer::enhance(int64_t index, const std::string& instruc
   } catch (const std::exception& e) {
     out.instruction = instruction;
     out.status = redact(fmt::format("fallback: {}", e.what()), config_.client.api_key);
-    spdlog::warn("index {}: prompt enhancement failed, using the original instruction: {}", index, out.status.substr(10));
+    spdlog::warn("index {}: prompt enhancement failed, using the original instruction: {}", index,
+                 out.status.substr(10));
   }
   {
     std::lock_guard<std::mutex> lock(gate_->mu);
@@ -212,8 +216,8 @@ EnhanceOutcome PromptEnhancer::enhance(int64_t index, const std::string& instruc
           }
     const std::string log = fmt::format(
         "POST {}\nAuthorization: Bearer ***\n\n[request]\n{}\n\n[reply]\n{}\n\n[outcome]\nstatus: {}\ninstruction: {}\n"
-        "enhanced: {}\n", client_.endpoint(), shown.dump(2), raw.empty() ? "<none>" : raw, out.status, instruction,
-        out.instruction);
+        "enhanced: {}\n",
+        client_.endpoint(), shown.dump(2), raw.empty() ? "<none>" : raw, out.status, instruction, out.instruction);
     try {
       write_file_atomic((fs::path(config_.debug_dir) / "prompt_enhancer" / fmt::format("{}.log", index)).string(),
                         redact(log, config_.client.api_key));

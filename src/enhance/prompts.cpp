@@ -5,7 +5,8 @@
 namespace dg::prompts {
 
 const std::string& qwen_image_edit() {
-  static const std::string p = R"(You rewrite image-editing requests so that an image-editing model carries them out exactly.
+  static const std::string p =
+      R"(You rewrite image-editing requests so that an image-editing model carries them out exactly.
 You see the input image(s) and the user's request. Produce one clear, self-contained editing instruction.
 
 Rules:
@@ -43,7 +44,8 @@ const std::string& glm_image_chinese() {
 }
 
 const std::string& flux2_edit() {
-  static const std::string p = R"(You turn image-editing requests into a single precise instruction for an image-editing model.
+  static const std::string p =
+      R"(You turn image-editing requests into a single precise instruction for an image-editing model.
 Look at the input image(s). Write one instruction of about 30 to 80 words that states what changes and what
 must stay the same (faces, lighting, framing), refers to elements that are really in the image, turns
 "do not change X" into "keep X", and replaces vague words with visible details (colours, materials, shapes).

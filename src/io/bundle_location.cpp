@@ -27,12 +27,13 @@ std::string trim(std::string s) {
 std::string resolve_bundle(const std::string& name, const EnvLookup& env) {
   std::vector<std::string> looked;
   std::error_code ec;
-  const std::string how =
-      "A bundle is a diffusers snapshot plus a torchscript/ folder (docs/bundle-format.md).";
+  const std::string how = "A bundle is a diffusers snapshot plus a torchscript/ folder (docs/bundle-format.md).";
   if (fs::is_directory(name, ec)) {
     if (is_bundle(name)) return fs::path(name).lexically_normal().string();
-    throw BundleNotFound(fmt::format("--model_name {} is a directory but holds no torchscript/manifest.json, so it "
-                                     "is not a diffgentor bundle. {}", name, how));
+    throw BundleNotFound(
+        fmt::format("--model_name {} is a directory but holds no torchscript/manifest.json, so it "
+                    "is not a diffgentor bundle. {}",
+                    name, how));
   }
   looked.push_back(fmt::format("{} (not a directory)", name));
 
@@ -45,9 +46,12 @@ std::string resolve_bundle(const std::string& name, const EnvLookup& env) {
   }
 
   fs::path hub;
-  if (const char* c = env("HF_HUB_CACHE"); c && *c) hub = c;
-  else if (const char* h = env("HF_HOME"); h && *h) hub = fs::path(h) / "hub";
-  else if (const char* home = env("HOME"); home && *home) hub = fs::path(home) / ".cache" / "huggingface" / "hub";
+  if (const char* c = env("HF_HUB_CACHE"); c && *c)
+    hub = c;
+  else if (const char* h = env("HF_HOME"); h && *h)
+    hub = fs::path(h) / "hub";
+  else if (const char* home = env("HOME"); home && *home)
+    hub = fs::path(home) / ".cache" / "huggingface" / "hub";
   if (!hub.empty() && name.find('/') != std::string::npos && name.front() != '/' && name.front() != '.') {
     const fs::path model_dir = hub / fmt::format("models--{}", [&] {
                                  std::string r;

@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,8 +22,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   const fs::path target(path);
   std::error_code ec;
   if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
-  const fs::path tmp = target.parent_path() /
-                       fmt::format(".{}{}{}.{}", target.filename().string(), kTempMarker, getpid(), counter++);
+  const fs::path tmp =
+      target.parent_path() / fmt::format(".{}{}{}.{}", target.filename().string(), kTempMarker, getpid(), counter++);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(fmt::format("cannot create {}: {}", tmp.string(), std::strerror(errno)));
   std::size_t done = 0;
@@ -66,8 +66,7 @@ int remove_stale_temp_files(const std::string& dir) {
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.size() > 1 && name[0] == '.' && name.find(kTempMarker) != std::string::npos &&
-        it->is_regular_file(ec)) {
+    if (name.size() > 1 && name[0] == '.' && name.find(kTempMarker) != std::string::npos && it->is_regular_file(ec)) {
       // Another shard may be writing into the same folder right now: only files untouched for
       // ten minutes are leftovers (a temporary file lives for the time of one write).
       const auto age = fs::file_time_type::clock::now() - fs::last_write_time(it->path(), ec);

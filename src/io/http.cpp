@@ -115,8 +115,8 @@ std::string fetch_url(const std::string& url, const HttpOptions& opt) {
     delay *= 2;
   }
   if (!a.error.empty())
-    throw HttpError(fmt::format("download of {} failed after {} attempt{}: {}", url, tries, tries == 1 ? "" : "s",
-                                a.error));
+    throw HttpError(
+        fmt::format("download of {} failed after {} attempt{}: {}", url, tries, tries == 1 ? "" : "s", a.error));
   if (!cached.empty()) write_file_atomic(cached, a.body);
   return a.body;
 }

@@ -12,13 +12,9 @@ namespace dg {
 
 namespace {
 
-uint32_t be16(std::string_view b, std::size_t o) {
-  return (uint32_t(uint8_t(b[o])) << 8) | uint8_t(b[o + 1]);
-}
+uint32_t be16(std::string_view b, std::size_t o) { return (uint32_t(uint8_t(b[o])) << 8) | uint8_t(b[o + 1]); }
 uint32_t be32(std::string_view b, std::size_t o) { return (be16(b, o) << 16) | be16(b, o + 2); }
-uint32_t le16(std::string_view b, std::size_t o) {
-  return uint8_t(b[o]) | (uint32_t(uint8_t(b[o + 1])) << 8);
-}
+uint32_t le16(std::string_view b, std::size_t o) { return uint8_t(b[o]) | (uint32_t(uint8_t(b[o + 1])) << 8); }
 uint32_t le32(std::string_view b, std::size_t o) { return le16(b, o) | (le16(b, o + 2) << 16); }
 uint32_t le24(std::string_view b, std::size_t o) { return le16(b, o) | (uint32_t(uint8_t(b[o + 2])) << 16); }
 
@@ -69,8 +65,14 @@ std::optional<std::pair<int, int>> sniff_dimensions(std::string_view b) {
     while (o + 9 < b.size()) {
       if (uint8_t(b[o]) != 0xFF) return std::nullopt;
       const uint8_t marker = uint8_t(b[o + 1]);
-      if (marker == 0xFF) { ++o; continue; }
-      if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) { o += 2; continue; }
+      if (marker == 0xFF) {
+        ++o;
+        continue;
+      }
+      if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {
+        o += 2;
+        continue;
+      }
       const std::size_t len = be16(b, o + 2);
       const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
       if (sof) return std::make_pair(int(be16(b, o + 7)), int(be16(b, o + 5)));
@@ -87,7 +89,8 @@ int exif_orientation(std::string_view b) {
       const uint8_t marker = uint8_t(b[o + 1]);
       if (marker == 0xDA || marker == 0xD9) break;  // image data starts: no EXIF before it
       const std::size_t len = be16(b, o + 2);
-      if (marker == 0xE1 && len >= 8 && o + 2 + len <= b.size() && b.substr(o + 4, 6) == std::string_view("Exif\0\0", 6))
+      if (marker == 0xE1 && len >= 8 && o + 2 + len <= b.size() &&
+          b.substr(o + 4, 6) == std::string_view("Exif\0\0", 6))
         return orientation_from_tiff(b.substr(o + 10, len - 8));
       o += 2 + len;
     }
@@ -124,8 +127,10 @@ Image decode_image(std::string_view bytes, int64_t max_pixels) {
   auto check = [&](int64_t w, int64_t h) {
     if (w <= 0 || h <= 0) throw ImageError(fmt::format("invalid image size {}x{}", w, h));
     if (w * h > max_pixels)
-      throw ImageError(fmt::format("image is {}x{} = {} pixels, over the limit of {} (--max_image_pixels; a "
-                                   "decompression-bomb guard)", w, h, w * h, max_pixels));
+      throw ImageError(
+          fmt::format("image is {}x{} = {} pixels, over the limit of {} (--max_image_pixels; a "
+                      "decompression-bomb guard)",
+                      w, h, w * h, max_pixels));
   };
   if (auto dims = sniff_dimensions(bytes)) check(dims->first, dims->second);
   const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
@@ -144,7 +149,10 @@ Image decode_image(std::string_view bytes, int64_t max_pixels) {
     case 4: cv::flip(bgr, bgr, 0); break;
     case 5: cv::transpose(bgr, bgr); break;
     case 6: cv::rotate(bgr, bgr, cv::ROTATE_90_CLOCKWISE); break;
-    case 7: cv::transpose(bgr, bgr); cv::rotate(bgr, bgr, cv::ROTATE_180); break;
+    case 7:
+      cv::transpose(bgr, bgr);
+      cv::rotate(bgr, bgr, cv::ROTATE_180);
+      break;
     case 8: cv::rotate(bgr, bgr, cv::ROTATE_90_COUNTERCLOCKWISE); break;
     default: break;
   }
@@ -159,14 +167,17 @@ Image decode_image(std::string_view bytes, int64_t max_pixels) {
 
 std::string encode_image(const Image& image, const std::string& extension) {
   if (image.empty() || image.rgb.size() != static_cast<std::size_t>(image.width) * image.height * 3)
-    throw ImageError(fmt::format("cannot encode an image of {}x{} with {} bytes", image.width, image.height,
-                                 image.rgb.size()));
+    throw ImageError(
+        fmt::format("cannot encode an image of {}x{} with {} bytes", image.width, image.height, image.rgb.size()));
   std::string ext = extension;
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   std::vector<int> params;
-  if (ext == ".jpg" || ext == ".jpeg") params = {cv::IMWRITE_JPEG_QUALITY, 95};
-  else if (ext == ".webp") params = {cv::IMWRITE_WEBP_QUALITY, 101};  // > 100: lossless
-  else if (ext == ".png") params = {cv::IMWRITE_PNG_COMPRESSION, 3};
+  if (ext == ".jpg" || ext == ".jpeg")
+    params = {cv::IMWRITE_JPEG_QUALITY, 95};
+  else if (ext == ".webp")
+    params = {cv::IMWRITE_WEBP_QUALITY, 101};  // > 100: lossless
+  else if (ext == ".png")
+    params = {cv::IMWRITE_PNG_COMPRESSION, 3};
   const cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.rgb.data()));
   cv::Mat bgr;
   cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);

@@ -33,9 +33,9 @@ constexpr double kOutputArea = 1024.0 * 1024.0;
 std::pair<int, int> kontext_preferred_resolution(int width, int height) {
   // PREFERRED_KONTEXT_RESOLUTIONS as (w, h); the ratio comes from the size floored to 16, and ties go to
   // the smaller width (Python's min over (|ar - w/h|, w, h)).
-  static const int table[][2] = {{672, 1568}, {688, 1504}, {720, 1456}, {752, 1392}, {800, 1328}, {832, 1248},
+  static const int table[][2] = {{672, 1568}, {688, 1504}, {720, 1456},  {752, 1392}, {800, 1328}, {832, 1248},
                                  {880, 1184}, {944, 1104}, {1024, 1024}, {1104, 944}, {1184, 880}, {1248, 832},
-                                 {1328, 800}, {1392, 752}, {1456, 720}, {1504, 688}, {1568, 672}};
+                                 {1328, 800}, {1392, 752}, {1456, 720},  {1504, 688}, {1568, 672}};
   const double ar = double(width / 16 * 16) / double(height / 16 * 16);
   std::tuple<double, int, int> best{1e300, 0, 0};
   for (const auto& r : table) best = std::min(best, std::make_tuple(std::fabs(ar - double(r[0]) / r[1]), r[0], r[1]));
@@ -45,12 +45,12 @@ std::pair<int, int> kontext_preferred_resolution(int width, int height) {
 std::pair<int, int> kontext_output_size(int width, int height) {
   // W = round(sqrt(max_area * ar)), H = round(sqrt(max_area / ar)) (Python round), floored to 16.
   const double ar = double(width) / height, area = kOutputArea;
-  const int w = static_cast<int>(round_half_even(std::sqrt(area * ar))), h = static_cast<int>(round_half_even(std::sqrt(area / ar)));
+  const int w = static_cast<int>(round_half_even(std::sqrt(area * ar))),
+            h = static_cast<int>(round_half_even(std::sqrt(area / ar)));
   return {w / 16 * 16, h / 16 * 16};
 }
 
 namespace {
-
 
 class Kontext : public BundlePipeline {
  public:
@@ -119,9 +119,10 @@ class Kontext : public BundlePipeline {
           .toTensor()
           .slice(1, 0, Sn);
     };
-    latents = denoise_cfg(latents, sched, true_cfg, r.params.true_cfg.value_or(1.0), [&](int branch, const at::Tensor& x, float t) {
-      return branch ? dit(neg_pooled, neg_embeds, x, t) : dit(pooled, embeds, x, t);
-    });
+    latents = denoise_cfg(latents, sched, true_cfg, r.params.true_cfg.value_or(1.0),
+                          [&](int branch, const at::Tensor& x, float t) {
+                            return branch ? dit(neg_pooled, neg_embeds, x, t) : dit(pooled, embeds, x, t);
+                          });
     clock.lap("denoise");
     const at::Tensor z = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
     result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
@@ -154,6 +155,8 @@ class Kontext : public BundlePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_flux1_kontext_pipeline(const PipelineConfig& config) { return std::make_unique<Kontext>(config); }
+std::unique_ptr<Pipeline> make_flux1_kontext_pipeline(const PipelineConfig& config) {
+  return std::make_unique<Kontext>(config);
+}
 
 }  // namespace dg

@@ -31,7 +31,6 @@ const char* kMistralSystem =
     "You are an AI that reasons about image descriptions. You give structured responses focusing on object "
     "relationships, object\nattribution and actions without speculation.";
 
-
 // Flux2ImageProcessor caps each reference to this many pixels (its `_resize_to_target_area`).
 constexpr double kReferenceMaxArea = 1024.0 * 1024.0;
 
@@ -48,8 +47,7 @@ Image flux2_reference(const Image& img) {
   if (w == cur.width && h == cur.height) return cur;
   Image out{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
   const int left = (cur.width - w) / 2, top = (cur.height - h) / 2;
-  for (int y = 0; y < h; ++y)
-    std::copy_n(cur.pixel(left, top + y), static_cast<std::size_t>(w) * 3, out.pixel(0, y));
+  for (int y = 0; y < h; ++y) std::copy_n(cur.pixel(left, top + y), static_cast<std::size_t>(w) * 3, out.pixel(0, y));
   return out;
 }
 
@@ -134,8 +132,9 @@ class Flux2 : public BundlePipeline {
       in.emplace_back(txt_ids);
       return transformer_.forward(in).toTensor().slice(1, 0, Sn);
     };
-    latents = denoise_cfg(latents, sched, cfg, r.params.guidance,
-                          [&](int branch, const at::Tensor& x, float t) { return dit(branch ? negative : embeds, x, t); });
+    latents = denoise_cfg(latents, sched, cfg, r.params.guidance, [&](int branch, const at::Tensor& x, float t) {
+      return dit(branch ? negative : embeds, x, t);
+    });
     clock.lap("denoise");
 
     const at::Tensor z = unpatchify_2x2(from_tokens(latents, h, w) * bn_std_ + bn_mean_);
@@ -157,9 +156,12 @@ class Flux2 : public BundlePipeline {
     }
     const Tokenizer::Padded t = tokenizer_.encode_padded(text, 512, pad_id_);
     const at::Device& dev = dev_;
-    const at::Tensor ids = at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).view({1, 512}).to(dev);
+    const at::Tensor ids =
+        at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).view({1, 512}).to(dev);
     const at::Tensor mask =
-        at::tensor(std::vector<int64_t>(t.attention_mask.begin(), t.attention_mask.end()), at::kLong).view({1, 512}).to(dev);
+        at::tensor(std::vector<int64_t>(t.attention_mask.begin(), t.attention_mask.end()), at::kLong)
+            .view({1, 512})
+            .to(dev);
     const at::Tensor pos = at::arange(512, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, 512});
     return text_encoder_.forward({ids, mask, pos}).toTensor();
   }

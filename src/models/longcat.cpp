@@ -50,7 +50,8 @@ std::vector<std::pair<std::string, bool>> longcat_split_quotation(const std::str
   for (auto it = std::sregex_iterator(prompt.begin(), prompt.end(), word_quote); it != std::sregex_iterator(); ++it) {
     const auto pos = static_cast<std::size_t>(it->position());
     const std::string word = it->str();
-    text += prompt.substr(last, pos - last) + word.substr(0, word.find('\'')) + hidden + word.substr(word.find('\'') + 1);
+    text +=
+        prompt.substr(last, pos - last) + word.substr(0, word.find('\'')) + hidden + word.substr(word.find('\'') + 1);
     last = pos + word.size();
   }
   text += prompt.substr(last);
@@ -70,7 +71,10 @@ std::vector<std::pair<std::string, bool>> longcat_split_quotation(const std::str
       std::size_t j = i + open.size();
       bool bad = false;
       while (j < text.size() && text.compare(j, close.size(), close) != 0) {
-        if (text.compare(j, open.size(), open) == 0) { bad = true; break; }
+        if (text.compare(j, open.size(), open) == 0) {
+          bad = true;
+          break;
+        }
         j += utf8_len(static_cast<unsigned char>(text[j]));
       }
       if (bad || j >= text.size()) continue;
@@ -115,8 +119,7 @@ namespace {
 class LongCat : public BundlePipeline {
  public:
   explicit LongCat(const PipelineConfig& cfg)
-      : BundlePipeline(cfg),
-        tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
+      : BundlePipeline(cfg), tokenizer_(Tokenizer::from_file(cfg.bundle_dir + "/tokenizer/tokenizer.json")) {
     const auto& te = bundle_.config("text_encoder/config.json");
     image_token_id_ = te.at("image_token_id").get<int32_t>();
     vision_ = QwenVisionConfig::from_json(bundle_.config("text_processor/preprocessor_config.json"), te);
@@ -163,11 +166,14 @@ class LongCat : public BundlePipeline {
     std::vector<float> img_ids, txt_ids;
     for (float modality : {1.0f, 2.0f})
       for (int64_t row = 0; row < h / 2; ++row)
-        for (int64_t col = 0; col < w / 2; ++col) img_ids.insert(img_ids.end(), {modality, float(L + row), float(L + col)});
+        for (int64_t col = 0; col < w / 2; ++col)
+          img_ids.insert(img_ids.end(), {modality, float(L + row), float(L + col)});
     for (int64_t i = 0; i < L; ++i) txt_ids.insert(txt_ids.end(), {0.0f, float(i), float(i)});
-    const at::Tensor img = at::tensor(img_ids).view({2 * Sn, 3}).to(dev), txt = at::tensor(txt_ids).view({L, 3}).to(dev);
+    const at::Tensor img = at::tensor(img_ids).view({2 * Sn, 3}).to(dev),
+                     txt = at::tensor(txt_ids).view({L, 3}).to(dev);
 
-    const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps));
+    const Schedule sched =
+        flow_match_schedule(scheduler_, r.params.steps, compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps));
     int64_t calls = 0;
     auto dit = [&](const at::Tensor& text, const at::Tensor& x, float t) {
       ++calls;
@@ -175,8 +181,9 @@ class LongCat : public BundlePipeline {
           .toTensor()
           .slice(1, 0, Sn);
     };
-    latents = denoise_cfg(latents, sched, cfg, r.params.guidance,
-                          [&](int branch, const at::Tensor& x, float t) { return dit(branch ? negative : embeds, x, t); });
+    latents = denoise_cfg(latents, sched, cfg, r.params.guidance, [&](int branch, const at::Tensor& x, float t) {
+      return dit(branch ? negative : embeds, x, t);
+    });
     clock.lap("denoise");
     const at::Tensor zz = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
     result.image = tensor_to_image(vae_decoder_.forward({zz}).toTensor());
@@ -192,8 +199,10 @@ class LongCat : public BundlePipeline {
     if (user.size() > 512) user.resize(512);
     std::vector<int32_t> ids, mask;
     for (int32_t id : tokenizer_.encode(kPrefix)) {
-      if (id == image_token_id_) ids.insert(ids.end(), static_cast<std::size_t>(vis.image_tokens(0, vision_.merge_size)), id);
-      else ids.push_back(id);
+      if (id == image_token_id_)
+        ids.insert(ids.end(), static_cast<std::size_t>(vis.image_tokens(0, vision_.merge_size)), id);
+      else
+        ids.push_back(id);
     }
     const auto vision_start = tokenizer_.token_to_id("<|vision_start|>");
     const auto prefix_len = static_cast<int64_t>(std::find(ids.begin(), ids.end(), *vision_start) - ids.begin());
@@ -211,7 +220,9 @@ class LongCat : public BundlePipeline {
         text_encoder_
             .forward({at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).view({1, L}).to(dev),
                       at::tensor(std::vector<int64_t>(mask.begin(), mask.end())).view({1, L}).to(dev),
-                      at::tensor(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size, &mask)).view({3, 1, L}).to(dev),
+                      at::tensor(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size, &mask))
+                          .view({3, 1, L})
+                          .to(dev),
                       image_embeds})
             .toTensor();
     return out.slice(1, prefix_len, L - static_cast<int64_t>(suffix.size())).contiguous();
@@ -230,6 +241,8 @@ class LongCat : public BundlePipeline {
 
 }  // namespace
 
-std::unique_ptr<Pipeline> make_longcat_pipeline(const PipelineConfig& config) { return std::make_unique<LongCat>(config); }
+std::unique_ptr<Pipeline> make_longcat_pipeline(const PipelineConfig& config) {
+  return std::make_unique<LongCat>(config);
+}
 
 }  // namespace dg

@@ -63,7 +63,8 @@ ModelSpec spec_from(const nlohmann::json& row) {
   s.docs = string_or_empty(row, "docs");
   s.notes = row.at("notes").get<std::string>();
   if (s.implemented() && (s.pipeline.empty() || s.tiny_bundle.empty() || s.docs.empty()))
-    throw std::logic_error(fmt::format("model_table.json: implemented type {} needs pipeline, tiny_bundle, docs", s.type));
+    throw std::logic_error(
+        fmt::format("model_table.json: implemented type {} needs pipeline, tiny_bundle, docs", s.type));
   return s;
 }
 
@@ -92,7 +93,7 @@ bool matches(const std::string& name, const NamePattern& pattern) {
 
 std::string images_text(const ImageRules& r) {
   std::string out = r.max_images ? (*r.max_images == r.min_images ? std::to_string(r.min_images)
-                                                                   : fmt::format("{}..{}", r.min_images, *r.max_images))
+                                                                  : fmt::format("{}..{}", r.min_images, *r.max_images))
                                  : fmt::format("{}..N", r.min_images);
   if (r.min_side > 1) out += fmt::format(", sides >= {} px", r.min_side);
   if (r.max_aspect) out += fmt::format(", aspect <= {}", *r.max_aspect);
@@ -200,8 +201,9 @@ std::string format_model_table() {
     out += fmt::format("{:<15} {:<26} {:<27} {:<6} {:<36} {:<20} {}\n", s.type, pats, s.pipeline_class, images,
                        cfg_kind_name(s.cfg), defaults_text(s), s.implemented() ? "implemented" : "planned");
   }
-  out += "\nDEFAULTS are steps / guidance / true_cfg. Detection is case-insensitive on the full --model_name and its\n"
-         "basename, in the order above; --model_type overrides it. Per-image rules: diffgentor models --markdown.\n";
+  out +=
+      "\nDEFAULTS are steps / guidance / true_cfg. Detection is case-insensitive on the full --model_name and its\n"
+      "basename, in the order above; --model_type overrides it. Per-image rules: diffgentor models --markdown.\n";
   return out;
 }
 
@@ -212,10 +214,10 @@ std::string format_model_table_markdown() {
   for (const auto& s : model_table()) {
     const std::string neg = s.default_negative_prompt ? fmt::format("`\"{}\"`", *s.default_negative_prompt)
                                                       : std::string(s.optional_true_cfg ? "none (optional)" : "none");
-    const std::string status =
-        s.implemented() ? fmt::format("implemented: [{}]({})", s.docs.substr(s.docs.rfind('/') + 1),
-                                      s.docs.substr(s.docs.rfind('/') + 1))
-                        : std::string("planned: a real run stops at start-up");
+    const std::string status = s.implemented()
+                                   ? fmt::format("implemented: [{}]({})", s.docs.substr(s.docs.rfind('/') + 1),
+                                                 s.docs.substr(s.docs.rfind('/') + 1))
+                                   : std::string("planned: a real run stops at start-up");
     out += fmt::format("| `{}` | {} ({}) | {} | {} | {} | {} | {} |\n", s.type, s.pipeline_class, s.display_name,
                        images_text(s.images), cfg_kind_name(s.cfg), defaults_text(s), neg, status);
   }

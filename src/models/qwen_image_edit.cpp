@@ -50,8 +50,10 @@ class QwenImageEdit : public BundlePipeline {
     const auto& te = bundle_.config("text_encoder/config.json");
     image_token_id_ = te.at("image_token_id").get<int32_t>();
     if (tokenizer_.token_to_id("<|image_pad|>") != image_token_id_)
-      throw BundleError(fmt::format("bundle {}: text_encoder/config.json image_token_id {} is not the tokenizer's "
-                                    "<|image_pad|>", cfg.bundle_dir, image_token_id_));
+      throw BundleError(
+          fmt::format("bundle {}: text_encoder/config.json image_token_id {} is not the tokenizer's "
+                      "<|image_pad|>",
+                      cfg.bundle_dir, image_token_id_));
     vision_ = QwenVisionConfig::from_json(bundle_.config("processor/preprocessor_config.json"), te);
     const auto& vae = bundle_.config("vae/config.json");
     latents_mean_ = vae.at("latents_mean").get<std::vector<float>>();
@@ -62,7 +64,6 @@ class QwenImageEdit : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
-
     // Sizes (docs/models/qwen.md): VLM image at 384^2 (Plus) or 1024^2 area, VAE image at 1024^2 area,
     // output from the last (Plus) or first image, floored to 16.
     std::vector<Image> vlm_images, vae_images;
@@ -136,8 +137,8 @@ class QwenImageEdit : public BundlePipeline {
     auto dit = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
       ++calls;
       return transformer_
-          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, dtype_, dev_), img_freqs,
-                    txt_freqs, modulate_index})
+          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, dtype_, dev_), img_freqs, txt_freqs,
+                    modulate_index})
           .toTensor()
           .slice(1, 0, Sn);
     };
@@ -183,11 +184,12 @@ class QwenImageEdit : public BundlePipeline {
     tokenize_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (L <= drop_) throw InputError("prompt shorter than the template prefix");
     const std::vector<int64_t> ids64(ids.begin(), ids.end());
-    const at::Tensor out = text_encoder_
-                               .forward({i64(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
-                                         i64(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
-                                         image_embeds})
-                               .toTensor();
+    const at::Tensor out =
+        text_encoder_
+            .forward({i64(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
+                      i64(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
+                      image_embeds})
+            .toTensor();
     return out.slice(1, drop_, L).contiguous();
   }
 

@@ -137,14 +137,22 @@ Manifest load_manifest(const std::string& path, const ManifestOptions& options) 
   const std::string text = read_file(path);
   const bool jsonl = has_suffix(path, ".jsonl") || has_suffix(path, ".ndjson") || has_suffix(path, ".json");
   m.format = jsonl ? "jsonl" : "csv";
-  if (jsonl) load_jsonl(m, text); else load_csv(m, text);
+  if (jsonl)
+    load_jsonl(m, text);
+  else
+    load_csv(m, text);
 
   for (const char* name : {"input_images", "image_url", "image"})
-    if (m.column(name) >= 0) { m.image_column = name; break; }
+    if (m.column(name) >= 0) {
+      m.image_column = name;
+      break;
+    }
   const std::string cols = fmt::format("{}", fmt::join(m.columns, ", "));
   if (m.image_column.empty())
-    throw ManifestError(fmt::format("manifest {}: no image column; expected one of input_images, image_url, "
-                                    "image (columns: {})", path, cols));
+    throw ManifestError(
+        fmt::format("manifest {}: no image column; expected one of input_images, image_url, "
+                    "image (columns: {})",
+                    path, cols));
   if (m.column(options.instruction_key) < 0)
     throw ManifestError(fmt::format("manifest {}: no instruction column '{}' (set --instruction_key; columns: {})",
                                     path, options.instruction_key, cols));
@@ -168,8 +176,8 @@ Manifest load_manifest(const std::string& path, const ManifestOptions& options) 
           m.orphans.push_back({row.line, row.error});
           continue;
         }
-        throw ManifestError(fmt::format("manifest {}, line {}, field 'index': '{}' is not an integer", path,
-                                        row.line, row.values[index_col]));
+        throw ManifestError(fmt::format("manifest {}, line {}, field 'index': '{}' is not an integer", path, row.line,
+                                        row.values[index_col]));
       }
       row.index = *idx;
     }
@@ -235,8 +243,10 @@ RowInput interpret_row(const Manifest& m, const ManifestRow& row) {
 
   if (auto s = m.value(row, "seed"); s && !trim(*s).empty()) {
     const auto v = parse_int(*s);
-    if (!v || *v < 0) in.problems.push_back(fmt::format("seed: '{}' is not a non-negative integer", *s));
-    else in.seed = *v;
+    if (!v || *v < 0)
+      in.problems.push_back(fmt::format("seed: '{}' is not a non-negative integer", *s));
+    else
+      in.seed = *v;
   }
   if (auto np = m.value(row, "negative_prompt"); np && !np->empty()) in.negative_prompt = *np;
   return in;

@@ -38,8 +38,8 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   std::vector<OutputName> names;
   std::map<std::string, int> first_line;
   for (const auto& row : m.rows) {
-    names.push_back(make_output_name(o.output_name_column ? m.value(row, *o.output_name_column) : std::nullopt,
-                                     row.index));
+    names.push_back(
+        make_output_name(o.output_name_column ? m.value(row, *o.output_name_column) : std::nullopt, row.index));
     if (names.back().error.empty()) {
       auto [it, fresh] = first_line.emplace(names.back().name, row.line);
       if (!fresh)
@@ -67,8 +67,10 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
     if (const std::string why = image_count_problem(spec, pr.input.images.size());
         !why.empty() && !pr.input.images.empty())
       pr.problems.push_back(fmt::format("{}: {}", pr.input.image_column, why));
-    if (!pr.output.error.empty()) pr.problems.push_back(fmt::format("output name: {}", pr.output.error));
-    else pr.output_path = (fs::path(o.output_dir) / pr.output.name).string();
+    if (!pr.output.error.empty())
+      pr.problems.push_back(fmt::format("output name: {}", pr.output.error));
+    else
+      pr.output_path = (fs::path(o.output_dir) / pr.output.name).string();
     if (pr.input.seed) {
       pr.seed = static_cast<uint64_t>(*pr.input.seed);
     } else if (plan.base_seed + pr.row->index < 0) {
@@ -79,8 +81,10 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
     std::error_code ec;
     const bool done = o.resume && !pr.output_path.empty() && fs::is_regular_file(pr.output_path, ec) &&
                       fs::file_size(pr.output_path, ec) > 0;
-    if (done) ++plan.already_done;
-    else plan.todo.push_back(plan.shard_rows.size());
+    if (done)
+      ++plan.already_done;
+    else
+      plan.todo.push_back(plan.shard_rows.size());
     plan.shard_rows.push_back(std::move(pr));
   }
   return plan;
@@ -114,7 +118,8 @@ std::string format_plan(const Plan& plan, const EditOptions& o, const std::strin
   const std::size_t show = std::min<std::size_t>(plan.todo.size(), 5);
   for (std::size_t k = 0; k < show; ++k) {
     const PlannedRow& pr = plan.shard_rows[plan.todo[k]];
-    out += fmt::format("    index {:<8} -> {}\n", pr.row->index, pr.output.error.empty() ? pr.output.name : "(invalid)");
+    out +=
+        fmt::format("    index {:<8} -> {}\n", pr.row->index, pr.output.error.empty() ? pr.output.name : "(invalid)");
   }
   if (plan.todo.size() > show) out += fmt::format("    ... and {} more\n", plan.todo.size() - show);
 
@@ -125,7 +130,8 @@ std::string format_plan(const Plan& plan, const EditOptions& o, const std::strin
     std::vector<std::string> list = pr.problems;
     for (const auto& img : pr.input.images) {
       std::error_code ec;
-      if (!is_url(img) && !fs::is_regular_file(img, ec)) list.push_back(fmt::format("{}: file not found: {}", pr.input.image_column, img));
+      if (!is_url(img) && !fs::is_regular_file(img, ec))
+        list.push_back(fmt::format("{}: file not found: {}", pr.input.image_column, img));
     }
     if (list.empty()) continue;
     ++bad;

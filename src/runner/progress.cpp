@@ -82,8 +82,10 @@ void Progress::row_finished(bool ok, const std::string& line) {
     ++done_;
     if (!ok) ++failed_;
   }
-  if (ok) spdlog::info("{}", line);
-  else spdlog::warn("{}", line);
+  if (ok)
+    spdlog::info("{}", line);
+  else
+    spdlog::warn("{}", line);
 }
 
 std::size_t Progress::done() const {

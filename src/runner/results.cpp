@@ -74,8 +74,10 @@ void RecordTable::upsert(const Record& r) {
   const std::string key = record_key(r);
   auto pos = std::lower_bound(records.begin(), records.end(), key,
                               [](const Record& a, const std::string& k) { return key_less(record_key(a), k); });
-  if (pos != records.end() && record_key(*pos) == key) *pos = r;
-  else records.insert(pos, r);
+  if (pos != records.end() && record_key(*pos) == key)
+    *pos = r;
+  else
+    records.insert(pos, r);
 }
 
 const Record* RecordTable::find(const std::string& key) const {
@@ -130,8 +132,8 @@ void Journal::close() {
 std::string shard_journal_path(const std::string& path, int rank, int count) {
   if (count <= 1) return path;
   const fs::path p(path);
-  return (p.parent_path() / fmt::format("{}.shard-{}-of-{}{}", p.stem().string(), rank, count,
-                                        p.extension().string())).string();
+  return (p.parent_path() / fmt::format("{}.shard-{}-of-{}{}", p.stem().string(), rank, count, p.extension().string()))
+      .string();
 }
 
 namespace {
@@ -181,7 +183,10 @@ RecordTable merge_journals(const std::string& path, const RecordTable* successes
     kept.columns = merged.columns;
     for (const auto& r : merged.records) {
       const Record* done = successes->find(record_key(r));
-      const auto at = [](const Record* x) { auto it = x->find("finished_at"); return it == x->end() ? std::string() : it->second; };
+      const auto at = [](const Record* x) {
+        auto it = x->find("finished_at");
+        return it == x->end() ? std::string() : it->second;
+      };
       if (done && at(done) >= at(&r)) continue;
       kept.records.push_back(r);
     }

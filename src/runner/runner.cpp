@@ -50,12 +50,12 @@ struct Work {
 };
 
 const std::vector<std::string> kResultColumns = {
-    "index", "output_image", "model_type", "seed", "base_seed", "num_inference_steps", "guidance_scale",
-    "true_cfg_scale", "negative_prompt", "width", "height", "instruction_enhanced", "enhance_status", "attempts",
-    "time_prepare_s", "time_enhance_s",
-    "time_model_s", "time_write_s", "time_total_s", "stage_times", "counters", "finished_at"};
-const std::vector<std::string> kFailureColumns = {"index", "line", "output_image", "stage", "reason", "attempts",
-                                                  "finished_at"};
+    "index",          "output_image",   "model_type",      "seed",           "base_seed",    "num_inference_steps",
+    "guidance_scale", "true_cfg_scale", "negative_prompt", "width",          "height",       "instruction_enhanced",
+    "enhance_status", "attempts",       "time_prepare_s",  "time_enhance_s", "time_model_s", "time_write_s",
+    "time_total_s",   "stage_times",    "counters",        "finished_at"};
+const std::vector<std::string> kFailureColumns = {"index",  "line",     "output_image", "stage",
+                                                  "reason", "attempts", "finished_at"};
 
 // Reads, downloads and decodes one row's inputs. Sets fail_stage/fail_reason instead of throwing.
 void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions& http, const PromptEnhancer* enhancer) {
@@ -96,7 +96,8 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
   w.request.instruction = pr.input.instruction;
   w.request.seed = pr.seed;
   w.request.params = plan.params;
-  if (pr.input.negative_prompt && plan.spec->uses_negative_prompt()) w.request.params.negative_prompt = pr.input.negative_prompt;
+  if (pr.input.negative_prompt && plan.spec->uses_negative_prompt())
+    w.request.params.negative_prompt = pr.input.negative_prompt;
   if (enhancer) {  // in the prepare stage, several rows at a time, so the model never waits on the API
     const auto te = Clock::now();
     w.enhanced = enhancer->enhance(pr.row->index, w.request.instruction, w.request.images);
@@ -141,7 +142,8 @@ void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries) 
       auto results = pipe.edit_batch(reqs);
       if (results.size() == batch.size()) {
         const double t = since(t0) / double(batch.size());
-        for (std::size_t k = 0; k < batch.size(); ++k) batch[k].result = std::move(results[k]), batch[k].t_model = t, batch[k].attempts = 1;
+        for (std::size_t k = 0; k < batch.size(); ++k)
+          batch[k].result = std::move(results[k]), batch[k].t_model = t, batch[k].attempts = 1;
         return;
       }
       spdlog::warn("pipeline returned {} results for {} rows; running them one by one", results.size(), batch.size());
@@ -229,8 +231,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
     const auto t0 = Clock::now();
     if (w.fail_stage.empty()) {
       try {
-        write_file_atomic(pr.output_path,
-                          encode_image(w.result.image, fs::path(pr.output_path).extension().string()));
+        write_file_atomic(pr.output_path, encode_image(w.result.image, fs::path(pr.output_path).extension().string()));
       } catch (const std::exception& e) {
         w.fail_stage = "write";
         w.fail_reason = fmt::format("{}: {}", pr.output_path, e.what());
@@ -273,16 +274,20 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         results->append(r);
         ++summary.succeeded;
         progress.row_finished(true, fmt::format("[{}/{}] index {} ok {}x{} in {:.2f}s (prepare {:.2f}s, model {:.2f}s, "
-                                                "write {:.2f}s) -> {}", finished, total, idx, w.result.image.width,
-                                                w.result.image.height, t_total, w.t_prepare, w.t_model, t_write,
-                                                pr.output_path));
+                                                "write {:.2f}s) -> {}",
+                                                finished, total, idx, w.result.image.width, w.result.image.height,
+                                                t_total, w.t_prepare, w.t_model, t_write, pr.output_path));
       } else {
-        failures->append({{"index", idx}, {"line", std::to_string(pr.row->line)}, {"output_image", pr.output.name},
-                          {"stage", w.fail_stage}, {"reason", w.fail_reason}, {"attempts", std::to_string(w.attempts)},
+        failures->append({{"index", idx},
+                          {"line", std::to_string(pr.row->line)},
+                          {"output_image", pr.output.name},
+                          {"stage", w.fail_stage},
+                          {"reason", w.fail_reason},
+                          {"attempts", std::to_string(w.attempts)},
                           {"finished_at", utc_now()}});
         ++summary.failed;
-        progress.row_finished(false, fmt::format("[{}/{}] index {} FAILED at {}: {}", finished, total, idx,
-                                                 w.fail_stage, w.fail_reason));
+        progress.row_finished(
+            false, fmt::format("[{}/{}] index {} FAILED at {}: {}", finished, total, idx, w.fail_stage, w.fail_reason));
       }
     } catch (const std::exception& e) {  // the journal itself failed (disk full): keep going, say so
       spdlog::error("index {}: cannot record the result: {}", idx, e.what());
@@ -294,7 +299,8 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
 
   // Rows whose identity could not be read are failures of this run too (never silently dropped).
   for (const auto& orphan : plan.shard.rank == 0 ? plan.manifest.orphans : std::vector<OrphanRecord>{}) {
-    failures->append({{"line", std::to_string(orphan.line)}, {"stage", "input"},
+    failures->append({{"line", std::to_string(orphan.line)},
+                      {"stage", "input"},
                       {"reason", fmt::format("malformed record, index unreadable: {}", orphan.reason)},
                       {"finished_at", utc_now()}});
     ++summary.failed;

@@ -30,8 +30,8 @@ std::optional<int64_t> parse_bound(const std::string& filter, const std::string&
     used = 0;
   }
   if (used != t.size())
-    throw UsageError(fmt::format("--filter_rows '{}': '{}' is not an integer (expected e.g. 0:100, 5,7 or 100:)",
-                                 filter, s));
+    throw UsageError(
+        fmt::format("--filter_rows '{}': '{}' is not an integer (expected e.g. 0:100, 5,7 or 100:)", filter, s));
   return v;
 }
 
@@ -98,8 +98,9 @@ Shard resolve_shard(std::optional<int> node_rank, std::optional<int> num_nodes, 
   s.rank = node_rank ? *node_rank : (env_rank ? *env_rank : 0);
   s.source = (node_rank || num_nodes) ? (env_rank && !node_rank ? source + "+flags" : "flags") : source;
   if (source == "kubernetes" && !node_rank && !num_nodes)
-    throw UsageError("JOB_COMPLETION_INDEX is set (Kubernetes indexed job) but the shard count is not: pass "
-                     "--num_nodes with the job's completions");
+    throw UsageError(
+        "JOB_COMPLETION_INDEX is set (Kubernetes indexed job) but the shard count is not: pass "
+        "--num_nodes with the job's completions");
   if (s.count < 1) throw UsageError(fmt::format("shard count {} (from {}) must be at least 1", s.count, s.source));
   if (s.rank < 0 || s.rank >= s.count)
     throw UsageError(fmt::format("shard rank {} is outside 0..{} (from {})", s.rank, s.count - 1, s.source));

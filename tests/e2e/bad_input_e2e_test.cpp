@@ -26,12 +26,14 @@ TEST(BadInputE2E, EachBadRowFailsAloneWithAClearReason) {
                                 "3,good.png,,e.png\n"
                                 "4,good.png,x,f.png,surplus\n"
                                 "5,good.png,x,../escape.png\n"
-                                "6," + dead + ",x,u.png\n"
-                                "7,good.png,x,/tmp/abs.png\n"
-                                "8,bomb.png,x,b.png\n"
-                                "9,good.png,fine,ok9.png\n");
-  const ProcessResult r = ws.edit({"--input", m, "--output_name_column", "name", "--download_retries", "1",
-                                   "--download_timeout", "5"});
+                                "6," +
+                                    dead +
+                                    ",x,u.png\n"
+                                    "7,good.png,x,/tmp/abs.png\n"
+                                    "8,bomb.png,x,b.png\n"
+                                    "9,good.png,fine,ok9.png\n");
+  const ProcessResult r =
+      ws.edit({"--input", m, "--output_name_column", "name", "--download_retries", "1", "--download_timeout", "5"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(files_below(ws.out).count("ok0.png"), 1u);
   EXPECT_EQ(files_below(ws.out).count("ok9.png"), 1u);
@@ -45,7 +47,8 @@ TEST(BadInputE2E, EachBadRowFailsAloneWithAClearReason) {
     const Record* rec = f.find(std::to_string(index));
     ASSERT_NE(rec, nullptr) << index;
     EXPECT_EQ(rec->at("stage"), stage) << index;
-    for (const auto& p : parts) EXPECT_NE(rec->at("reason").find(p), std::string::npos) << index << ": " << rec->at("reason");
+    for (const auto& p : parts)
+      EXPECT_NE(rec->at("reason").find(p), std::string::npos) << index << ": " << rec->at("reason");
     EXPECT_NE(r.err.find("index " + std::to_string(index) + " FAILED at " + stage), std::string::npos) << index;
   };
   expect(1, "decode", {"input_images[0]", "corrupt.png", "cannot decode"});
@@ -65,7 +68,8 @@ TEST(BadInputE2E, DuplicateIndexStopsBeforeAnyWork) {
   const std::string m = ws.file("dup.csv", "index,image,instruction\n1,a.png,x\n2,a.png,y\n1,a.png,z\n");
   const ProcessResult r = ws.edit({"--input", m});
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_NE(r.err.find("dup.csv, line 4, field 'index': duplicate index 1 (first at line 2)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dup.csv, line 4, field 'index': duplicate index 1 (first at line 2)"), std::string::npos)
+      << r.err;
   EXPECT_TRUE(files_below(ws.out).empty());
 }
 

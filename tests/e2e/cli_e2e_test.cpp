@@ -25,17 +25,46 @@ TEST(CliE2E, HelpListsEveryFlagAndModelsListsEveryType) {
   TempDir d;
   const ProcessResult help = diffgentor({"edit", "--help"}, d);
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag :
-       {"--backend", "--model_name", "--model_type", "--device", "--num_gpus", "--seed", "--torch_dtype",
-        "--attention_backend", "--enable_compile", "--enable_cpu_offload", "--enable_vae_slicing",
-        "--enable_vae_tiling", "--input", "--output_dir", "--output_csv", "--output_name_column", "--instruction_key",
-        "--image_cache_dir", "--batch_size", "--num_inference_steps", "--guidance_scale", "--true_cfg_scale",
-        "--negative_prompt", "--max_retries", "--filter_rows", "--resume", "--no_resume", "--prompt_enhance_type",
-        "--timeout", "--api_max_retries", "--retry_delay", "--node_rank", "--num_nodes", "--log_dir", "--dry_run"})
+  for (const char* flag : {"--backend",
+                           "--model_name",
+                           "--model_type",
+                           "--device",
+                           "--num_gpus",
+                           "--seed",
+                           "--torch_dtype",
+                           "--attention_backend",
+                           "--enable_compile",
+                           "--enable_cpu_offload",
+                           "--enable_vae_slicing",
+                           "--enable_vae_tiling",
+                           "--input",
+                           "--output_dir",
+                           "--output_csv",
+                           "--output_name_column",
+                           "--instruction_key",
+                           "--image_cache_dir",
+                           "--batch_size",
+                           "--num_inference_steps",
+                           "--guidance_scale",
+                           "--true_cfg_scale",
+                           "--negative_prompt",
+                           "--max_retries",
+                           "--filter_rows",
+                           "--resume",
+                           "--no_resume",
+                           "--prompt_enhance_type",
+                           "--timeout",
+                           "--api_max_retries",
+                           "--retry_delay",
+                           "--node_rank",
+                           "--num_nodes",
+                           "--log_dir",
+                           "--dry_run"})
     EXPECT_NE(help.out.find(std::string(flag) + " "), std::string::npos) << flag;
   const ProcessResult models = diffgentor({"models"}, d);
   EXPECT_EQ(models.exit_code, 0);
-  for (const char* t : {"qwen_singleimg", "flux2_klein", "flux1_kontext", "longcat", "glm_image", "QwenImageEditPlusPipeline"})
+  for (const char* t :
+       {"qwen_singleimg", "flux2_klein", "flux1_kontext", "longcat", "glm_image", "QwenImageEditPlusPipeline"})
     EXPECT_NE(models.out.find(t), std::string::npos) << t;
   const ProcessResult version = diffgentor({"--version"}, d);
   EXPECT_EQ(version.exit_code, 0);
@@ -56,15 +85,17 @@ TEST(CliE2E, DryRunOfTheShippedExample) {
   EXPECT_NE(r.out.find("NOT FOUND"), std::string::npos);
   EXPECT_FALSE(fs::exists(d / "out"));
   const ProcessResult jsonl = diffgentor({"edit", "--model_name", "black-forest-labs/FLUX.2-dev", "--input",
-                                          DG_SOURCE_DIR "/examples/edit.jsonl", "--output_dir", d / "out", "--dry_run"}, d);
+                                          DG_SOURCE_DIR "/examples/edit.jsonl", "--output_dir", d / "out", "--dry_run"},
+                                         d);
   EXPECT_EQ(jsonl.exit_code, 0) << jsonl.out << jsonl.err;
   EXPECT_NE(jsonl.out.find("steps 28, guidance 4\n"), std::string::npos) << jsonl.out;
 }
 
 TEST(CliE2E, UsageAndStartupErrors) {
   TempDir d;
-  const std::vector<std::string> base{"edit", "--model_name", "Qwen/Qwen-Image-Edit", "--input",
-                                      DG_SOURCE_DIR "/examples/edit.csv", "--output_dir", d / "out"};
+  const std::vector<std::string> base{
+      "edit",         "--model_name", "Qwen/Qwen-Image-Edit", "--input", DG_SOURCE_DIR "/examples/edit.csv",
+      "--output_dir", d / "out"};
   auto with = [&](std::vector<std::string> extra, const std::map<std::string, std::string>& env = {}) {
     std::vector<std::string> a = base;
     a.insert(a.end(), extra.begin(), extra.end());
@@ -102,16 +133,16 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("no tiny bundle for model type glm_image"), std::string::npos) << r.err;
 
-  r = diffgentor({"edit", "--backend", "diffusers", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv",
-                  "--output_dir", d / "out", "--output_name_column", "output_name", "--num_inference_steps", "2",
-                  "--seed", "0"},
-                 d);
+  r = diffgentor(
+      {"edit", "--backend", "diffusers", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv",
+       "--output_dir", d / "out", "--output_name_column", "output_name", "--num_inference_steps", "2", "--seed", "0"},
+      d);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const dg::RecordTable res = dg::RecordTable::load(d / "out/results.csv");
   ASSERT_EQ(res.records.size(), 3u);
   EXPECT_EQ(res.find("0")->at("width"), "1248");  // 96x64 input: calculate_dimensions(1024^2, 1.5)
   EXPECT_EQ(res.find("0")->at("height"), "832");
-  EXPECT_EQ(res.find("1")->at("width"), "1024");  // two images: size from the last (80x80)
+  EXPECT_EQ(res.find("1")->at("width"), "1024");                          // two images: size from the last (80x80)
   EXPECT_EQ(res.find("1")->at("counters"), "{\"transformer_calls\":4}");  // true CFG: 2 calls per step
   EXPECT_EQ(res.find("2")->at("model_type"), "qwen");
   EXPECT_EQ(read_image(d / "out/rings_water.jpg").width, 1024);

@@ -32,7 +32,8 @@ std::string Workspace::file(const std::string& name, const std::string& text) {
 
 std::vector<std::string> Workspace::edit_argv(const std::vector<std::string>& args) const {
   std::vector<std::string> argv{DG_TESTPIPE_BIN, "edit", "--model_name", bundle, "--output_dir", out};
-  if (std::find(args.begin(), args.end(), "--model_type") == args.end()) argv.insert(argv.end(), {"--model_type", "qwen"});
+  if (std::find(args.begin(), args.end(), "--model_type") == args.end())
+    argv.insert(argv.end(), {"--model_type", "qwen"});
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }

@@ -55,8 +55,8 @@ TEST(EnhanceE2E, ApiLatencyOverlapsTheModelStage) {
   auto env = enhancer_env(server);
   env["DG_TESTPIPE_DELAY_MS"] = "100";
   const auto t0 = std::chrono::steady_clock::now();
-  const ProcessResult r = ws.edit({"--input", m, "--prompt_enhance_type", "qwen_image_edit", "--enhance_workers", "4",
-                                   "--seed", "1"}, env);
+  const ProcessResult r =
+      ws.edit({"--input", m, "--prompt_enhance_type", "qwen_image_edit", "--enhance_workers", "4", "--seed", "1"}, env);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // Serially: 8 x (0.3 s API + 0.1 s model) = 3.2 s. Four requests in flight ahead of the model:
@@ -101,8 +101,7 @@ TEST(EnhanceE2E, FailuresFallBackVisiblyAndTheKeyAppearsNowhere) {
   EXPECT_EQ(r.out.find(kKey), std::string::npos);
   EXPECT_EQ(r.err.find(kKey), std::string::npos);
   for (const std::string& dir : {ws.out, ws.dir / "debug"})
-    for (const auto& f : files_below(dir))
-      EXPECT_EQ(read_text(dir + "/" + f).find(kKey), std::string::npos) << f;
+    for (const auto& f : files_below(dir)) EXPECT_EQ(read_text(dir + "/" + f).find(kKey), std::string::npos) << f;
 }
 
 TEST(EnhanceE2E, MissingKeyOrUnsupportedModeFailsBeforeAnyWork) {

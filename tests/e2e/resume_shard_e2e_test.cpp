@@ -5,8 +5,8 @@
 #include <sys/wait.h>
 
 #include <chrono>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "e2e_util.hpp"
@@ -27,7 +27,8 @@ std::string manifest_of(Workspace& ws, int rows) {
 std::set<std::string> pngs(const std::string& dir) {
   std::set<std::string> out;
   for (const auto& f : files_below(dir))
-    if (f.size() > 4 && f.substr(f.size() - 4) == ".png" && f[0] != '.' && f.find('/') == std::string::npos) out.insert(f);
+    if (f.size() > 4 && f.substr(f.size() - 4) == ".png" && f[0] != '.' && f.find('/') == std::string::npos)
+      out.insert(f);
   return out;
 }
 
@@ -132,9 +133,11 @@ TEST(ShardE2E, ThreeShardsCoverEveryRowExactlyOnce) {
   // Shards never move: with rows of shard 0 missing again, shard 1 still finds nothing to do.
   fs::remove(ws.out + "/000000.png");
   const std::string again = ws.dir / "again.log";
-  ASSERT_EQ(ws.edit({"--input", m, "--num_nodes", "3", "--node_rank", "1"}, {{"DG_TESTPIPE_CALL_LOG", again}}).exit_code, 0);
+  ASSERT_EQ(
+      ws.edit({"--input", m, "--num_nodes", "3", "--node_rank", "1"}, {{"DG_TESTPIPE_CALL_LOG", again}}).exit_code, 0);
   EXPECT_TRUE(call_log(again).empty());
-  ASSERT_EQ(ws.edit({"--input", m, "--num_nodes", "3", "--node_rank", "0"}, {{"DG_TESTPIPE_CALL_LOG", again}}).exit_code, 0);
+  ASSERT_EQ(
+      ws.edit({"--input", m, "--num_nodes", "3", "--node_rank", "0"}, {{"DG_TESTPIPE_CALL_LOG", again}}).exit_code, 0);
   EXPECT_EQ(call_log(again), (std::vector<int>{0}));
 }
 
@@ -144,7 +147,8 @@ TEST(ShardE2E, SchedulerEnvironmentShards) {
   std::vector<int> all;
   for (int rank = 0; rank < 3; ++rank) {
     const std::string log = ws.dir / ("env" + std::to_string(rank) + ".log");
-    const ProcessResult r = ws.edit({"--input", m}, {{"DG_TESTPIPE_CALL_LOG", log}, {"SLURM_ARRAY_TASK_ID", std::to_string(rank)},
+    const ProcessResult r = ws.edit({"--input", m}, {{"DG_TESTPIPE_CALL_LOG", log},
+                                                     {"SLURM_ARRAY_TASK_ID", std::to_string(rank)},
                                                      {"SLURM_ARRAY_TASK_COUNT", "3"}});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.err.find(fmt::format("shard {} of 3 (slurm-array)", rank)), std::string::npos) << r.err;

@@ -88,13 +88,15 @@ TEST(RunnerE2E, SeedsReproduceAndDiffer) {
 TEST(RunnerE2E, JsonlNamesSeedsFilterAndOverrides) {
   Workspace ws;
   ws.image("a.png", 16, 24);
-  const std::string m = ws.file("m.jsonl",
-                                "{\"index\": 5, \"image\": \"a.png\", \"instruction\": \"x\", \"name\": \"sub/five.jpg\"}\n"
-                                "{\"index\": 6, \"image\": \"a.png\", \"instruction\": \"y\", \"name\": \"six.webp\", "
-                                "\"seed\": 42, \"negative_prompt\": \"ugly\"}\n"
-                                "{\"index\": 7, \"image\": \"a.png\", \"instruction\": \"z\", \"name\": \"seven\"}\n");
-  const ProcessResult r = ws.edit({"--input", m, "--output_name_column", "name", "--filter_rows", "6:",
-                                   "--num_inference_steps", "3", "--guidance_scale", "0", "--true_cfg_scale", "1"});
+  const std::string m =
+      ws.file("m.jsonl",
+              "{\"index\": 5, \"image\": \"a.png\", \"instruction\": \"x\", \"name\": \"sub/five.jpg\"}\n"
+              "{\"index\": 6, \"image\": \"a.png\", \"instruction\": \"y\", \"name\": \"six.webp\", "
+              "\"seed\": 42, \"negative_prompt\": \"ugly\"}\n"
+              "{\"index\": 7, \"image\": \"a.png\", \"instruction\": \"z\", \"name\": \"seven\"}\n");
+  const ProcessResult r =
+      ws.edit({"--input", m, "--output_name_column", "name", "--filter_rows", "6:", "--num_inference_steps", "3",
+               "--guidance_scale", "0", "--true_cfg_scale", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(files_below(ws.out).count("sub/five.jpg"), 0u);  // filtered out
   EXPECT_EQ(read_image(ws.out + "/six.webp").width, 16);
@@ -113,7 +115,8 @@ TEST(RunnerE2E, JsonlNamesSeedsFilterAndOverrides) {
 TEST(RunnerE2E, ModelFailuresAreRetriedThenRecorded) {
   Workspace ws;
   ws.image("a.png", 8, 8);
-  const std::string m = ws.file("m.csv", "image,instruction\na.png,fine\na.png,FAIL_ONCE please\na.png,FAIL_ALWAYS\na.png,fine too\n");
+  const std::string m =
+      ws.file("m.csv", "image,instruction\na.png,fine\na.png,FAIL_ONCE please\na.png,FAIL_ALWAYS\na.png,fine too\n");
   const ProcessResult r = ws.edit({"--input", m, "--max_retries", "1"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   const RecordTable res = ws.results();
@@ -135,16 +138,19 @@ TEST(RunnerE2E, InputErrorsAreNeverRetried) {
   Workspace ws;
   ws.image("small.png", 8, 8);
   ws.image("big.png", 80, 80);
-  const std::string m = ws.file("m.csv", "image,instruction\nbig.png,fine\nsmall.png,too small\nbig.png,INPUT_ERROR\n"
-                                         "\"[\"\"big.png\"\", \"\"big.png\"\"]\",two images\n");
+  const std::string m = ws.file("m.csv",
+                                "image,instruction\nbig.png,fine\nsmall.png,too small\nbig.png,INPUT_ERROR\n"
+                                "\"[\"\"big.png\"\", \"\"big.png\"\"]\",two images\n");
   const std::string log = ws.dir / "calls.log";
-  ProcessResult r = ws.edit({"--input", m, "--model_type", "flux2", "--max_retries", "3"}, {{"DG_TESTPIPE_CALL_LOG", log}});
+  ProcessResult r =
+      ws.edit({"--input", m, "--model_type", "flux2", "--max_retries", "3"}, {{"DG_TESTPIPE_CALL_LOG", log}});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(ws.results().records.size(), 2u);  // rows 0 and 3: FLUX.2 takes several images
   RecordTable fails = ws.failures();
   ASSERT_EQ(fails.records.size(), 2u);
   EXPECT_EQ(fails.find("1")->at("stage"), "input");
-  EXPECT_NE(fails.find("1")->at("reason").find("8x8: model type flux2 needs sides of at least 64 px"), std::string::npos)
+  EXPECT_NE(fails.find("1")->at("reason").find("8x8: model type flux2 needs sides of at least 64 px"),
+            std::string::npos)
       << fails.find("1")->at("reason");
   EXPECT_EQ(fails.find("2")->at("stage"), "input");
   EXPECT_EQ(fails.find("2")->at("attempts"), "1");

@@ -32,7 +32,8 @@ TEST(Bundle, LoadErrorsNameWhatIsWrong) {
   const std::string missing = copy("missing");
   fs::remove(missing + "/torchscript/transformer.pt");
   EXPECT_NE(error_of(missing).find("component 'transformer': file torchscript/transformer.pt does not exist"),
-            std::string::npos) << error_of(missing);
+            std::string::npos)
+      << error_of(missing);
 
   auto edit_manifest = [&](const std::string& dir, const std::function<void(nlohmann::json&)>& change) {
     nlohmann::json m = nlohmann::json::parse(std::ifstream(dir + "/torchscript/manifest.json"));
@@ -59,7 +60,9 @@ TEST(Bundle, LoadErrorsNameWhatIsWrong) {
   const std::string op_error = error_of(ops);
   EXPECT_NE(op_error.find("component text_encoder needs operators this libtorch"), std::string::npos) << op_error;
   EXPECT_NE(op_error.find("lacks: aten::no_such_op_xyz;"), std::string::npos) << op_error;
-  edit_manifest(ops, [](nlohmann::json& m) { m["components"]["text_encoder"]["required_ops"] = {"aten::matmul", "prim::device"}; });
+  edit_manifest(ops, [](nlohmann::json& m) {
+    m["components"]["text_encoder"]["required_ops"] = {"aten::matmul", "prim::device"};
+  });
   EXPECT_EQ(error_of(ops), "");
   const std::string noconfig = copy("noconfig");
   fs::remove(noconfig + "/vae/config.json");

@@ -31,7 +31,8 @@ const std::string& tiny_bundle(const std::string& type) {
 
 Image pattern(int w, int h, int seed) {
   Image img{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
-  for (std::size_t k = 0; k < img.rgb.size(); ++k) img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
+  for (std::size_t k = 0; k < img.rgb.size(); ++k)
+    img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
   return img;
 }
 
@@ -43,8 +44,8 @@ int64_t counter(const EditResult& r, const std::string& name) {
 
 Runner::Runner(const std::string& type, const std::string& dtype, const std::string& bundle)
     : spec(find_model(type == "flux2_klein_base" ? "flux2_klein" : type)) {
-  pipe = find_model_entry(spec->type)->make_pipeline(
-      PipelineConfig{spec, bundle.empty() ? tiny_bundle(type) : bundle, "cpu", dtype});
+  pipe = find_model_entry(spec->type)
+             ->make_pipeline(PipelineConfig{spec, bundle.empty() ? tiny_bundle(type) : bundle, "cpu", dtype});
 }
 
 EditResult Runner::run(std::vector<Image> images, const std::string& text, uint64_t seed, int steps,

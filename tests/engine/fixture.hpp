@@ -27,8 +27,7 @@ int64_t counter(const EditResult& result, const std::string& name);
 struct Runner {
   const ModelSpec* spec;
   std::unique_ptr<Pipeline> pipe;
-  explicit Runner(const std::string& type, const std::string& dtype = "bfloat16",
-                  const std::string& bundle = "");
+  explicit Runner(const std::string& type, const std::string& dtype = "bfloat16", const std::string& bundle = "");
   /// One row with `steps` steps; unset parameters take the model's defaults (merge_params).
   EditResult run(std::vector<Image> images, const std::string& text, uint64_t seed, int steps = 2,
                  std::optional<double> guidance = std::nullopt, std::optional<double> true_cfg = std::nullopt,

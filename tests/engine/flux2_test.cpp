@@ -33,8 +33,8 @@ TEST(Flux2, ReferencePreparationAndIds) {
   const Image big = flux2_reference(pattern(1500, 1000, 2));  // capped to 1024^2 area: int(1254.1) x int(836.1)
   EXPECT_EQ(big.width, 1248);
   EXPECT_EQ(big.height, 832);
-  EXPECT_EQ(flux2_image_ids(20, 2, 3), (std::vector<int64_t>{20, 0, 0, 0, 20, 0, 1, 0, 20, 0, 2, 0,
-                                                              20, 1, 0, 0, 20, 1, 1, 0, 20, 1, 2, 0}));
+  EXPECT_EQ(flux2_image_ids(20, 2, 3),
+            (std::vector<int64_t>{20, 0, 0, 0, 20, 0, 1, 0, 20, 0, 2, 0, 20, 1, 0, 0, 20, 1, 1, 0, 20, 1, 2, 0}));
 }
 
 TEST(Flux2, PatchifyAndBatchNormRoundTrip) {
@@ -67,7 +67,7 @@ TEST(Flux2, SizesCallsAndSensitivity) {
   EXPECT_THROW(dev.run({pattern(40, 40, 1)}, "tiny input", 3), std::invalid_argument);
 
   Runner distilled("flux2_klein");
-  EXPECT_EQ(counter(distilled.run({a}, "x", 1, 3, 4.0), "transformer_calls"), 3);  // no CFG when distilled
+  EXPECT_EQ(counter(distilled.run({a}, "x", 1, 3, 4.0), "transformer_calls"), 3);    // no CFG when distilled
   const auto klein_base = distilled.run({a, b}, "add a moon", 3, 2, 1.0).image.rgb;  // multi-image row
   EXPECT_EQ(distilled.run({a, b}, "add a moon", 3, 2, 1.0).image.rgb, klein_base);
   EXPECT_NE(distilled.run({a, b}, "add a sun", 3, 2, 1.0).image.rgb, klein_base);
@@ -96,8 +96,8 @@ TEST(TinyComponents, Flux2TransformerReactsToIdsAndGuidance) {
   Bundle b = Bundle::open(tiny_bundle("flux2"), *find_model("flux2"), "float32", "cpu");
   torch::jit::Module dit = b.load("transformer", "cpu");
   const int64_t S = 6, L = 4;
-  std::vector<at::Tensor> in{at::randn({1, S, 128}), at::randn({1, L, 96}), at::full({1}, 0.5f), at::full({1}, 4.0f),
-                             at::zeros({S, 4}, at::kLong), at::zeros({L, 4}, at::kLong)};
+  std::vector<at::Tensor> in{at::randn({1, S, 128}), at::randn({1, L, 96}),        at::full({1}, 0.5f),
+                             at::full({1}, 4.0f),    at::zeros({S, 4}, at::kLong), at::zeros({L, 4}, at::kLong)};
   for (int64_t s = 0; s < S; ++s) in[4][s][1] = s / 3, in[4][s][2] = s % 3;
   for (int64_t l = 0; l < L; ++l) in[5][l][3] = l;
   auto run = [&](const std::vector<at::Tensor>& args) {

@@ -24,8 +24,10 @@ TEST(Latents, SeededNoiseMatchesPyTorchAndIsDrawnInItsDtype) {
   const at::Tensor n = seeded_noise({4}, 0, at::kFloat, "cpu");
   const float want[] = {1.5410f, -0.2934f, -2.1788f, 0.5684f};
   for (int k = 0; k < 4; ++k) EXPECT_NEAR(n[k].item<float>(), want[k], 1e-4);
-  EXPECT_TRUE(at::equal(seeded_noise({2, 3}, 7, at::kBFloat16, "cpu"), seeded_noise({6}, 7, at::kBFloat16, "cpu").view({2, 3})));
-  EXPECT_FALSE(at::equal(seeded_noise({64}, 7, at::kBFloat16, "cpu"), seeded_noise({64}, 7, at::kFloat, "cpu").to(at::kBFloat16)));
+  EXPECT_TRUE(at::equal(seeded_noise({2, 3}, 7, at::kBFloat16, "cpu"),
+                        seeded_noise({6}, 7, at::kBFloat16, "cpu").view({2, 3})));
+  EXPECT_FALSE(at::equal(seeded_noise({64}, 7, at::kBFloat16, "cpu"),
+                         seeded_noise({64}, 7, at::kFloat, "cpu").to(at::kBFloat16)));
 }
 
 TEST(Latents, EulerStepRoundsLikePyTorchBf16) {

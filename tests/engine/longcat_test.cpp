@@ -41,9 +41,8 @@ TEST(LongCat, QuoteSplittingAsUpstream) {
 TEST(LongCat, SizesCfgAndSensitivity) {
   Runner lc("longcat");
   const Image a = pattern(96, 64, 1);
-  auto run = [&](const Image& img, const std::string& text, uint64_t seed, double guidance, const std::string& neg = "") {
-    return lc.run({img}, text, seed, 2, guidance, std::nullopt, neg);
-  };
+  auto run = [&](const Image& img, const std::string& text, uint64_t seed, double guidance,
+                 const std::string& neg = "") { return lc.run({img}, text, seed, 2, guidance, std::nullopt, neg); };
   const EditResult base = run(a, "write 'OPEN' on the sign", 1, 4.5);
   EXPECT_EQ(base.image.width, 1264);  // calculate_dimensions rounded up to 16, from the input
   EXPECT_EQ(base.image.height, 848);

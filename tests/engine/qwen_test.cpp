@@ -77,8 +77,8 @@ TEST(TinyComponents, ReactToEveryInput) {
   // Transformer: hidden states, text, timestep, both RoPE tables, modulate_index (zero_cond_t).
   torch::jit::Module dit = b.load("transformer", "cpu");
   const int64_t S = 8, L = 5;
-  std::vector<at::Tensor> in{at::randn({1, S, 64}), at::randn({1, L, 32}), at::full({1}, 0.5f), at::randn({S, 8, 2}),
-                             at::randn({L, 8, 2}), at::zeros({1, S}, at::kLong)};
+  std::vector<at::Tensor> in{at::randn({1, S, 64}), at::randn({1, L, 32}), at::full({1}, 0.5f),
+                             at::randn({S, 8, 2}),  at::randn({L, 8, 2}),  at::zeros({1, S}, at::kLong)};
   in[5][0][S - 1] = 1;
   auto run_dit = [&](std::vector<at::Tensor> args) {
     return dit.forward(std::vector<c10::IValue>(args.begin(), args.end())).toTensor();
@@ -87,9 +87,12 @@ TEST(TinyComponents, ReactToEveryInput) {
   for (std::size_t k = 0; k < in.size(); ++k) {
     auto args = in;
     args[k] = args[k].clone();
-    if (k == 5) args[k][0][S - 1] = 0;
-    else if (k == 2) args[k] = at::full({1}, 0.25f);
-    else args[k].view({-1})[0] += 1.0;
+    if (k == 5)
+      args[k][0][S - 1] = 0;
+    else if (k == 2)
+      args[k] = at::full({1}, 0.25f);
+    else
+      args[k].view({-1})[0] += 1.0;
     EXPECT_TRUE(changed(run_dit(args), base)) << "transformer input " << k;
   }
   // Text encoder: ids, mask, each mRoPE axis, image embeddings.
@@ -121,8 +124,10 @@ TEST(TinyComponents, ReactToEveryInput) {
   }
   // Vision encoder: pixels, positions, both segment inputs.
   torch::jit::Module ve = b.load("vision_encoder", "cpu");
-  std::vector<at::Tensor> vin{at::randn({8, 1176}), at::tensor(std::vector<int64_t>{0, 0, 0, 1, 1, 0, 1, 1, 0, 2, 0, 3, 1, 2, 1, 3}).view({8, 2}),
-                              at::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1}), at::zeros({8}, at::kLong)};
+  std::vector<at::Tensor> vin{
+      at::randn({8, 1176}),
+      at::tensor(std::vector<int64_t>{0, 0, 0, 1, 1, 0, 1, 1, 0, 2, 0, 3, 1, 2, 1, 3}).view({8, 2}),
+      at::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1}), at::zeros({8}, at::kLong)};
   auto run_ve = [&](std::vector<at::Tensor> args) {
     return ve.forward(std::vector<c10::IValue>(args.begin(), args.end())).toTensor();
   };

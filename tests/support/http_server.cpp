@@ -134,9 +134,10 @@ void HttpServer::handle(int fd) {
   if (handler) {
     const HttpResponse r = handler(request, count);
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(r.delay_ms);
-    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    std::string head = "HTTP/1.1 " + std::to_string(r.status) + " X\r\nContent-Length: " + std::to_string(r.body.size()) +
-                       "\r\nConnection: close\r\n";
+    while (!stop_ && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::string head = "HTTP/1.1 " + std::to_string(r.status) +
+                       " X\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\nConnection: close\r\n";
     for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
     send_all(fd, head + "\r\n" + r.body);
     ::close(fd);
@@ -144,8 +145,8 @@ void HttpServer::handle(int fd) {
   }
   auto reply = [&](int status, const std::string& body) {
     const char* text = status == 200 ? "OK" : status == 404 ? "Not Found" : "Service Unavailable";
-    send_all(fd, "HTTP/1.1 " + std::to_string(status) + " " + text + "\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    send_all(fd, "HTTP/1.1 " + std::to_string(status) + " " + text +
+                     "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
   };
   auto split = [](const std::string& rest) {
     const auto slash = rest.find('/');
@@ -163,7 +164,8 @@ void HttpServer::handle(int fd) {
   } else if (path.rfind("/slow/", 0) == 0) {
     auto [ms, rest] = split(path.substr(6));
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stoi(ms));
-    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (!stop_ && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     name = rest;
   } else if (path.rfind("/file/", 0) == 0) {
     name = path.substr(6);

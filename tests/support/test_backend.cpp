@@ -12,7 +12,6 @@
 #include <string>
 #include <thread>
 
-
 namespace dg::test {
 
 namespace {
@@ -61,7 +60,8 @@ Image test_pipeline_output(const EditRequest& r) {
     for (std::size_t k = 0; k < img.rgb.size(); k += 97) h = mix(h, img.rgb[k]);
   }
   Image out = r.images.front();
-  for (std::size_t k = 0; k < out.rgb.size(); ++k) out.rgb[k] = static_cast<uint8_t>(out.rgb[k] ^ ((h >> (8 * (k % 8))) & 0xff));
+  for (std::size_t k = 0; k < out.rgb.size(); ++k)
+    out.rgb[k] = static_cast<uint8_t>(out.rgb[k] ^ ((h >> (8 * (k % 8))) & 0xff));
   return out;
 }
 

@@ -15,9 +15,9 @@ inline std::string testdata_dir() {
 }  // namespace dg::test
 
 /// Fails the current test when `rel` (a path below the test data folder) does not exist.
-#define DG_REQUIRE_TESTDATA(rel)                                                                  \
-  do {                                                                                            \
+#define DG_REQUIRE_TESTDATA(rel)                                                                 \
+  do {                                                                                           \
     if (!std::filesystem::exists(dg::test::testdata_dir() + "/" + (rel)))                        \
       GTEST_FAIL() << "golden data " << (rel) << " not found under " << dg::test::testdata_dir() \
-                   << " (set DIFFGENTOR_TESTDATA)";                                               \
+                   << " (set DIFFGENTOR_TESTDATA)";                                              \
   } while (0)

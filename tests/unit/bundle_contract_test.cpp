@@ -26,8 +26,10 @@ TEST(BundleContract, EveryTypeHasComponentsAndTheDocsNameThemAll) {
         EXPECT_NE(doc.find(c.name + "." + c.method), std::string::npos);
       }
       EXPECT_TRUE(names.insert(c.name + "." + c.method).second) << "duplicate " << c.name;
-      for (const auto& t : c.inputs) EXPECT_NE(doc.find("`" + t.name + "`"), std::string::npos) << c.name << " " << t.name;
-      for (const auto& t : c.outputs) EXPECT_NE(doc.find("`" + t.name + "`"), std::string::npos) << c.name << " " << t.name;
+      for (const auto& t : c.inputs)
+        EXPECT_NE(doc.find("`" + t.name + "`"), std::string::npos) << c.name << " " << t.name;
+      for (const auto& t : c.outputs)
+        EXPECT_NE(doc.find("`" + t.name + "`"), std::string::npos) << c.name << " " << t.name;
     }
   }
 }

@@ -23,7 +23,8 @@ namespace {
 const std::string kKey = "sk-test-SECRET-42";
 
 std::string chat_reply(const std::string& content) {
-  return json{{"id", "x"}, {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}}}}}}.dump();
+  return json{{"id", "x"}, {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}}}}}}
+      .dump();
 }
 
 EnhancerConfig config_for(const HttpServer& server, const std::string& type, int retries = 0, double timeout = 5) {
@@ -261,7 +262,9 @@ TEST(Enhancer, ConfigurationFromTheEnvironment) {
 TEST(Enhancer, DebugLogHasRequestReplyAndOutcomeButNotTheKey) {
   dg::test::TempDir d;
   HttpServer server;
-  server.set_handler([](const HttpRequest&, int) { return HttpResponse{200, chat_reply("{\"Rewritten\": \"done\"}"), {}, 0}; });
+  server.set_handler([](const HttpRequest&, int) {
+    return HttpResponse{200, chat_reply("{\"Rewritten\": \"done\"}"), {}, 0};
+  });
   EnhancerConfig c = config_for(server, "qwen_image_edit");
   c.debug = true;
   c.debug_dir = d.path;

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "diffgentor/queue.hpp"
 #include "diffgentor/progress.hpp"
+#include "diffgentor/queue.hpp"
 #include "process.hpp"
 
 namespace fs = std::filesystem;
@@ -44,7 +44,10 @@ TEST(Queue, BoundedAndDrainsAfterClose) {
   EXPECT_TRUE(q.push(1));
   EXPECT_TRUE(q.push(2));
   std::atomic<bool> pushed{false};
-  std::thread producer([&] { q.push(3); pushed = true; });
+  std::thread producer([&] {
+    q.push(3);
+    pushed = true;
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_FALSE(pushed);  // full: the producer waits
   EXPECT_EQ(q.pop(), 1);

@@ -21,10 +21,10 @@ Image two_halves(int w, int h) {
 
 std::string with_exif_orientation(const std::string& jpeg, uint16_t orientation) {
   std::string tiff("MM\0\x2a\0\0\0\x08", 8);
-  tiff += std::string("\0\x01", 2);                                            // one IFD entry
-  tiff += std::string("\x01\x12\0\x03\0\0\0\x01", 8);                          // Orientation, SHORT, count 1
+  tiff += std::string("\0\x01", 2);                    // one IFD entry
+  tiff += std::string("\x01\x12\0\x03\0\0\0\x01", 8);  // Orientation, SHORT, count 1
   tiff += std::string(1, char(orientation >> 8)) + std::string(1, char(orientation & 0xff)) + std::string(2, '\0');
-  tiff += std::string(4, '\0');                                                // no next IFD
+  tiff += std::string(4, '\0');  // no next IFD
   const std::string payload = std::string("Exif\0\0", 6) + tiff;
   const std::size_t len = payload.size() + 2;
   const std::string app1 = std::string("\xFF\xE1", 2) + char(len >> 8) + char(len & 0xff) + payload;
@@ -98,7 +98,8 @@ TEST(ImageIo, PixelLimitIsCheckedFromTheHeaderFirst) {
     FAIL();
   } catch (const ImageError& e) {
     EXPECT_NE(std::string(e.what()).find("100000x100000 = 10000000000 pixels, over the limit of 178956970"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(decode_image(encode_image(two_halves(40, 20), ".png"), 799), ImageError);
   EXPECT_NO_THROW(decode_image(encode_image(two_halves(40, 20), ".png"), 800));

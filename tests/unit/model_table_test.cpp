@@ -12,12 +12,19 @@ using namespace dg;
 
 TEST(ModelTable, TheToolsDefaultsPerType) {
   // The Python tool's defaults, pinned per type; every row of the table must be one of these.
-  struct Row { const char* type; int steps; double guidance; const char* cls; };
-  const std::vector<Row> rows = {
-      Row{"qwen", 40, 1.0, "QwenImageEditPlusPipeline"}, Row{"qwen_singleimg", 50, 1.0, "QwenImageEditPipeline"},
-      Row{"flux2", 28, 4.0, "Flux2Pipeline"}, Row{"flux2_klein", 4, 1.0, "Flux2KleinPipeline"},
-      Row{"flux1_kontext", 30, 2.5, "FluxKontextPipeline"}, Row{"longcat", 50, 4.5, "LongCatImageEditPipeline"},
-      Row{"glm_image", 50, 1.5, "GlmImagePipeline"}};
+  struct Row {
+    const char* type;
+    int steps;
+    double guidance;
+    const char* cls;
+  };
+  const std::vector<Row> rows = {Row{"qwen", 40, 1.0, "QwenImageEditPlusPipeline"},
+                                 Row{"qwen_singleimg", 50, 1.0, "QwenImageEditPipeline"},
+                                 Row{"flux2", 28, 4.0, "Flux2Pipeline"},
+                                 Row{"flux2_klein", 4, 1.0, "Flux2KleinPipeline"},
+                                 Row{"flux1_kontext", 30, 2.5, "FluxKontextPipeline"},
+                                 Row{"longcat", 50, 4.5, "LongCatImageEditPipeline"},
+                                 Row{"glm_image", 50, 1.5, "GlmImagePipeline"}};
   for (const Row& r : rows) {
     const ModelSpec* s = find_model(r.type);
     ASSERT_NE(s, nullptr) << r.type;
@@ -94,14 +101,18 @@ TEST(ModelTable, TheDocsTableIsTheTable) {
 }
 
 TEST(ModelTable, DetectionFollowsTheSeedRules) {
-  struct Case { const char* name; const char* type; };
-  for (const Case& c : {Case{"Qwen/Qwen-Image-Edit-2511", "qwen"}, Case{"Qwen/Qwen-Image-Edit-2509", "qwen"},
-                        Case{"qwen/qwen-image-edit-anything", "qwen"}, Case{"Qwen/Qwen-Image-Edit", "qwen_singleimg"},
-                        Case{"/models/QWEN-IMAGE-EDIT/", "qwen_singleimg"}, Case{"/m/Qwen-Image-Edit_fp8", "qwen_singleimg"},
-                        Case{"black-forest-labs/FLUX.2-dev", "flux2"}, Case{"black-forest-labs/FLUX.2-klein-4B", "flux2_klein"},
-                        Case{"/ckpt/flux.2-klein-base-9b", "flux2_klein"},
-                        Case{"black-forest-labs/FLUX.1-Kontext-dev", "flux1_kontext"},
-                        Case{"meituan-longcat/LongCat-Image-Edit", "longcat"}, Case{"zai-org/GLM-Image", "glm_image"}}) {
+  struct Case {
+    const char* name;
+    const char* type;
+  };
+  for (const Case& c :
+       {Case{"Qwen/Qwen-Image-Edit-2511", "qwen"}, Case{"Qwen/Qwen-Image-Edit-2509", "qwen"},
+        Case{"qwen/qwen-image-edit-anything", "qwen"}, Case{"Qwen/Qwen-Image-Edit", "qwen_singleimg"},
+        Case{"/models/QWEN-IMAGE-EDIT/", "qwen_singleimg"}, Case{"/m/Qwen-Image-Edit_fp8", "qwen_singleimg"},
+        Case{"black-forest-labs/FLUX.2-dev", "flux2"}, Case{"black-forest-labs/FLUX.2-klein-4B", "flux2_klein"},
+        Case{"/ckpt/flux.2-klein-base-9b", "flux2_klein"},
+        Case{"black-forest-labs/FLUX.1-Kontext-dev", "flux1_kontext"},
+        Case{"meituan-longcat/LongCat-Image-Edit", "longcat"}, Case{"zai-org/GLM-Image", "glm_image"}}) {
     const ModelSpec* s = detect_model(c.name);
     ASSERT_NE(s, nullptr) << c.name;
     EXPECT_EQ(s->type, c.type) << c.name;

@@ -75,15 +75,24 @@ TEST(Options, ValidationNamesTheFlag) {
     change(o);
     return usage_error(o);
   };
-  EXPECT_NE(with([](EditOptions& o) { o.backend = "xdit"; }).find("--backend xdit: not available in this build"), std::string::npos);
+  EXPECT_NE(with([](EditOptions& o) { o.backend = "xdit"; }).find("--backend xdit: not available in this build"),
+            std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.device = "gpu"; }).find("--device gpu"), std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.num_inference_steps = 0; }).find("--num_inference_steps 0"), std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.guidance_scale = -1; }).find("--guidance_scale"), std::string::npos);
-  EXPECT_NE(with([](EditOptions& o) { o.node_rank = 3; o.num_nodes = 3; }).find("--node_rank 3"), std::string::npos);
+  EXPECT_NE(with([](EditOptions& o) {
+              o.node_rank = 3;
+              o.num_nodes = 3;
+            }).find("--node_rank 3"),
+            std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.filter_rows = "x:y"; }).find("--filter_rows"), std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.torch_dtype = "int8"; }).find("--torch_dtype"), std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.batch_size = 0; }).find("--batch_size"), std::string::npos);
-  EXPECT_NE(with([](EditOptions& o) { o.num_gpus = 2; o.device = "cpu"; }).find("--num_gpus"), std::string::npos);
+  EXPECT_NE(with([](EditOptions& o) {
+              o.num_gpus = 2;
+              o.device = "cpu";
+            }).find("--num_gpus"),
+            std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.seed = -1; }).find("--seed"), std::string::npos);
   const std::string unknown = with([](EditOptions& o) { o.model_name = "some/model"; });
   EXPECT_NE(unknown.find("cannot detect the model type"), std::string::npos);
@@ -102,9 +111,27 @@ TEST(Cli, UnsetNumbersStayUnsetAndFlagsParse) {
   EXPECT_TRUE(cmd.edit.resume);
 
   Command c2;
-  ASSERT_EQ(parse({"edit", "--model_name", "m", "--input", "i.csv", "--output_dir", "o", "--guidance_scale", "0",
-                   "--seed", "0", "--no_resume", "--filter_rows", "0:10", "--output_name_column", "name",
-                   "--enable_vae_tiling", "--num_nodes", "2", "--node_rank", "1"},
+  ASSERT_EQ(parse({"edit",
+                   "--model_name",
+                   "m",
+                   "--input",
+                   "i.csv",
+                   "--output_dir",
+                   "o",
+                   "--guidance_scale",
+                   "0",
+                   "--seed",
+                   "0",
+                   "--no_resume",
+                   "--filter_rows",
+                   "0:10",
+                   "--output_name_column",
+                   "name",
+                   "--enable_vae_tiling",
+                   "--num_nodes",
+                   "2",
+                   "--node_rank",
+                   "1"},
                   c2),
             -1);
   EXPECT_EQ(c2.edit.guidance_scale, 0.0);
@@ -116,7 +143,8 @@ TEST(Cli, UnsetNumbersStayUnsetAndFlagsParse) {
   EXPECT_EQ(c2.edit.node_rank, 1);
 
   Command c3;
-  EXPECT_EQ(parse({"edit", "--model_name", "m", "--input", "i", "--output_dir", "o", "--guidance_scale", "abc"}, c3), kExitUsage);
+  EXPECT_EQ(parse({"edit", "--model_name", "m", "--input", "i", "--output_dir", "o", "--guidance_scale", "abc"}, c3),
+            kExitUsage);
   Command c4;
   EXPECT_EQ(parse({"models"}, c4), -1);
   EXPECT_EQ(c4.kind, Command::Models);

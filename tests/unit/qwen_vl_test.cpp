@@ -47,7 +47,8 @@ TEST(QwenVl, ProcessorRowsFollowTheMergeOrder) {
                   const int x = col * 14 + px, y = row * 14 + py;
                   const double raw = c == 0 ? x : (x + y) % 256;
                   const float want = static_cast<float>((raw / 255.0 - cfg.mean[c]) / cfg.std[c]);
-                  EXPECT_NEAR(v.pixel_values[static_cast<std::size_t>(r) * 1176 + ((c * 2 + t) * 14 + py) * 14 + px], want, 1e-5);
+                  EXPECT_NEAR(v.pixel_values[static_cast<std::size_t>(r) * 1176 + ((c * 2 + t) * 14 + py) * 14 + px],
+                              want, 1e-5);
                 }
         }
   for (int64_t s : v.window_seg) EXPECT_EQ(s, 0);
@@ -90,13 +91,13 @@ TEST(QwenVl, DitRopeTablesAreCentredWithTextAfterTheLargestHalf) {
     return std::atan2(tab[(row * 8 + pair) * 2 + 1], tab[(row * 8 + pair) * 2]);
   };
   // Pair 0 of each axis has inverse frequency 1, so its angle is the position itself.
-  EXPECT_NEAR(angle(t.img, 0, 0), 0.0, 1e-6);    // frame 0
-  EXPECT_NEAR(angle(t.img, 0, 2), -1.0, 1e-6);   // height: rows -1, 0
-  EXPECT_NEAR(angle(t.img, 0, 5), -2.0, 1e-6);   // width: cols -2 .. 1
-  EXPECT_NEAR(angle(t.img, 7, 2), 0.0, 1e-6);    // last token of image 0: row 0
-  EXPECT_NEAR(angle(t.img, 7, 5), 1.0, 1e-6);    //   col 1
-  EXPECT_NEAR(angle(t.img, 8, 0), 1.0, 1e-6);    // the reference has frame 1
-  EXPECT_NEAR(angle(t.txt, 0, 0), 2.0, 1e-6);    // text starts at max(h/2, w/2) = 2 on every axis
+  EXPECT_NEAR(angle(t.img, 0, 0), 0.0, 1e-6);   // frame 0
+  EXPECT_NEAR(angle(t.img, 0, 2), -1.0, 1e-6);  // height: rows -1, 0
+  EXPECT_NEAR(angle(t.img, 0, 5), -2.0, 1e-6);  // width: cols -2 .. 1
+  EXPECT_NEAR(angle(t.img, 7, 2), 0.0, 1e-6);   // last token of image 0: row 0
+  EXPECT_NEAR(angle(t.img, 7, 5), 1.0, 1e-6);   //   col 1
+  EXPECT_NEAR(angle(t.img, 8, 0), 1.0, 1e-6);   // the reference has frame 1
+  EXPECT_NEAR(angle(t.txt, 0, 0), 2.0, 1e-6);   // text starts at max(h/2, w/2) = 2 on every axis
   EXPECT_NEAR(angle(t.txt, 1, 5), 3.0, 1e-6);
   // Pair 1 of the 6-wide axes: inverse frequency 10000^(-2/6).
   EXPECT_NEAR(angle(t.txt, 0, 3), 2.0 * std::pow(10000.0, -2.0 / 6), 1e-5);
@@ -117,12 +118,14 @@ TEST(QwenVl, MaskedSlotsGetTheFillPositionAndDoNotCount) {
 TEST(QwenVisionConfig, SizeAndPixelLimitsAsTheImageProcessorReadsThem) {
   using nlohmann::json;
   const json te = json::parse(R"({"vision_config": {"window_size": 56}})");
-  QwenVisionConfig c = QwenVisionConfig::from_json(json::parse(R"({"size": {"shortest_edge": 100, "longest_edge": 2000}})"), te);
+  QwenVisionConfig c =
+      QwenVisionConfig::from_json(json::parse(R"({"size": {"shortest_edge": 100, "longest_edge": 2000}})"), te);
   EXPECT_EQ(c.min_pixels, 100);
   EXPECT_EQ(c.max_pixels, 2000);
   EXPECT_EQ(c.window_size, 56);
   c = QwenVisionConfig::from_json(
-      json::parse(R"({"size": {"shortest_edge": 100, "longest_edge": 2000}, "min_pixels": 3136, "max_pixels": null})"), te);
+      json::parse(R"({"size": {"shortest_edge": 100, "longest_edge": 2000}, "min_pixels": 3136, "max_pixels": null})"),
+      te);
   EXPECT_EQ(c.min_pixels, 3136);  // min_pixels overrides size, as upstream's __init__ does
   EXPECT_EQ(c.max_pixels, 2000);
   c = QwenVisionConfig::from_json(json::object(), json::object());

@@ -61,8 +61,9 @@ TEST(Results, ShardJournalsMergeAndFailuresDoneLaterAreDropped) {
   EXPECT_EQ(merged.find("0")->at("v"), "redone");
   EXPECT_EQ(RecordTable::load(results).records.size(), 3u);
 
-  write_text(failures, "index,reason,finished_at\n1,older failure,2026-01-01T00:00:00.000Z\n"
-                       "5,still failing,2026-01-02T00:00:00.000Z\n");
+  write_text(failures,
+             "index,reason,finished_at\n1,older failure,2026-01-01T00:00:00.000Z\n"
+             "5,still failing,2026-01-02T00:00:00.000Z\n");
   const RecordTable f = merge_journals(failures, &merged);
   ASSERT_EQ(f.records.size(), 1u);
   EXPECT_EQ(f.records[0].at("index"), "5");

@@ -32,7 +32,9 @@ TEST(Scheduler, ReproducesDiffusersGoldens) {
     const SchedulerConfig cfg = SchedulerConfig::from_json(g["models"][model]["config"]);
     const int n = e["num_inference_steps"];
     const int64_t seq = e["image_seq_len"];
-    const MuRule rule = model == "flux2" ? MuRule::Flux2Empirical : model == "glm_image" ? MuRule::Sqrt : MuRule::Linear;
+    const MuRule rule = model == "flux2"       ? MuRule::Flux2Empirical
+                        : model == "glm_image" ? MuRule::Sqrt
+                                               : MuRule::Linear;
     const double mu = compute_mu(rule, cfg, seq, n);
     EXPECT_DOUBLE_EQ(mu, e["mu"].get<double>()) << model << " n=" << n << " seq=" << seq;
     const Schedule s = model == "glm_image" ? glm_schedule(cfg, n, e["mu"].get<double>())
@@ -41,14 +43,15 @@ TEST(Scheduler, ReproducesDiffusersGoldens) {
                               " n=" + std::to_string(n);
     ASSERT_EQ(s.sigmas.size(), e["sigmas"].size()) << where;
     for (std::size_t i = 0; i < s.sigmas.size(); ++i)
-      EXPECT_TRUE(same(s.sigmas[i], golden(e["sigmas"][i]))) << where << " sigma[" << i << "] = " << s.sigmas[i]
-                                                              << " want " << e["sigmas"][i];
+      EXPECT_TRUE(same(s.sigmas[i], golden(e["sigmas"][i])))
+          << where << " sigma[" << i << "] = " << s.sigmas[i] << " want " << e["sigmas"][i];
     for (std::size_t i = 0; i < s.timesteps.size(); ++i) {
       EXPECT_TRUE(same(s.timesteps[i], golden(e["timesteps"][i]))) << where << " t[" << i << "]";
       if (model == "glm_image") {
         EXPECT_TRUE(same(s.timesteps[i] - 1.0f, golden(e["dit_timestep"][i]))) << where;
       } else if (!e["dit_timestep_bf16_bits"][i].is_string()) {
-        EXPECT_EQ(bf16_bits(dit_timestep_bf16(s.timesteps[i])), e["dit_timestep_bf16_bits"][i].get<int>()) << where << " dit[" << i << "]";
+        EXPECT_EQ(bf16_bits(dit_timestep_bf16(s.timesteps[i])), e["dit_timestep_bf16_bits"][i].get<int>())
+            << where << " dit[" << i << "]";
       }
     }
     ++checked;
@@ -76,7 +79,7 @@ TEST(Scheduler, ReferenceTableRowsAndConfigParsing) {
 TEST(Scheduler, Bf16Rounding) {
   EXPECT_EQ(bf16_bits(1.0f), 0x3F80);
   EXPECT_EQ(bf16_round(1000.0f), 1000.0f);
-  EXPECT_EQ(bf16_round(997.0f), 996.0f);   // bf16 has a step of 4 in [512, 1024): ties go to even
+  EXPECT_EQ(bf16_round(997.0f), 996.0f);  // bf16 has a step of 4 in [512, 1024): ties go to even
   EXPECT_EQ(bf16_round(999.0f), 1000.0f);
   EXPECT_TRUE(std::isnan(bf16_round(std::nanf(""))));
 }

@@ -57,8 +57,9 @@ TEST(Shard, FromFlagsAndSchedulerEnvironments) {
   s = resolve_shard(std::nullopt, std::nullopt, env_of({{"RANK", "3"}, {"WORLD_SIZE", "4"}}));
   EXPECT_EQ(s.rank, 3);
   EXPECT_EQ(s.source, "torchrun");
-  s = resolve_shard(std::nullopt, std::nullopt,
-                    env_of({{"SLURM_ARRAY_TASK_ID", "5"}, {"SLURM_ARRAY_TASK_MIN", "1"}, {"SLURM_ARRAY_TASK_COUNT", "6"}}));
+  s = resolve_shard(
+      std::nullopt, std::nullopt,
+      env_of({{"SLURM_ARRAY_TASK_ID", "5"}, {"SLURM_ARRAY_TASK_MIN", "1"}, {"SLURM_ARRAY_TASK_COUNT", "6"}}));
   EXPECT_EQ(s.rank, 4);
   EXPECT_EQ(s.count, 6);
   EXPECT_EQ(s.source, "slurm-array");

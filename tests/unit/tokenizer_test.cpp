@@ -28,20 +28,27 @@ json tiny_qwen2() {
     const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
     if (!printable) vocab[byte_to_unicode(static_cast<unsigned char>(b))] = id++;
   }
-  for (const char* t : {"\u0120l", "\u0120n", "\u0120lo", "\u0120low", "er", "\u0120lowest", "\u0120newer", "\u0120wider",
-                        "01", ";}", ";}\u010a", "\u00cf\u0135", "\u0120#", "##"})
+  for (const char* t : {"\u0120l", "\u0120n", "\u0120lo", "\u0120low", "er", "\u0120lowest", "\u0120newer",
+                        "\u0120wider", "01", ";}", ";}\u010a", "\u00cf\u0135", "\u0120#", "##"})
     vocab[t] = id++;
   return json{
-      {"model", {{"type", "BPE"}, {"vocab", vocab},
-                 {"merges", {"\u0120 l", "\u0120l o", "\u0120lo w", "e r", "0 1", "; }", ";} \u010a", "\u00cf \u0135", "\u0120 #", "# #"}}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"merges",
+         {"\u0120 l", "\u0120l o", "\u0120lo w", "e r", "0 1", "; }", ";} \u010a", "\u00cf \u0135", "\u0120 #",
+          "# #"}}}},
       {"added_tokens", {{{"id", 270}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false}}}},
       {"normalizer", {{"type", "NFC"}}},
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",
          {{{"type", "Split"},
-           {"pattern", {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
-           {"behavior", "Isolated"}, {"invert", false}},
+           {"pattern",
+            {{"Regex",
+              R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
       {"post_processor", {{"type", "ByteLevel"}}}};
 }
@@ -81,7 +88,8 @@ TEST(Tokenizer, ErrorsNameTheFileAndField) {
     FAIL();
   } catch (const TokenizerError& e) {
     EXPECT_NE(std::string(e.what()).find("x/tokenizer.json: pre_tokenizer type 'Whitespace' is not supported"),
-              std::string::npos) << e.what();
+              std::string::npos)
+        << e.what();
   }
   bad = tiny_qwen2();
   bad["model"]["merges"].push_back("zz qq");
@@ -108,10 +116,12 @@ TEST(Tokenizer, QwenTemplatesAndTheir64TokenPrefix) {
     const json& e = t[name];
     const auto ids = tok.encode(e["full_prompt"].get<std::string>());
     EXPECT_EQ(ids, e["ids"].get<std::vector<int32_t>>()) << name;
-    EXPECT_EQ(tok.encode(e["leading_text"].get<std::string>()).size(), e["leading_token_count"].get<std::size_t>()) << name;
+    EXPECT_EQ(tok.encode(e["leading_text"].get<std::string>()).size(), e["leading_token_count"].get<std::size_t>())
+        << name;
     const std::size_t drop = e["start_idx"].get<std::size_t>();
     EXPECT_EQ(std::vector<int32_t>(ids.begin() + static_cast<long>(drop), ids.end()),
-              e["kept_ids_after_drop"].get<std::vector<int32_t>>()) << name;
+              e["kept_ids_after_drop"].get<std::vector<int32_t>>())
+        << name;
   }
   const json& lc = t["longcat_image_edit"];
   EXPECT_EQ(tok.encode(lc["prefix"].get<std::string>()), lc["prefix_ids"].get<std::vector<int32_t>>());
@@ -132,7 +142,8 @@ TEST(Tokenizer, PaddingAndTruncationAsThePipelinesAskForThem) {
   // CLIP: 77 ids, BOS ... EOS, padded with EOS (49407) so that pooling at argmax(ids) finds the EOS.
   auto p = clip.encode_padded("How are you doing?", 77, 49407);
   ASSERT_EQ(p.ids.size(), 77u);
-  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 7), (std::vector<int32_t>{49406, 829, 631, 592, 1960, 286, 49407}));
+  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 7),
+            (std::vector<int32_t>{49406, 829, 631, 592, 1960, 286, 49407}));
   EXPECT_EQ(p.ids[76], 49407);
   EXPECT_EQ(p.attention_mask[6], 1);
   EXPECT_EQ(p.attention_mask[7], 0);
@@ -144,16 +155,19 @@ TEST(Tokenizer, PaddingAndTruncationAsThePipelinesAskForThem) {
   EXPECT_EQ(p.ids[76], 49407);
   // Qwen3 (FLUX.2-klein): no special tokens added, right-padded with <|endoftext|> to 512.
   const Tokenizer qwen3 = Tokenizer::from_file(dir + "qwen3/tokenizer.json");
-  p = qwen3.encode_padded("<|im_start|>user\nA cat<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", 512, 151643);
+  p = qwen3.encode_padded("<|im_start|>user\nA cat<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", 512,
+                          151643);
   ASSERT_EQ(p.ids.size(), 512u);
   EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 15),
-            (std::vector<int32_t>{151644, 872, 198, 32, 8251, 151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271, 151643}));
+            (std::vector<int32_t>{151644, 872, 198, 32, 8251, 151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271,
+                                  151643}));
   EXPECT_EQ(p.attention_mask[13], 1);
   EXPECT_EQ(p.attention_mask[14], 0);
   // T5: content, </s> (1), then pads (0) up to 512; a long text keeps </s> as its last real token.
   const Tokenizer t5 = Tokenizer::from_file(dir + "t5/tokenizer.json");
   p = t5.encode_padded("A cat holding a sign", 512, 0);
-  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 8), (std::vector<int32_t>{71, 1712, 3609, 3, 9, 1320, 1, 0}));
+  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + 8),
+            (std::vector<int32_t>{71, 1712, 3609, 3, 9, 1320, 1, 0}));
   std::string very_long;
   for (int k = 0; k < 700; ++k) very_long += "cat ";
   p = t5.encode_padded(very_long, 512, 0);
@@ -171,18 +185,25 @@ TEST(Tokenizer, TekkenStyleIgnoreMergesWithOffsetIds) {
   for (const char* t : {"ca", "cat", "\u0120ca", "\u0120cat", "dog", "\u0120dog"}) tokens.push_back(t);
   for (const auto& t : tokens) vocab[t] = 4 + rank++;
   const json j = {
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"ignore_merges", true},
-                 {"merges", {"c a", "ca t", "\u0120 ca", "\u0120ca t"}}}},  // "dog" has no merges at all
-      {"added_tokens", {{{"id", 0}, {"content", "<unk>"}, {"special", true}, {"normalized", false}},
-                        {{"id", 1}, {"content", "<s>"}, {"special", true}, {"normalized", false}},
-                        {{"id", 2}, {"content", "</s>"}, {"special", true}, {"normalized", false}},
-                        {{"id", 3}, {"content", "[INST]"}, {"special", true}, {"normalized", false}}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"ignore_merges", true},
+        {"merges", {"c a", "ca t", "\u0120 ca", "\u0120ca t"}}}},  // "dog" has no merges at all
+      {"added_tokens",
+       {{{"id", 0}, {"content", "<unk>"}, {"special", true}, {"normalized", false}},
+        {{"id", 1}, {"content", "<s>"}, {"special", true}, {"normalized", false}},
+        {{"id", 2}, {"content", "</s>"}, {"special", true}, {"normalized", false}},
+        {{"id", 3}, {"content", "[INST]"}, {"special", true}, {"normalized", false}}}},
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",
          {{{"type", "Split"},
-           {"pattern", {{"Regex", R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
-           {"behavior", "Isolated"}, {"invert", false}},
+           {"pattern",
+            {{"Regex",
+              R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}}};
   const Tokenizer tok = Tokenizer::from_json(j, "tekken");
   const int32_t dog = 4 + 256 + 4, space_dog = dog + 1, cat = 4 + 256 + 1, space_cat = 4 + 256 + 3;
@@ -208,7 +229,8 @@ TEST(Tokenizer, T5AsTransformers5SavesItWithWhitespaceSplit) {
   for (std::string line; std::getline(in, line);) {
     const json c = json::parse(line);
     EXPECT_EQ(tok.encode(c["text"].get<std::string>(), c["add_special_tokens"].get<bool>()),
-              c["ids"].get<std::vector<int32_t>>()) << c["text"];
+              c["ids"].get<std::vector<int32_t>>())
+        << c["text"];
     ++checked;
   }
   EXPECT_EQ(checked, 116);

@@ -53,8 +53,11 @@ int write_builders(const std::string& path) {
     for (const auto& [gh, gw] : case_grids)
       images.push_back({gw * 14, gh * 14, std::vector<uint8_t>(static_cast<std::size_t>(gw) * gh * 14 * 14 * 3, 128)});
     const dg::VisionInputs v = dg::process_qwen_images(images, dg::QwenVisionConfig{});
-    out["vision"].push_back({{"grids", case_grids}, {"got_grids", v.grids}, {"vision_pos", v.vision_pos},
-                             {"window_seg", v.window_seg}, {"image_seg", v.image_seg}});
+    out["vision"].push_back({{"grids", case_grids},
+                             {"got_grids", v.grids},
+                             {"vision_pos", v.vision_pos},
+                             {"window_seg", v.window_seg},
+                             {"image_seg", v.image_seg}});
   }
   const std::vector<std::pair<std::vector<dg::ImageShape>, std::vector<int>>> ropes = {
       {{{1, 8, 12}, {1, 10, 6}}, {4, 6, 6}}, {{{1, 6, 6}, {1, 6, 6}, {1, 8, 4}}, {16, 56, 56}}};
@@ -84,22 +87,35 @@ int main(int argc, char** argv) {
       if (k + 1 >= argc) usage(a + " needs a value");
       return argv[++k];
     };
-    if (a == "--bundle") bundle = next();
-    else if (a == "--model_type") type = next();
-    else if (a == "--out") out = next();
-    else if (a == "--device") device = next();
-    else if (a == "--dtype") dtype = next();
-    else if (a == "--prompt") request.instruction = next();
-    else if (a == "--seed") request.seed = std::stoull(next());
-    else if (a == "--steps") steps = std::stoi(next());
-    else if (a == "--guidance") guidance = std::stod(next());
-    else if (a == "--true_cfg") true_cfg = std::stod(next());
-    else if (a == "--negative") negative = next();
-    else if (a == "--make_tiny") make_tiny = true;
+    if (a == "--bundle")
+      bundle = next();
+    else if (a == "--model_type")
+      type = next();
+    else if (a == "--out")
+      out = next();
+    else if (a == "--device")
+      device = next();
+    else if (a == "--dtype")
+      dtype = next();
+    else if (a == "--prompt")
+      request.instruction = next();
+    else if (a == "--seed")
+      request.seed = std::stoull(next());
+    else if (a == "--steps")
+      steps = std::stoi(next());
+    else if (a == "--guidance")
+      guidance = std::stod(next());
+    else if (a == "--true_cfg")
+      true_cfg = std::stod(next());
+    else if (a == "--negative")
+      negative = next();
+    else if (a == "--make_tiny")
+      make_tiny = true;
     else if (a == "--image") {
       const int w = std::stoi(next()), h = std::stoi(next());
       request.images.push_back(read_rgb(w, h, next()));
-    } else usage("unknown argument " + a);
+    } else
+      usage("unknown argument " + a);
   }
   if (bundle.empty() || type.empty() || out.empty() || (request.images.empty() && !make_tiny))
     usage("--bundle, --model_type, --out and at least one --image are required");
@@ -127,10 +143,13 @@ int main(int argc, char** argv) {
     });
     const dg::EditResult result = pipeline->edit(request);
     std::ofstream(fs::path(out) / "image.rgb", std::ios::binary)
-        .write(reinterpret_cast<const char*>(result.image.rgb.data()), static_cast<std::streamsize>(result.image.rgb.size()));
-    index["image"] = {{"shape", {result.image.height, result.image.width, 3}}, {"file", "image.rgb"}, {"dtype", "uint8"}};
+        .write(reinterpret_cast<const char*>(result.image.rgb.data()),
+               static_cast<std::streamsize>(result.image.rgb.size()));
+    index["image"] = {
+        {"shape", {result.image.height, result.image.width, 3}}, {"file", "image.rgb"}, {"dtype", "uint8"}};
     std::ofstream(fs::path(out) / "stages.json") << index.dump(2) << "\n";
-    fmt::print("{}: {} stages, image {}x{} -> {}\n", type, index.size() - 1, result.image.width, result.image.height, out);
+    fmt::print("{}: {} stages, image {}x{} -> {}\n", type, index.size() - 1, result.image.width, result.image.height,
+               out);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "diffgentor_parity: %s\n", e.what());
     return 1;

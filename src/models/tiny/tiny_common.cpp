@@ -38,7 +38,8 @@ void TinyWriter::ones(torch::jit::Module& m, const std::string& name, std::vecto
 void TinyWriter::save(torch::jit::Module& m, const std::string& component) {
   auto tensors = [](const std::vector<TensorSpec>& list) {
     json out = json::array();
-    for (const auto& t : list) out.push_back({{"name", t.name}, {"dtype", t.dtype == "W" ? "float32" : t.dtype}, {"shape", t.shape}});
+    for (const auto& t : list)
+      out.push_back({{"name", t.name}, {"dtype", t.dtype == "W" ? "float32" : t.dtype}, {"shape", t.shape}});
     return out;
   };
   json entry = {{"file", component + ".pt"}, {"methods", json::object()}};
@@ -61,8 +62,10 @@ void TinyWriter::write_manifest(const json& constants) const {
              {{"format_version", kBundleFormatVersion},
               {"model_type", spec_.type},
               {"source", {{"model_id", nullptr}, {"revision", nullptr}}},
-              {"producer", {{"name", "diffgentor make-tiny"}, {"version", DG_VERSION},
-                            {"torch", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}}},
+              {"producer",
+               {{"name", "diffgentor make-tiny"},
+                {"version", DG_VERSION},
+                {"torch", fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH)}}},
               {"tiny", true},
               {"size", options_.size},
               {"seed", options_.seed},
@@ -192,8 +195,8 @@ json tiny_qwen_tokenizer() {
       if (printable == (pass == 0)) vocab[byte_to_unicode(static_cast<unsigned char>(b))] = id++;
     }
   const std::vector<std::pair<std::string, std::string>> merges = {
-      {"\u0120", "t"}, {"h", "e"}, {"\u0120t", "he"}, {"i", "n"}, {"e", "r"}, {"\u0120", "a"}, {"o", "n"},
-      {"a", "t"}, {"\u0120", "s"}, {"r", "e"}, {"\u0120", "c"}, {"e", "d"}, {"\u0120", "i"}, {"i", "c"}};
+      {"\u0120", "t"}, {"h", "e"},      {"\u0120t", "he"}, {"i", "n"},      {"e", "r"}, {"\u0120", "a"}, {"o", "n"},
+      {"a", "t"},      {"\u0120", "s"}, {"r", "e"},        {"\u0120", "c"}, {"e", "d"}, {"\u0120", "i"}, {"i", "c"}};
   json merge_list = json::array();
   for (const auto& [a, b] : merges) {
     if (!vocab.contains(a + b)) vocab[a + b] = id++;
@@ -202,22 +205,36 @@ json tiny_qwen_tokenizer() {
   json added = json::array();
   for (const char* special : {"<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                               "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"})
-    added.push_back({{"id", id++}, {"content", special}, {"special", true}, {"normalized", false},
-                     {"lstrip", false}, {"rstrip", false}, {"single_word", false}});
-  return {{"version", "1.0"},
-          {"added_tokens", added},
-          {"normalizer", {{"type", "NFC"}}},
-          {"pre_tokenizer",
-           {{"type", "Sequence"},
-            {"pretokenizers",
-             {{{"type", "Split"},
-               {"pattern", {{"Regex", R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
-               {"behavior", "Isolated"}, {"invert", false}},
-              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}}},
-          {"post_processor", {{"type", "ByteLevel"}, {"trim_offsets", false}}},
-          {"decoder", {{"type", "ByteLevel"}}},
-          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}, {"unk_token", nullptr},
-                     {"byte_fallback", false}, {"ignore_merges", false}}}};
+    added.push_back({{"id", id++},
+                     {"content", special},
+                     {"special", true},
+                     {"normalized", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"single_word", false}});
+  return {
+      {"version", "1.0"},
+      {"added_tokens", added},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern",
+            {{"Regex",
+              R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}}},
+      {"post_processor", {{"type", "ByteLevel"}, {"trim_offsets", false}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"merges", merge_list},
+        {"unk_token", nullptr},
+        {"byte_fallback", false},
+        {"ignore_merges", false}}}};
 }
 
 }  // namespace dg

@@ -73,9 +73,11 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor{POOLED_AR
     return torch.linear(x, self.proj_out)
 )JIT";
 
-const char* kPooledEmb = R"JIT(    temb = temb + torch.linear(pooled_projections.to(x.dtype), self.pool_w, self.pool_b))JIT";
+const char* kPooledEmb =
+    R"JIT(    temb = temb + torch.linear(pooled_projections.to(x.dtype), self.pool_w, self.pool_b))JIT";
 
-const char* kGuidanceEmb = R"JIT(    temb = temb + torch.linear(torch.silu(torch.linear(self.sinusoid(guidance.to(x.dtype)), self.g1, self.g1b)), self.g2, self.g2b))JIT";
+const char* kGuidanceEmb =
+    R"JIT(    temb = temb + torch.linear(torch.silu(torch.linear(self.sinusoid(guidance.to(x.dtype)), self.g1, self.g1b)), self.g2, self.g2b))JIT";
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (auto p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
@@ -86,39 +88,62 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 // first (ids 0..19 here; 0..999 in the real one), regular tokens at rank + 20, ignore_merges, the
 // Tekken split regex, no normalizer, no post-processor.
 json tiny_tekken_tokenizer() {
-  const std::vector<std::pair<int, const char*>> named = {{0, "<unk>"}, {1, "<s>"}, {2, "</s>"}, {3, "[INST]"},
-                                                          {4, "[/INST]"}, {10, "[IMG]"}, {11, "<pad>"}, {12, "[IMG_BREAK]"},
-                                                          {13, "[IMG_END]"}, {17, "[SYSTEM_PROMPT]"}, {18, "[/SYSTEM_PROMPT]"}};
+  const std::vector<std::pair<int, const char*>> named = {{0, "<unk>"},
+                                                          {1, "<s>"},
+                                                          {2, "</s>"},
+                                                          {3, "[INST]"},
+                                                          {4, "[/INST]"},
+                                                          {10, "[IMG]"},
+                                                          {11, "<pad>"},
+                                                          {12, "[IMG_BREAK]"},
+                                                          {13, "[IMG_END]"},
+                                                          {17, "[SYSTEM_PROMPT]"},
+                                                          {18, "[/SYSTEM_PROMPT]"}};
   json added = json::array();
   for (int id = 0; id < 20; ++id) {
     std::string content = fmt::format("<SPECIAL_{}>", id);
     for (const auto& [k, v] : named)
       if (k == id) content = v;
-    added.push_back({{"id", id}, {"content", content}, {"special", true}, {"normalized", false}, {"lstrip", false},
-                     {"rstrip", false}, {"single_word", false}});
+    added.push_back({{"id", id},
+                     {"content", content},
+                     {"special", true},
+                     {"normalized", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"single_word", false}});
   }
   json vocab = json::object();
   int id = 20;
   for (int b = 0; b < 256; ++b) vocab[byte_to_unicode(static_cast<unsigned char>(b))] = id++;
   json merges = json::array();
-  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{{"\u0120", "a"}, {"i", "n"}, {"t", "h"}, {"e", "r"}}) {
+  for (const auto& [a, b] :
+       std::vector<std::pair<std::string, std::string>>{{"\u0120", "a"}, {"i", "n"}, {"t", "h"}, {"e", "r"}}) {
     vocab[a + b] = id++;
     merges.push_back(a + " " + b);
   }
-  return {{"version", "1.0"},
-          {"added_tokens", added},
-          {"normalizer", nullptr},
-          {"pre_tokenizer",
-           {{"type", "Sequence"},
-            {"pretokenizers",
-             {{{"type", "Split"},
-               {"pattern", {{"Regex", R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
-               {"behavior", "Isolated"}, {"invert", false}},
-              {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}}},
-          {"post_processor", nullptr},
-          {"decoder", {{"type", "ByteLevel"}}},
-          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"ignore_merges", true},
-                     {"unk_token", "<unk>"}, {"byte_fallback", false}}}};
+  return {
+      {"version", "1.0"},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern",
+            {{"Regex",
+              R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"merges", merges},
+        {"ignore_merges", true},
+        {"unk_token", "<unk>"},
+        {"byte_fallback", false}}}};
 }
 
 }  // namespace
@@ -190,15 +215,21 @@ void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOp
     int next = 0;
     for (const auto& a : tok["added_tokens"]) next = std::max(next, a["id"].get<int>() + 1);
     for (const char* t : {"<think>", "</think>"})
-      tok["added_tokens"].push_back({{"id", next++}, {"content", t}, {"special", false}, {"normalized", false},
-                                     {"lstrip", false}, {"rstrip", false}, {"single_word", false}});
+      tok["added_tokens"].push_back({{"id", next++},
+                                     {"content", t},
+                                     {"special", false},
+                                     {"normalized", false},
+                                     {"lstrip", false},
+                                     {"rstrip", false},
+                                     {"single_word", false}});
     pad = "<|endoftext|>";
   } else {
     tok = tiny_tekken_tokenizer();
     pad = "<pad>";
   }
   tw.write_json("tokenizer/tokenizer.json", tok);
-  tw.write_json("tokenizer/tokenizer_config.json", {{"pad_token", pad}, {"padding_side", "right"}, {"model_max_length", 512}});
+  tw.write_json("tokenizer/tokenizer_config.json",
+                {{"pad_token", pad}, {"padding_side", "right"}, {"model_max_length", 512}});
   const int64_t vocab = static_cast<int64_t>(Tokenizer::from_json(tok, "tiny").vocab_size());
 
   {
@@ -218,22 +249,37 @@ void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOp
   json model_index = {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"}};
   if (klein) model_index["is_distilled"] = true;
   tw.write_json("model_index.json", model_index);
-  tw.write_json("scheduler/scheduler_config.json",
-                {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"shift", 3.0},
-                 {"use_dynamic_shifting", true}, {"base_shift", 0.5}, {"max_shift", 1.15}, {"base_image_seq_len", 256},
-                 {"max_image_seq_len", 4096}, {"time_shift_type", "exponential"}});
-  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKLFlux2"}, {"latent_channels", 32},
-                                    {"batch_norm_eps", 1e-4}, {"patch_size", {2, 2}}});
-  tw.write_json("transformer/config.json",
-                {{"_class_name", "Flux2Transformer2DModel"}, {"in_channels", 128}, {"joint_attention_dim", J},
-                 {"num_attention_heads", heads}, {"attention_head_dim", hd}, {"axes_dims_rope", {hd / 4, hd / 4, hd / 4, hd / 4}},
-                 {"rope_theta", 2000}, {"guidance_embeds", !klein}});
-  tw.write_json("text_encoder/config.json", {{"hidden_size", d}, {"num_hidden_layers", 3}, {"vocab_size", vocab},
-                                             {"num_attention_heads", heads}, {"num_key_value_heads", 1}});
+  tw.write_json("scheduler/scheduler_config.json", {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                                                    {"num_train_timesteps", 1000},
+                                                    {"shift", 3.0},
+                                                    {"use_dynamic_shifting", true},
+                                                    {"base_shift", 0.5},
+                                                    {"max_shift", 1.15},
+                                                    {"base_image_seq_len", 256},
+                                                    {"max_image_seq_len", 4096},
+                                                    {"time_shift_type", "exponential"}});
+  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKLFlux2"},
+                                    {"latent_channels", 32},
+                                    {"batch_norm_eps", 1e-4},
+                                    {"patch_size", {2, 2}}});
+  tw.write_json("transformer/config.json", {{"_class_name", "Flux2Transformer2DModel"},
+                                            {"in_channels", 128},
+                                            {"joint_attention_dim", J},
+                                            {"num_attention_heads", heads},
+                                            {"attention_head_dim", hd},
+                                            {"axes_dims_rope", {hd / 4, hd / 4, hd / 4, hd / 4}},
+                                            {"rope_theta", 2000},
+                                            {"guidance_embeds", !klein}});
+  tw.write_json("text_encoder/config.json", {{"hidden_size", d},
+                                             {"num_hidden_layers", 3},
+                                             {"vocab_size", vocab},
+                                             {"num_attention_heads", heads},
+                                             {"num_key_value_heads", 1}});
   std::vector<float> mean(128), var(128);
   const at::Tensor rm = at::randn({128}) * 0.5, rv = at::rand({128}) + 0.5;
   for (int k = 0; k < 128; ++k) mean[k] = rm[k].item<float>(), var[k] = rv[k].item<float>();
-  tw.write_manifest({{"vae_bn_running_mean", mean}, {"vae_bn_running_var", var}, {"text_encoder_out_layers", {1, 2, 3}}});
+  tw.write_manifest(
+      {{"vae_bn_running_mean", mean}, {"vae_bn_running_var", var}, {"text_encoder_out_layers", {1, 2, 3}}});
 }
 
 }  // namespace dg

@@ -63,28 +63,38 @@ json tiny_clip_tokenizer() {
   for (int b = 0; b < 256; ++b) vocab[byte_to_unicode(static_cast<unsigned char>(b))] = id++;
   for (int b = 0; b < 256; ++b) vocab[byte_to_unicode(static_cast<unsigned char>(b)) + "</w>"] = id++;
   json merges = json::array();
-  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{{"c", "a"}, {"ca", "t</w>"}, {"t", "h"}, {"th", "e</w>"}}) {
+  for (const auto& [a, b] :
+       std::vector<std::pair<std::string, std::string>>{{"c", "a"}, {"ca", "t</w>"}, {"t", "h"}, {"th", "e</w>"}}) {
     vocab[a + b] = id++;
     merges.push_back(a + " " + b);
   }
   const int bos = id++, eos = id++;
   return {{"version", "1.0"},
-          {"added_tokens", {{{"id", bos}, {"content", "<|startoftext|>"}, {"special", true}, {"normalized", true}},
-                            {{"id", eos}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false}}}},
-          {"normalizer", {{"type", "Sequence"},
-                          {"normalizers", {{{"type", "NFC"}},
-                                           {{"type", "Replace"}, {"pattern", {{"Regex", "\\s+"}}}, {"content", " "}},
-                                           {{"type", "Lowercase"}}}}}},
+          {"added_tokens",
+           {{{"id", bos}, {"content", "<|startoftext|>"}, {"special", true}, {"normalized", true}},
+            {{"id", eos}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false}}}},
+          {"normalizer",
+           {{"type", "Sequence"},
+            {"normalizers",
+             {{{"type", "NFC"}},
+              {{"type", "Replace"}, {"pattern", {{"Regex", "\\s+"}}}, {"content", " "}},
+              {{"type", "Lowercase"}}}}}},
           {"pre_tokenizer",
            {{"type", "Sequence"},
             {"pretokenizers",
              {{{"type", "Split"},
                {"pattern", {{"Regex", R"('s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+)"}}},
-               {"behavior", "Removed"}, {"invert", true}},
+               {"behavior", "Removed"},
+               {"invert", true}},
               {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}}}}},
-          {"post_processor", {{"type", "RobertaProcessing"}, {"sep", {"<|endoftext|>", eos}}, {"cls", {"<|startoftext|>", bos}}}},
-          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"end_of_word_suffix", "</w>"},
-                     {"unk_token", "<|endoftext|>"}}}};
+          {"post_processor",
+           {{"type", "RobertaProcessing"}, {"sep", {"<|endoftext|>", eos}}, {"cls", {"<|startoftext|>", bos}}}},
+          {"model",
+           {{"type", "BPE"},
+            {"vocab", vocab},
+            {"merges", merges},
+            {"end_of_word_suffix", "</w>"},
+            {"unk_token", "<|endoftext|>"}}}};
 }
 
 // T5's tokenizer.json layout without the precompiled charsmap: Strip(right), Replace(" {2,}"),
@@ -97,16 +107,21 @@ json tiny_t5_tokenizer() {
   const std::string chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-:;()";
   for (char c : chars) pieces.push_back(json::array({std::string(1, c), -5.0}));
   return {{"version", "1.0"},
-          {"added_tokens", {{{"id", 0}, {"content", "<pad>"}, {"special", true}, {"normalized", false}},
-                            {{"id", 1}, {"content", "</s>"}, {"special", true}, {"normalized", false}},
-                            {{"id", 2}, {"content", "<unk>"}, {"special", true}, {"normalized", false}}}},
-          {"normalizer", {{"type", "Sequence"},
-                          {"normalizers", {{{"type", "Strip"}, {"strip_left", false}, {"strip_right", true}},
-                                           {{"type", "Replace"}, {"pattern", {{"Regex", " {2,}"}}}, {"content", "\u2581"}}}}}},
+          {"added_tokens",
+           {{{"id", 0}, {"content", "<pad>"}, {"special", true}, {"normalized", false}},
+            {{"id", 1}, {"content", "</s>"}, {"special", true}, {"normalized", false}},
+            {{"id", 2}, {"content", "<unk>"}, {"special", true}, {"normalized", false}}}},
+          {"normalizer",
+           {{"type", "Sequence"},
+            {"normalizers",
+             {{{"type", "Strip"}, {"strip_left", false}, {"strip_right", true}},
+              {{"type", "Replace"}, {"pattern", {{"Regex", " {2,}"}}}, {"content", "\u2581"}}}}}},
           {"pre_tokenizer", {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}}},
-          {"post_processor", {{"type", "TemplateProcessing"},
-                              {"single", {{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}}},
-                              {"special_tokens", {{"</s>", {{"id", "</s>"}, {"ids", {1}}, {"tokens", {"</s>"}}}}}}}},
+          {"post_processor",
+           {{"type", "TemplateProcessing"},
+            {"single",
+             {{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}}},
+            {"special_tokens", {{"</s>", {{"id", "</s>"}, {"ids", {1}}, {"tokens", {"</s>"}}}}}}}},
           {"model", {{"type", "Unigram"}, {"unk_id", 2}, {"vocab", pieces}, {"byte_fallback", false}}}};
 }
 
@@ -147,18 +162,30 @@ void make_tiny_kontext(const ModelSpec& spec, const std::string& dir, const Tiny
   save_tiny_ids_dit(tw, d, IdsDit{64, d, axes, 10000.0, true, d});
   save_tiny_vae(tw, 16, false);
   tw.write_json("model_index.json", {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"}});
-  tw.write_json("scheduler/scheduler_config.json",
-                {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"shift", 3.0},
-                 {"use_dynamic_shifting", true}, {"base_shift", 0.5}, {"max_shift", 1.15}, {"base_image_seq_len", 256},
-                 {"max_image_seq_len", 4096}});
-  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKL"}, {"latent_channels", 16},
-                                    {"scaling_factor", 0.3611}, {"shift_factor", 0.1159}});
-  tw.write_json("transformer/config.json",
-                {{"_class_name", "FluxTransformer2DModel"}, {"in_channels", 64}, {"joint_attention_dim", d},
-                 {"pooled_projection_dim", d}, {"guidance_embeds", true}, {"axes_dims_rope", axes}});
-  tw.write_json("text_encoder/config.json", {{"_class_name", "CLIPTextModel"}, {"hidden_size", d},
-                                             {"max_position_embeddings", 77}, {"vocab_size", clip_vocab}});
-  tw.write_json("text_encoder_2/config.json", {{"_class_name", "T5EncoderModel"}, {"d_model", d}, {"vocab_size", t5_vocab}});
+  tw.write_json("scheduler/scheduler_config.json", {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                                                    {"num_train_timesteps", 1000},
+                                                    {"shift", 3.0},
+                                                    {"use_dynamic_shifting", true},
+                                                    {"base_shift", 0.5},
+                                                    {"max_shift", 1.15},
+                                                    {"base_image_seq_len", 256},
+                                                    {"max_image_seq_len", 4096}});
+  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKL"},
+                                    {"latent_channels", 16},
+                                    {"scaling_factor", 0.3611},
+                                    {"shift_factor", 0.1159}});
+  tw.write_json("transformer/config.json", {{"_class_name", "FluxTransformer2DModel"},
+                                            {"in_channels", 64},
+                                            {"joint_attention_dim", d},
+                                            {"pooled_projection_dim", d},
+                                            {"guidance_embeds", true},
+                                            {"axes_dims_rope", axes}});
+  tw.write_json("text_encoder/config.json", {{"_class_name", "CLIPTextModel"},
+                                             {"hidden_size", d},
+                                             {"max_position_embeddings", 77},
+                                             {"vocab_size", clip_vocab}});
+  tw.write_json("text_encoder_2/config.json",
+                {{"_class_name", "T5EncoderModel"}, {"d_model", d}, {"vocab_size", t5_vocab}});
   tw.write_manifest(json::object());
 }
 

@@ -23,15 +23,25 @@ void make_tiny_longcat(const ModelSpec& spec, const std::string& dir, const Tiny
   save_tiny_ids_dit(tw, d, IdsDit{64, d, axes, 10000.0, false, 0});
   save_tiny_vae(tw, 16, false);
   tw.write_json("model_index.json", {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"}});
-  tw.write_json("scheduler/scheduler_config.json",
-                {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"shift", 1.0},
-                 {"use_dynamic_shifting", true}, {"base_shift", 0.5}, {"max_shift", 1.15}, {"base_image_seq_len", 256},
-                 {"max_image_seq_len", 4096}, {"time_shift_type", "exponential"}});
-  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKL"}, {"latent_channels", 16},
-                                    {"scaling_factor", 0.3611}, {"shift_factor", 0.1159}});
-  tw.write_json("transformer/config.json",
-                {{"_class_name", "LongCatImageTransformer2DModel"}, {"in_channels", 64}, {"joint_attention_dim", d},
-                 {"num_attention_heads", 2}, {"attention_head_dim", hd}, {"axes_dims_rope", axes}});
+  tw.write_json("scheduler/scheduler_config.json", {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                                                    {"num_train_timesteps", 1000},
+                                                    {"shift", 1.0},
+                                                    {"use_dynamic_shifting", true},
+                                                    {"base_shift", 0.5},
+                                                    {"max_shift", 1.15},
+                                                    {"base_image_seq_len", 256},
+                                                    {"max_image_seq_len", 4096},
+                                                    {"time_shift_type", "exponential"}});
+  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKL"},
+                                    {"latent_channels", 16},
+                                    {"scaling_factor", 0.3611},
+                                    {"shift_factor", 0.1159}});
+  tw.write_json("transformer/config.json", {{"_class_name", "LongCatImageTransformer2DModel"},
+                                            {"in_channels", 64},
+                                            {"joint_attention_dim", d},
+                                            {"num_attention_heads", 2},
+                                            {"attention_head_dim", hd},
+                                            {"axes_dims_rope", axes}});
   tw.write_manifest(json::object());
 }
 

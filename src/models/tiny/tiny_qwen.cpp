@@ -185,18 +185,34 @@ void write_tiny_qwen_vl(TinyWriter& tw, int64_t d, const Tokenizer& tokenizer, c
     tw.save(m, "text_encoder");
   }
   tw.write_json("text_encoder/config.json",
-                {{"architectures", {"Qwen2_5_VLForConditionalGeneration"}}, {"hidden_size", d},
-                 {"num_hidden_layers", 2}, {"num_attention_heads", heads}, {"num_key_value_heads", 1},
-                 {"vocab_size", vocab}, {"image_token_id", image_pad},
+                {{"architectures", {"Qwen2_5_VLForConditionalGeneration"}},
+                 {"hidden_size", d},
+                 {"num_hidden_layers", 2},
+                 {"num_attention_heads", heads},
+                 {"num_key_value_heads", 1},
+                 {"vocab_size", vocab},
+                 {"image_token_id", image_pad},
                  {"vision_start_token_id", *tokenizer.token_to_id("<|vision_start|>")},
-                 {"rope_scaling", {{"type", "mrope"}, {"mrope_section", {hd / 8, (hd / 2 - hd / 8) / 2, hd / 2 - hd / 8 - (hd / 2 - hd / 8) / 2}}}},
-                 {"vision_config", {{"depth", 2}, {"hidden_size", 32}, {"patch_size", 14}, {"temporal_patch_size", 2},
-                                    {"spatial_merge_size", 2}, {"window_size", 112}, {"fullatt_block_indexes", {1}},
-                                    {"out_hidden_size", d}}}});
-  tw.write_json(processor_folder + "/preprocessor_config.json",
-                {{"image_processor_type", "Qwen2VLImageProcessor"}, {"patch_size", 14}, {"temporal_patch_size", 2},
-                 {"merge_size", 2}, {"min_pixels", 3136}, {"max_pixels", 12845056},
-                 {"image_mean", {0.48145466, 0.4578275, 0.40821073}}, {"image_std", {0.26862954, 0.26130258, 0.27577711}}});
+                 {"rope_scaling",
+                  {{"type", "mrope"},
+                   {"mrope_section", {hd / 8, (hd / 2 - hd / 8) / 2, hd / 2 - hd / 8 - (hd / 2 - hd / 8) / 2}}}},
+                 {"vision_config",
+                  {{"depth", 2},
+                   {"hidden_size", 32},
+                   {"patch_size", 14},
+                   {"temporal_patch_size", 2},
+                   {"spatial_merge_size", 2},
+                   {"window_size", 112},
+                   {"fullatt_block_indexes", {1}},
+                   {"out_hidden_size", d}}}});
+  tw.write_json(processor_folder + "/preprocessor_config.json", {{"image_processor_type", "Qwen2VLImageProcessor"},
+                                                                 {"patch_size", 14},
+                                                                 {"temporal_patch_size", 2},
+                                                                 {"merge_size", 2},
+                                                                 {"min_pixels", 3136},
+                                                                 {"max_pixels", 12845056},
+                                                                 {"image_mean", {0.48145466, 0.4578275, 0.40821073}},
+                                                                 {"image_std", {0.26862954, 0.26130258, 0.27577711}}});
 }
 
 void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOptions& opt) {
@@ -254,25 +270,39 @@ void make_tiny_qwen(const ModelSpec& spec, const std::string& dir, const TinyOpt
   save_tiny_vae(tw, 16, true);
 
   // diffusers-style configs holding the constants the runtime reads.
-  tw.write_json("model_index.json", {{"_class_name", spec.pipeline_class}, {"_diffusers_version", "0.40.0"},
+  tw.write_json("model_index.json", {{"_class_name", spec.pipeline_class},
+                                     {"_diffusers_version", "0.40.0"},
                                      {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
                                      {"transformer", {"diffusers", "QwenImageTransformer2DModel"}},
                                      {"vae", {"diffusers", "AutoencoderKLQwenImage"}}});
-  tw.write_json("scheduler/scheduler_config.json",
-                {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"shift", 1.0},
-                 {"use_dynamic_shifting", true}, {"base_shift", 0.5}, {"max_shift", 0.9}, {"base_image_seq_len", 256},
-                 {"max_image_seq_len", 8192}, {"time_shift_type", "exponential"}, {"shift_terminal", 0.02}});
-  tw.write_json("vae/config.json",
-                {{"_class_name", "AutoencoderKLQwenImage"}, {"z_dim", 16},
-                 {"latents_mean", {-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715,
-                                   0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921}},
-                 {"latents_std", {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652,
-                                  1.5579, 1.6382, 1.1253, 2.8251, 1.9160}}});
-  tw.write_json("transformer/config.json",
-                {{"_class_name", "QwenImageTransformer2DModel"}, {"in_channels", 64}, {"out_channels", 16},
-                 {"num_layers", 2}, {"attention_head_dim", hd}, {"num_attention_heads", heads},
-                 {"joint_attention_dim", d}, {"axes_dims_rope", axes}, {"zero_cond_t", zero_cond_t},
-                 {"guidance_embeds", false}});
+  tw.write_json("scheduler/scheduler_config.json", {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                                                    {"num_train_timesteps", 1000},
+                                                    {"shift", 1.0},
+                                                    {"use_dynamic_shifting", true},
+                                                    {"base_shift", 0.5},
+                                                    {"max_shift", 0.9},
+                                                    {"base_image_seq_len", 256},
+                                                    {"max_image_seq_len", 8192},
+                                                    {"time_shift_type", "exponential"},
+                                                    {"shift_terminal", 0.02}});
+  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKLQwenImage"},
+                                    {"z_dim", 16},
+                                    {"latents_mean",
+                                     {-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134,
+                                      -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921}},
+                                    {"latents_std",
+                                     {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526,
+                                      2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160}}});
+  tw.write_json("transformer/config.json", {{"_class_name", "QwenImageTransformer2DModel"},
+                                            {"in_channels", 64},
+                                            {"out_channels", 16},
+                                            {"num_layers", 2},
+                                            {"attention_head_dim", hd},
+                                            {"num_attention_heads", heads},
+                                            {"joint_attention_dim", d},
+                                            {"axes_dims_rope", axes},
+                                            {"zero_cond_t", zero_cond_t},
+                                            {"guidance_embeds", false}});
   tw.write_manifest({{"prompt_template_encode_start_idx", drop}});
 }
 
