@@ -25,5 +25,5 @@ fi
 for exe in diffgentor_engine_smoke diffgentor_parity; do [ -x "$dir/$exe" ] || { echo "missing $exe"; exit 1; }; done
 [ ! -e "$dir/diffgentor" ] || { echo "engine-only build produced the full CLI"; exit 1; }
 rm -rf "$dir/smoke"
-"$dir/diffgentor_engine_smoke" cpu "$dir/smoke" tiny 1 1
+"$dir/diffgentor_engine_smoke" cpu "$dir/smoke" tiny 2 1
 echo "engine-only build: ok"

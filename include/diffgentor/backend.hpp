@@ -19,6 +19,9 @@ struct Backend {
   std::function<std::vector<std::string>(const EngineOptions&, std::optional<int> replicas)> resolve_devices;
   /// Builds one pipeline replica; throws with a readable reason when the bundle is unusable.
   std::function<std::unique_ptr<Pipeline>(const PipelineConfig&)> make_pipeline;
+  /// Checks what make_pipeline would check before loading any weights (manifest, versions, dtype, files),
+  /// for --dry_run; throws with the same reason. Empty where the binary cannot.
+  std::function<void(const PipelineConfig&)> check_bundle;
   /// Writes a tiny bundle of an implemented type into a directory; empty where the binary cannot.
   std::function<void(const ModelSpec&, const std::string& dir, const TinyOptions&)> make_tiny;
 };

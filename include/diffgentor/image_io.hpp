@@ -16,14 +16,16 @@ struct ImageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Width and height from a PNG, JPEG, GIF, BMP or WebP header, or nullopt for other formats.
+/// Width and height from a PNG, JPEG, GIF, BMP, WebP or TIFF header, or nullopt for other formats.
 std::optional<std::pair<int, int>> sniff_dimensions(std::string_view bytes);
 
 /// EXIF orientation (1..8) from a JPEG APP1, PNG eXIf or WebP EXIF block; 1 when absent.
 int exif_orientation(std::string_view bytes);
 
 /// Decodes to RGB (alpha dropped, grey expanded), applies the EXIF orientation, and rejects images
-/// of more than `max_pixels` pixels. Throws ImageError with the reason (caller adds the file name).
+/// of more than `max_pixels` pixels before decoding them: only formats whose size the header gives
+/// (sniff_dimensions) are decoded; GIF is refused by name. Throws ImageError with the reason (caller adds the
+/// file name).
 Image decode_image(std::string_view bytes, int64_t max_pixels);
 
 /// Encodes by file extension (.png, .jpg/.jpeg at quality 95, .webp lossless, .bmp, .tif/.tiff).

@@ -35,7 +35,8 @@ at::Tensor seeded_noise(const std::vector<int64_t>& shape, uint64_t seed, at::Sc
 at::Tensor image_to_tensor(const Image& image, at::ScalarType dtype, const std::string& device);
 
 /// VaeImageProcessor.postprocess: x * 0.5 + 0.5, clamp to [0, 1] in x's dtype, to float32,
-/// round(x * 255) half-to-even, uint8. `x` is [1, 3, H, W].
+/// round(x * 255) half-to-even, uint8. `x` is [1, 3, H, W]. Throws std::runtime_error when `x` holds NaN or
+/// Inf (the row fails at stage `model`).
 Image tensor_to_image(const at::Tensor& x);
 
 /// FlowMatchEulerDiscreteScheduler.step: float32(sample) + (sigma_next - sigma) * v, cast to v's

@@ -1,10 +1,14 @@
 #pragma once
 /// Output file names (docs/batch-runner.md, "Outputs"; safe output names).
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 
 namespace dg {
+
+/// The longest file or folder name most file systems allow (NAME_MAX).
+inline constexpr std::size_t kMaxNameBytes = 255;
 
 /// `{index:06d}.png`.
 std::string default_output_name(int64_t index);

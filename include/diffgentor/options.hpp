@@ -46,6 +46,7 @@ struct EditOptions {
   std::optional<std::string> negative_prompt;
   // Execution
   int max_retries = 3;
+  double grace_seconds = 20.0;  ///< after SIGINT/SIGTERM, how long rows in flight may take before they are abandoned
   std::optional<std::string> filter_rows;
   bool resume = true;
   bool dry_run = false;

@@ -9,6 +9,7 @@
 #include "diffgentor/manifest.hpp"
 #include "diffgentor/naming.hpp"
 #include "diffgentor/options.hpp"
+#include "diffgentor/results.hpp"
 #include "diffgentor/selection.hpp"
 
 namespace dg {
@@ -29,16 +30,37 @@ struct Plan {
   Shard shard;
   int64_t base_seed = 0;
   bool base_seed_random = false;
+  std::string base_seed_source = "--seed";  ///< where the base seed came from, for the log and the dry run
+  std::string torch_dtype;
+  std::string journals_state;  ///< journals_state(results_path) when the plan read what is done
   std::string output_dir, results_path, failures_path;
-  std::size_t selected = 0;            ///< rows after --filter_rows
-  std::size_t already_done = 0;        ///< rows of this shard whose output exists (skipped on resume)
-  std::vector<PlannedRow> shard_rows;  ///< this shard's rows, in manifest order
-  std::vector<std::size_t> todo;       ///< positions in shard_rows still to run
+  std::size_t selected = 0;                   ///< rows after --filter_rows
+  std::size_t already_done = 0;               ///< rows of this shard whose image and record exist (skipped on resume)
+  std::size_t unrecorded_images = 0;          ///< rows whose image exists without a record: made again
+  std::vector<std::string> changed_settings;  ///< finished rows whose record differs from this run's settings
+  std::vector<PlannedRow> shard_rows;         ///< this shard's rows, in manifest order
+  std::vector<std::size_t> todo;              ///< positions in shard_rows still to run
 };
 
 /// Builds the plan. Throws ManifestError (unusable manifest: missing columns, duplicate indices or
-/// output names) or UsageError (bad shard environment).
+/// output names), UsageError (bad shard environment) or ResultsError (a results file that cannot be trusted,
+/// or finished rows made with other settings than this run's, unless --no_resume).
 Plan make_plan(const EditOptions& options, const ModelSpec& spec, const EnvLookup& env);
+
+/// results.csv's path for these options (--output_csv, else <output_dir>/results.csv).
+std::string results_path_of(const EditOptions& options);
+
+/// The row's sampling parameters: the run's, with the row's own negative prompt where the model uses one.
+EffectiveParams row_params(const Plan& plan, const PlannedRow& row);
+
+/// The settings that decide a row's image, as results.csv records them (model type, dtype, seed, steps,
+/// guidance, true CFG, negative prompt); resume compares them with a finished row's record.
+Record row_settings(const Plan& plan, const PlannedRow& row);
+
+/// The base seed an earlier run recorded for a row of this shard (positions [begin, end) of `selected`, the
+/// manifest rows after --filter_rows), if any: each shard drew its own when --seed was not given.
+std::optional<int64_t> recorded_base_seed(const RecordTable& done, const Manifest& manifest,
+                                          const std::vector<std::size_t>& selected, std::size_t begin, std::size_t end);
 
 /// The dry-run report. `bundle_status` says where the bundle is (or why not), `devices` the replica
 /// devices. Lists problems of the rows to do, including local input files that do not exist.

@@ -19,8 +19,10 @@ namespace dg {
 struct RunSummary {
   std::size_t succeeded = 0;
   std::size_t failed = 0;
-  std::size_t not_run = 0;  ///< left for a later run after an interrupt
+  std::size_t not_run = 0;     ///< left for a later run after an interrupt
+  std::size_t unrecorded = 0;  ///< rows (counted in `failed`) whose record could not be written: redone later
   bool interrupted = false;
+  std::string merge_error;  ///< set when the final merge into results.csv failed (the journals keep the rows)
 };
 
 /// Runs `plan.todo` through `replicas`. `stop` (set by SIGINT/SIGTERM) stops taking new rows; rows

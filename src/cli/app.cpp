@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
@@ -11,6 +13,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "diffgentor/backend.hpp"
 #include "diffgentor/bundle_location.hpp"
@@ -20,6 +23,7 @@
 #include "diffgentor/manifest.hpp"
 #include "diffgentor/plan.hpp"
 #include "diffgentor/progress.hpp"
+#include "diffgentor/results.hpp"
 #include "diffgentor/runner.hpp"
 #include "diffgentor/tokenizer.hpp"
 
@@ -93,6 +97,61 @@ std::vector<std::string> resolve_devices(const Backend& backend, const EditOptio
   }
 }
 
+// Why a run has no row to look at, in the user's terms ("" when it has some).
+std::string nothing_selected(const Plan& plan, const EditOptions& o) {
+  const Manifest& m = plan.manifest;
+  if (m.rows.empty() && m.orphans.empty()) return fmt::format("the manifest {} has no data rows", m.path);
+  if (plan.selected == 0 && o.filter_rows)
+    return fmt::format("--filter_rows {} selects none of the manifest's {} row(s) (it selects by the index value)",
+                       *o.filter_rows, m.rows.size());
+  return "";
+}
+
+// --dry_run: the plan, and every reason the real run would stop at start-up (exit 1 when there is one, or
+// when rows have problems).
+int dry_run(Command& cmd, const ModelSpec& spec, const std::vector<std::string>& devices,
+            const PromptEnhancer* enhancer, const Backend& backend) {
+  const EditOptions& o = cmd.edit;
+  setup_logging(std::nullopt, cmd.verbose);
+  std::vector<std::string> stops;
+  std::optional<Plan> plan;
+  try {
+    plan = make_plan(o, spec, getenv_lookup);
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::cout << "diffgentor dry run (nothing is loaded or written)\n  start-up    the real run would stop here: "
+              << e.what() << "\n"
+              << std::flush;
+    return kExitRowsFailed;
+  }
+  std::string bundle_status;
+  try {
+    const std::string bundle = resolve_bundle(o.model_name, getenv_lookup);
+    bundle_status = "found: " + bundle;
+    if (!spec.implemented())
+      stops.push_back(fmt::format("model type {} is planned: this build has no pipeline for it yet", spec.type));
+    else if (backend.check_bundle)
+      backend.check_bundle(PipelineConfig{&spec, bundle, devices.front(), o.torch_dtype});
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
+    if (bundle_status.empty()) bundle_status = fmt::format("NOT FOUND (a real run would stop here):\n    {}", why);
+    stops.push_back(why);
+  }
+  if (enhancer)
+    bundle_status +=
+        fmt::format("\n  enhancer    {} via {} ({}, temperature {}, {} in flight)", enhancer->config().type,
+                    ChatClient(enhancer->config().client).endpoint(), enhancer->config().model,
+                    enhancer->config().temperature, enhancer->config().concurrency);
+  std::size_t problem_rows = 0;
+  std::cout << format_plan(*plan, o, bundle_status, devices, &problem_rows);
+  if (const std::string why = nothing_selected(*plan, o); !why.empty()) std::cout << "  note        " << why << "\n";
+  for (const auto& why : stops) std::cout << "  start-up    the real run would stop here: " << why << "\n";
+  std::cout << std::flush;
+  return problem_rows || !stops.empty() ? kExitRowsFailed : kExitOk;
+}
+
 int run_edit(Command& cmd, const Backend& backend) {
   EditOptions& o = cmd.edit;
   validate_options(o);
@@ -102,37 +161,30 @@ int run_edit(Command& cmd, const Backend& backend) {
   const ModelSpec& spec = resolve_model_type(o);
   const std::vector<std::string> devices = resolve_devices(backend, o);
 
-  if (o.dry_run) {
-    setup_logging(std::nullopt, cmd.verbose);
-    Plan plan = make_plan(o, spec, getenv_lookup);
-    std::string bundle_status;
-    try {
-      bundle_status = "found: " + resolve_bundle(o.model_name, getenv_lookup);
-    } catch (const std::exception& e) {
-      std::string why = e.what();
-      for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
-      bundle_status = fmt::format("NOT FOUND (a real run would stop here):\n    {}", why);
-    }
-    if (enhancer)
-      bundle_status +=
-          fmt::format("\n  enhancer    {} via {} ({}, temperature {}, {} in flight)", enhancer->config().type,
-                      ChatClient(enhancer->config().client).endpoint(), enhancer->config().model,
-                      enhancer->config().temperature, enhancer->config().concurrency);
-    std::size_t problem_rows = 0;
-    std::cout << format_plan(plan, o, bundle_status, devices, &problem_rows) << std::flush;
-    return problem_rows ? kExitRowsFailed : kExitOk;
-  }
+  if (o.dry_run) return dry_run(cmd, spec, devices, enhancer.get(), backend);
 
+  // One run per shard and output folder at a time, held until the process ends (docs/batch-runner.md,
+  // "Guarantees"). The plan comes first (a manifest that cannot run writes nothing), then the lock; should
+  // another run have recorded rows in between, the plan is made again from what is done now.
   Plan plan = make_plan(o, spec, getenv_lookup);
+  const RunLock run_lock(shard_journal_path(plan.results_path, plan.shard.rank, plan.shard.count));
+  if (journals_state(plan.results_path) != plan.journals_state) plan = make_plan(o, spec, getenv_lookup);
   setup_logging(log_file_path(o, plan.shard.rank), cmd.verbose);
   spdlog::info("diffgentor {}: model {} ({}), {} row(s) in {}", DG_VERSION, o.model_name, spec.type,
                plan.manifest.rows.size(), o.input);
   spdlog::info("shard {} of {} ({}): {} selected, {} in this shard, {} already done, {} to do", plan.shard.rank,
                plan.shard.count, plan.shard.source, plan.selected, plan.shard_rows.size(), plan.already_done,
                plan.todo.size());
-  spdlog::info("base seed {}{}", plan.base_seed, plan.base_seed_random ? " (random; pass --seed to fix it)" : "");
+  spdlog::info("base seed {} ({})", plan.base_seed, plan.base_seed_source);
+  if (plan.unrecorded_images)
+    spdlog::info("{} image(s) have no record in {}: they are made again (identical for their seeds)",
+                 plan.unrecorded_images, plan.results_path);
+  if (const std::string why = nothing_selected(plan, o); !why.empty()) {
+    spdlog::warn("nothing to do: {}", why);
+    return kExitOk;
+  }
   if (plan.todo.empty() && plan.manifest.orphans.empty()) {
-    spdlog::info("nothing to do: every selected row of this shard has its output");
+    spdlog::info("nothing to do: every selected row of this shard has its output and its record");
     return kExitOk;
   }
   if (!spec.implemented())
@@ -156,10 +208,41 @@ int run_edit(Command& cmd, const Backend& backend) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  const RunSummary s = run_batch(plan, o, replicas, g_stop, enhancer.get());
-  spdlog::info("done: {} succeeded, {} failed{}; results in {}{}", s.succeeded, s.failed,
+  // After a stop request the rows in flight get --grace_seconds to finish; then they are abandoned (their
+  // rows have no record, so the next run makes them again) and the process ends with exit 130.
+  std::atomic<bool> finished{false};
+  std::thread watchdog([&] {
+    while (!finished && !g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (finished) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.grace_seconds);
+    while (!finished && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (finished) return;
+    spdlog::warn(
+        "interrupted: the rows in flight did not finish within --grace_seconds {}; they are abandoned and "
+        "run again next time (finished rows are recorded in {})",
+        o.grace_seconds, plan.results_path);
+    spdlog::shutdown();
+    std::fflush(nullptr);
+    _exit(kExitInterrupted);
+  });
+  RunSummary s;
+  try {
+    s = run_batch(plan, o, replicas, g_stop, enhancer.get());
+  } catch (...) {
+    finished = true;
+    watchdog.join();
+    throw;
+  }
+  finished = true;
+  watchdog.join();
+  spdlog::info("done: {} succeeded, {} failed{}{}; results in {}{}", s.succeeded, s.failed,
+               s.unrecorded ? fmt::format(" ({} could not be recorded and are made again next run)", s.unrecorded) : "",
                s.interrupted ? fmt::format(", {} left for a later run (interrupted)", s.not_run) : "",
                plan.results_path, s.failed ? fmt::format(", failures in {}", plan.failures_path) : "");
+  if (!s.merge_error.empty())
+    spdlog::error("{} is not up to date ({}); the shard journals beside it hold every row", plan.results_path,
+                  s.merge_error);
   if (s.interrupted) return kExitInterrupted;
   return s.failed ? kExitRowsFailed : kExitOk;
 }

@@ -104,10 +104,14 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_option("--max_retries", o.max_retries, "Extra attempts for a row whose model call fails")
       ->capture_default_str()
       ->group(ex);
+  edit.add_option("--grace_seconds", o.grace_seconds,
+                  "After SIGINT/SIGTERM, seconds the rows in flight may take to finish before they are abandoned")
+      ->capture_default_str()
+      ->group(ex);
   edit.add_option("--filter_rows", o.filter_rows,
                   "Rows to run by index: '0:100', '5,7', '100:', ':50' (ranges are half-open)")
       ->group(ex);
-  edit.add_flag("--resume", o.resume, "Skip rows whose output exists (default)")->group(ex);
+  edit.add_flag("--resume", o.resume, "Skip rows whose output and record exist (default)")->group(ex);
   edit.add_flag_callback(
           "--no_resume", [&o] { o.resume = false; }, "Redo every selected row")
       ->group(ex);

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -51,6 +52,15 @@ void require(bool ok, const char* flag, const T& value, const char* rule) {
 
 }  // namespace
 
+namespace {
+
+// Every number a flag carries must be finite: "inf" and "nan" parse as doubles.
+void require_finite(const char* flag, const std::optional<double>& v) {
+  if (v && !std::isfinite(*v)) throw UsageError(fmt::format("{} {}: must be a finite number", flag, *v));
+}
+
+}  // namespace
+
 void validate_options(const EditOptions& o) {
   if (o.backend != "diffusers")
     throw UsageError(fmt::format(
@@ -76,23 +86,31 @@ void validate_options(const EditOptions& o) {
   if (o.output_name_column) require(!o.output_name_column->empty(), "--output_name_column", "''", "must not be empty");
   require(!o.instruction_key.empty(), "--instruction_key", "''", "must not be empty");
   require(o.max_image_pixels > 0, "--max_image_pixels", o.max_image_pixels, "must be > 0");
-  require(o.download_timeout > 0, "--download_timeout", o.download_timeout, "must be > 0");
+  // Transfers are timed in milliseconds: anything shorter would become "no timeout".
+  require(o.download_timeout >= 0.001, "--download_timeout", o.download_timeout, "must be at least 0.001 (1 ms)");
   require(o.download_retries >= 0, "--download_retries", o.download_retries, "must be >= 0");
   require(o.prefetch >= 1, "--prefetch", o.prefetch, "must be at least 1");
   require(o.batch_size >= 1, "--batch_size", o.batch_size, "must be at least 1");
   if (o.num_inference_steps)
     require(*o.num_inference_steps >= 1 && *o.num_inference_steps <= 1000, "--num_inference_steps",
             *o.num_inference_steps, "must be in 1..1000");
+  require_finite("--guidance_scale", o.guidance_scale);
+  require_finite("--true_cfg_scale", o.true_cfg_scale);
+  require_finite("--download_timeout", o.download_timeout);
+  require_finite("--timeout", o.timeout);
+  require_finite("--retry_delay", o.retry_delay);
   if (o.guidance_scale) require(*o.guidance_scale >= 0, "--guidance_scale", *o.guidance_scale, "must be >= 0");
   if (o.true_cfg_scale) require(*o.true_cfg_scale >= 0, "--true_cfg_scale", *o.true_cfg_scale, "must be >= 0");
   require(o.max_retries >= 0, "--max_retries", o.max_retries, "must be >= 0");
+  require_finite("--grace_seconds", o.grace_seconds);
+  require(o.grace_seconds >= 0, "--grace_seconds", o.grace_seconds, "must be >= 0");
   if (o.filter_rows) parse_row_filter(*o.filter_rows);  // throws UsageError on bad syntax
   if (o.prompt_enhance_type) {
     const auto& t = *o.prompt_enhance_type;
     require(t == "qwen_image_edit" || t == "glm_image" || t == "flux2", "--prompt_enhance_type", t,
             "expected qwen_image_edit, glm_image or flux2");
   }
-  require(o.timeout > 0, "--timeout", o.timeout, "must be > 0");
+  require(o.timeout >= 0.001, "--timeout", o.timeout, "must be at least 0.001 (1 ms)");
   require(o.api_max_retries >= 0, "--api_max_retries", o.api_max_retries, "must be >= 0");
   require(o.enhance_workers >= 1, "--enhance_workers", o.enhance_workers, "must be at least 1");
   require(o.retry_delay >= 0, "--retry_delay", o.retry_delay, "must be >= 0");

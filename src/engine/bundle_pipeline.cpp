@@ -5,6 +5,8 @@
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "diffgentor/bundle_contract.hpp"
 #include "diffgentor/stage_clock.hpp"
 
@@ -37,6 +39,14 @@ int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::stri
 
 at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& schedule,
                                    const std::function<at::Tensor(const at::Tensor&, float)>& velocity) const {
+  // The port reproduces diffusers exactly, NaN included: one step with a shift_terminal divides by zero in
+  // stretch_shift_to_terminal. Such a schedule is refused before any step runs, not denoised into NaN.
+  for (float sigma : schedule.sigmas)
+    if (!std::isfinite(sigma))
+      throw InputError(
+          fmt::format("num_inference_steps {} gives a schedule with NaN (this scheduler's "
+                      "shift_terminal divides by zero for one step, as in diffusers); use 2 or more",
+                      schedule.timesteps.size()));
   if (!tap_) return euler_loop(noise, schedule, velocity);
   tap("noise", noise);
   tap("sigmas", at::tensor(schedule.sigmas));
@@ -75,7 +85,13 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   c10::InferenceMode guard;
   EditResult result;
   StageClock clock(result);
-  run(request, result, clock);
+  try {
+    run(request, result, clock);
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::invalid_argument& e) {  // the numeric code's refusals (a schedule that cannot exist, ...)
+    throw InputError(e.what());               // are deterministic: they fail the same way on every attempt
+  }
   return result;
 }
 

@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include <stdexcept>
 
 namespace dg {
 
@@ -48,6 +51,14 @@ at::Tensor image_to_tensor(const Image& img, at::ScalarType dtype, const std::st
 }
 
 Image tensor_to_image(const at::Tensor& x) {
+  // clamp() would turn NaN into 0 and Inf into 1: a broken output must fail the row, not pass as an image.
+  if (!at::isfinite(x).all().item<bool>()) {
+    const int64_t bad = x.numel() - at::isfinite(x).sum().item<int64_t>();
+    throw std::runtime_error(
+        fmt::format("the model produced {} non-finite value(s) (NaN or Inf) out of {} in the "
+                    "decoded image; no image is written",
+                    bad, x.numel()));
+  }
   at::Tensor y = (x * 0.5 + 0.5).clamp(0, 1).to(at::kFloat).mul(255.0).round().to(at::kByte);
   y = y[0].permute({1, 2, 0}).contiguous().to(at::kCPU);
   Image img;

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "diffgentor/bundle.hpp"
 #include "diffgentor/model_registry.hpp"
 
 namespace dg {
@@ -56,6 +57,7 @@ Backend torch_backend() {
     if (!entry) throw std::invalid_argument(fmt::format("model type {} has no pipeline in this build", cfg.spec->type));
     return entry->make_pipeline(cfg);
   };
+  b.check_bundle = [](const PipelineConfig& cfg) { Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.dtype, cfg.device); };
   b.make_tiny = [](const ModelSpec& spec, const std::string& dir, const TinyOptions& options) {
     const ModelEntry* entry = find_model_entry(spec.type);
     if (!entry) throw std::invalid_argument(fmt::format("model type {} has no tiny bundle in this build", spec.type));

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,8 +23,10 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   const fs::path target(path);
   std::error_code ec;
   if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
-  const fs::path tmp =
-      target.parent_path() / fmt::format(".{}{}{}.{}", target.filename().string(), kTempMarker, getpid(), counter++);
+  // The temporary name keeps at most 64 bytes of the target's name, so a target name near the file system's
+  // limit (255 bytes) still has a temporary name that fits.
+  const fs::path tmp = target.parent_path() / fmt::format(".{}{}{}.{}", target.filename().string().substr(0, 64),
+                                                          kTempMarker, getpid(), counter++);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(fmt::format("cannot create {}: {}", tmp.string(), std::strerror(errno)));
   std::size_t done = 0;
@@ -57,6 +60,42 @@ std::string read_file_bytes(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) throw std::runtime_error(fmt::format("cannot read {}", path));
   return ss.str();
+}
+
+std::string read_input_file(const std::string& path, int64_t max_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw std::runtime_error(fmt::format("cannot open: {}", std::strerror(errno)));
+  if (S_ISDIR(st.st_mode)) throw std::runtime_error("is a directory, not an image file");
+  if (!S_ISREG(st.st_mode)) throw std::runtime_error("is not a regular file (a FIFO, device or socket)");
+  if (st.st_size > max_bytes)
+    throw std::runtime_error(fmt::format("is {} bytes, over the limit of {} bytes", st.st_size, max_bytes));
+  // O_NONBLOCK: should the path have become a FIFO since the stat, opening it does not wait for a writer.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(fmt::format("cannot open: {}", std::strerror(errno)));
+  struct stat again {};
+  if (::fstat(fd, &again) != 0 || !S_ISREG(again.st_mode)) {
+    ::close(fd);
+    throw std::runtime_error("is not a regular file (a FIFO, device or socket)");
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw std::runtime_error(fmt::format("cannot read: {}", std::strerror(err)));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (static_cast<int64_t>(out.size()) > max_bytes) {
+      ::close(fd);
+      throw std::runtime_error(fmt::format("grew past the limit of {} bytes while being read", max_bytes));
+    }
+  }
+  ::close(fd);
+  return out;
 }
 
 int remove_stale_temp_files(const std::string& dir) {

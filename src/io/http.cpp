@@ -3,7 +3,9 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -34,7 +36,14 @@ struct Sink {
   std::string body;
   int64_t max_bytes = 0;
   bool overflow = false;
+  const std::atomic<bool>* stop = nullptr;
 };
+
+// libcurl calls this several times a second while a transfer runs: a stop request aborts it.
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* sink = static_cast<Sink*>(user);
+  return sink->stop && sink->stop->load() ? 1 : 0;
+}
 
 size_t on_data(char* data, size_t size, size_t count, void* user) {
   auto* sink = static_cast<Sink*>(user);
@@ -59,6 +68,7 @@ Attempt attempt(const std::string& url, const HttpOptions& opt) {
   if (!curl) return {"", "curl_easy_init failed", false};
   Sink sink;
   sink.max_bytes = opt.max_bytes;
+  sink.stop = opt.stop;
   char errbuf[CURL_ERROR_SIZE] = {0};
   const long timeout_ms = static_cast<long>(opt.timeout_s * 1000);
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -72,12 +82,16 @@ Attempt attempt(const std::string& url, const HttpOptions& opt) {
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &sink);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "diffgentor/" DG_VERSION);
   const CURLcode rc = curl_easy_perform(curl);
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_cleanup(curl);
   if (sink.overflow) return {"", fmt::format("larger than {} bytes", opt.max_bytes), false};
+  if (rc == CURLE_ABORTED_BY_CALLBACK) return {"", "interrupted (the run is stopping)", false};
   if (rc != CURLE_OK) {
     a.error = *errbuf ? errbuf : curl_easy_strerror(rc);
     a.retryable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_RESOLVE_HOST ||
@@ -96,13 +110,16 @@ Attempt attempt(const std::string& url, const HttpOptions& opt) {
 
 }  // namespace
 
-std::string fetch_url(const std::string& url, const HttpOptions& opt) {
+std::string fetch_url(const std::string& url, const HttpOptions& opt, bool* from_cache) {
   http_global_init();
-  std::string cached;
+  if (from_cache) *from_cache = false;
   if (opt.cache_dir) {
-    cached = cache_path_for(*opt.cache_dir, url);
+    const std::string cached = cache_path_for(*opt.cache_dir, url);
     std::error_code ec;
-    if (std::filesystem::is_regular_file(cached, ec)) return read_file_bytes(cached);
+    if (std::filesystem::is_regular_file(cached, ec)) {
+      if (from_cache) *from_cache = true;
+      return read_file_bytes(cached);
+    }
   }
   double delay = opt.retry_delay_s;
   Attempt a;
@@ -111,14 +128,38 @@ std::string fetch_url(const std::string& url, const HttpOptions& opt) {
     ++tries;
     a = attempt(url, opt);
     if (a.error.empty() || !a.retryable || tries > opt.retries) break;
-    std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+    // The backoff sleeps in short slices so that a stop request ends it within 100 ms.
+    for (const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(delay);
+         std::chrono::steady_clock::now() < until;) {
+      if (opt.stop && opt.stop->load()) throw HttpError(fmt::format("download of {}: interrupted", url));
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(
+          100, std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count() +
+                   1)));
+    }
     delay *= 2;
   }
   if (!a.error.empty())
     throw HttpError(
         fmt::format("download of {} failed after {} attempt{}: {}", url, tries, tries == 1 ? "" : "s", a.error));
-  if (!cached.empty()) write_file_atomic(cached, a.body);
   return a.body;
+}
+
+void cache_store(const std::string& url, const std::string& body, const HttpOptions& opt) {
+  if (!opt.cache_dir) return;
+  try {
+    write_file_atomic(cache_path_for(*opt.cache_dir, url), body);
+  } catch (const std::exception& e) {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true))
+      std::fprintf(stderr, "warning: the image cache %s cannot be written (%s); downloads go on without it\n",
+                   opt.cache_dir->c_str(), e.what());
+  }
+}
+
+void cache_forget(const std::string& url, const HttpOptions& opt) {
+  if (!opt.cache_dir) return;
+  std::error_code ec;
+  std::filesystem::remove(cache_path_for(*opt.cache_dir, url), ec);
 }
 
 }  // namespace dg

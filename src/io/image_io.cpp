@@ -60,6 +60,24 @@ std::optional<std::pair<int, int>> sniff_dimensions(std::string_view b) {
     }
     return std::nullopt;
   }
+  if (b.size() >= 8 && (b.substr(0, 4) == std::string_view("II*\0", 4) || b.substr(0, 4) == "MM\0*")) {
+    // TIFF: ImageWidth (256) and ImageLength (257) of the first IFD, SHORT or LONG.
+    const bool little = b[0] == 'I';
+    auto u16 = [&](std::size_t o) { return little ? le16(b, o) : be16(b, o); };
+    auto u32 = [&](std::size_t o) { return little ? le32(b, o) : be32(b, o); };
+    const std::size_t ifd = u32(4);
+    if (ifd + 2 > b.size()) return std::nullopt;
+    int64_t w = -1, h = -1;
+    for (std::size_t k = 0, n = u16(ifd); k < n && ifd + 2 + k * 12 + 12 <= b.size(); ++k) {
+      const std::size_t e = ifd + 2 + k * 12;
+      const uint32_t tag = u16(e), type = u16(e + 2);
+      const int64_t value = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : -1;
+      if (tag == 256) w = value;
+      if (tag == 257) h = value;
+    }
+    if (w < 0 || h < 0) return std::nullopt;
+    return std::make_pair(int(std::min<int64_t>(w, INT32_MAX)), int(std::min<int64_t>(h, INT32_MAX)));
+  }
   if (b.size() >= 4 && uint8_t(b[0]) == 0xFF && uint8_t(b[1]) == 0xD8) {
     std::size_t o = 2;
     while (o + 9 < b.size()) {
@@ -132,7 +150,15 @@ Image decode_image(std::string_view bytes, int64_t max_pixels) {
                       "decompression-bomb guard)",
                       w, h, w * h, max_pixels));
   };
-  if (auto dims = sniff_dimensions(bytes)) check(dims->first, dims->second);
+  // The pixel limit holds before any pixel is decoded, for every format this decoder accepts: a format whose
+  // size cannot be read from its header is not decoded at all.
+  if (bytes.substr(0, 3) == "GIF")
+    throw ImageError("GIF images are not supported (no GIF decoder in this build); convert it to PNG");
+  const auto dims = sniff_dimensions(bytes);
+  if (!dims)
+    throw ImageError(
+        "cannot decode image: not a PNG, JPEG, WebP, BMP or TIFF image (unknown header), or a corrupt one");
+  check(dims->first, dims->second);
   const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   cv::Mat bgr;
   try {

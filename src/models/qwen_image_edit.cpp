@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <torch/script.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -33,6 +34,8 @@ const char* kVisionBlock = "<|vision_start|><|image_pad|><|vision_end|>";
 // also feeds the VLM this size), QwenImageEditPlusPipeline's VLM images at 384^2 (its CONDITION_IMAGE_SIZE).
 constexpr double kImageArea = 1024.0 * 1024.0;
 constexpr double kPlusVlmArea = 384.0 * 384.0;
+// QwenImageEdit(Plus)Pipeline.tokenizer_max_length.
+constexpr int64_t kMaxTextTokens = 1024;
 
 at::Tensor i64(const std::vector<int64_t>& v, std::vector<int64_t> shape, const std::string& device) {
   return at::tensor(v, at::kLong).view(shape).to(at::Device(device));
@@ -64,6 +67,11 @@ class QwenImageEdit : public BundlePipeline {
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
+    // The pipelines' tokenizer_max_length: upstream takes any length and runs out of memory on a huge one
+    // (attention over every token), so a longer instruction is refused before any component runs.
+    if (const auto n = static_cast<int64_t>(tokenizer_.encode(r.instruction).size()); n > kMaxTextTokens)
+      throw InputError(fmt::format("the instruction is {} tokens; {} takes at most {}: shorten it", n,
+                                   plus_ ? "Qwen-Image-Edit-2509/2511" : "Qwen-Image-Edit", kMaxTextTokens));
     // Sizes (docs/models/qwen.md): VLM image at 384^2 (Plus) or 1024^2 area, VAE image at 1024^2 area,
     // output from the last (Plus) or first image, floored to 16.
     std::vector<Image> vlm_images, vae_images;
@@ -172,7 +180,8 @@ class QwenImageEdit : public BundlePipeline {
                     kSystem, user, text);
     std::vector<int32_t> ids;
     std::size_t image = 0;
-    for (int32_t id : tokenizer_.encode(prompt)) {
+    const std::vector<int32_t> tokens = tokenizer_.encode(prompt);
+    for (int32_t id : tokens) {
       if (id != image_token_id_) {
         ids.push_back(id);
         continue;

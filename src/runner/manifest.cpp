@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -73,6 +75,19 @@ void load_csv(Manifest& m, const std::string& text) {
     throw ManifestError(fmt::format("manifest {}, line 1 (header): {}", m.path, records[0].error));
   m.columns = records[0].fields;
   for (auto& c : m.columns) c = trim(c);
+  // A quote that is never closed would make every later line part of one field: no line may vanish, so
+  // the manifest is refused before any work, naming the line.
+  const CsvRecord& last = records.back();
+  std::string tail = last.error == "unterminated quoted field" ? last.fields.back() : std::string();
+  while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
+  // (An open quote on the last line swallows nothing: that row alone fails, with its line number.)
+  if (records.size() > 1 && tail.find('\n') != std::string::npos) {
+    const auto swallowed = std::count(tail.begin(), tail.end(), '\n');
+    throw ManifestError(
+        fmt::format("manifest {}, line {}: a quoted field opens here and is never closed, so the "
+                    "{} line(s) after it would be read as part of this row; close the quote",
+                    m.path, last.line, swallowed));
+  }
   for (std::size_t r = 1; r < records.size(); ++r) {
     auto& rec = records[r];
     ManifestRow row;
@@ -93,6 +108,12 @@ std::string json_to_field(const json& v) {
 }
 
 void load_jsonl(Manifest& m, const std::string& text) {
+  const auto first = text.find_first_not_of(" \t\r\n\xEF\xBB\xBF");
+  if (first != std::string::npos && text[first] == '[')
+    throw ManifestError(
+        fmt::format("manifest {} is a JSON array; a JSONL manifest holds one JSON object per line "
+                    "(convert it with: jq -c '.[]' {} > rows.jsonl)",
+                    m.path, m.path));
   std::istringstream in(text);
   std::string line_text;
   int line = 0;
@@ -135,7 +156,11 @@ Manifest load_manifest(const std::string& path, const ManifestOptions& options) 
   Manifest m;
   m.path = path;
   const std::string text = read_file(path);
-  const bool jsonl = has_suffix(path, ".jsonl") || has_suffix(path, ".ndjson") || has_suffix(path, ".json");
+  std::string lower_path = path;  // the extension decides the format, in any case (.JSONL, .Csv)
+  std::transform(lower_path.begin(), lower_path.end(), lower_path.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const bool jsonl =
+      has_suffix(lower_path, ".jsonl") || has_suffix(lower_path, ".ndjson") || has_suffix(lower_path, ".json");
   m.format = jsonl ? "jsonl" : "csv";
   if (jsonl)
     load_jsonl(m, text);

@@ -26,6 +26,13 @@ OutputName make_output_name(const std::optional<std::string>& custom, int64_t in
   if (raw.back() == '/' || !norm.has_filename() || norm.filename() == "." || norm.filename() == "..")
     return {"", fmt::format("output name '{}' names a directory, not a file", raw)};
 
+  // Each path component must fit the file system's limit (NAME_MAX, 255 bytes on Linux file systems); the
+  // name gets ".png" appended when it has no image extension, so 4 bytes are kept for that.
+  for (const auto& part : norm)
+    if (part.string().size() > kMaxNameBytes - 4)
+      return {"", fmt::format("output name '{}...' has a component of {} bytes; at most {} fit", raw.substr(0, 40),
+                              part.string().size(), kMaxNameBytes - 4)};
+
   std::string ext = norm.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   static const char* writable[] = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"};

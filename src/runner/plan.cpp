@@ -13,26 +13,59 @@ namespace fs = std::filesystem;
 
 namespace dg {
 
+std::string results_path_of(const EditOptions& o) {
+  return o.output_csv ? *o.output_csv : (fs::path(o.output_dir) / "results.csv").string();
+}
+
+EffectiveParams row_params(const Plan& plan, const PlannedRow& row) {
+  EffectiveParams p = plan.params;
+  if (row.input.negative_prompt && plan.spec->uses_negative_prompt()) p.negative_prompt = row.input.negative_prompt;
+  return p;
+}
+
+Record row_settings(const Plan& plan, const PlannedRow& row) {
+  const EffectiveParams p = row_params(plan, row);
+  return {{"model_type", plan.spec->type},
+          {"torch_dtype", plan.torch_dtype},
+          {"seed", std::to_string(row.seed)},
+          {"num_inference_steps", std::to_string(p.steps)},
+          {"guidance_scale", fmt::format("{}", p.guidance)},
+          {"true_cfg_scale", p.true_cfg ? fmt::format("{}", *p.true_cfg) : ""},
+          {"negative_prompt", p.negative_prompt.value_or("")}};
+}
+
+namespace {
+
+// What differs between a finished row's record and this run's settings for it ("" when nothing does). A
+// column the record lacks (an older results file) is not compared.
+std::string settings_difference(const Record& done, const Record& now) {
+  std::vector<std::string> diffs;
+  for (const auto& [key, value] : now) {
+    auto it = done.find(key);
+    if (it != done.end() && it->second != value)
+      diffs.push_back(fmt::format("{} '{}' -> '{}'", key, it->second, value));
+  }
+  return fmt::format("{}", fmt::join(diffs, ", "));
+}
+
+}  // namespace
+
 Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env) {
   Plan plan;
   plan.manifest = load_manifest(o.input, {o.instruction_key, o.output_name_column});
   plan.spec = &spec;
   plan.params = effective_params(spec, o);
+  plan.torch_dtype = o.torch_dtype;
   plan.shard = resolve_shard(o.node_rank, o.num_nodes, env);
   plan.output_dir = o.output_dir;
-  plan.results_path = o.output_csv ? *o.output_csv : (fs::path(o.output_dir) / "results.csv").string();
+  plan.results_path = results_path_of(o);
   const fs::path rp(plan.results_path);
   plan.failures_path =
       (rp.parent_path() / (rp.stem() == "results" ? std::string("failures.csv") : rp.stem().string() + ".failures.csv"))
           .string();
-  if (o.seed) {
-    plan.base_seed = *o.seed;
-  } else {  // drawn once, logged and recorded so that every output stays reproducible
-    std::random_device rd;
-    plan.base_seed = static_cast<int64_t>(((uint64_t(rd()) << 32) | rd()) & 0x7fffffffULL);
-    plan.base_seed_random = true;
-  }
-
+  // What earlier runs finished (results.csv and any shard journals); a file that cannot be trusted stops here.
+  plan.journals_state = journals_state(plan.results_path);
+  const RecordTable done_records = read_journals(plan.results_path);
   // Output names must be unique over the whole manifest, or two rows would write one file.
   const Manifest& m = plan.manifest;
   std::vector<OutputName> names;
@@ -56,6 +89,18 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   plan.selected = selected.size();
 
   const auto [begin, end] = shard_range(selected.size(), plan.shard);
+  if (o.seed) {
+    plan.base_seed = *o.seed;
+  } else if (const auto recorded =
+                 o.resume ? recorded_base_seed(done_records, m, selected, begin, end) : std::nullopt) {
+    plan.base_seed = *recorded;  // this shard's earlier rows were made with it: resume continues with it
+    plan.base_seed_source = "recorded in " + plan.results_path;
+  } else {  // drawn once, logged and recorded so that every output stays reproducible
+    std::random_device rd;
+    plan.base_seed = static_cast<int64_t>(((uint64_t(rd()) << 32) | rd()) & 0x7fffffffULL);
+    plan.base_seed_random = true;
+    plan.base_seed_source = "random: pass --seed to fix it";
+  }
   for (std::size_t s = begin; s < end; ++s) {
     const std::size_t k = selected[s];
     PlannedRow pr;
@@ -71,23 +116,56 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
       pr.problems.push_back(fmt::format("output name: {}", pr.output.error));
     else
       pr.output_path = (fs::path(o.output_dir) / pr.output.name).string();
+    int64_t seed = 0;
     if (pr.input.seed) {
       pr.seed = static_cast<uint64_t>(*pr.input.seed);
-    } else if (plan.base_seed + pr.row->index < 0) {
-      pr.problems.push_back(fmt::format("seed: base seed {} + index {} is negative", plan.base_seed, pr.row->index));
+    } else if (__builtin_add_overflow(plan.base_seed, pr.row->index, &seed) || seed < 0) {
+      pr.problems.push_back(
+          fmt::format("seed: base seed {} + index {} is outside 0..2^63-1", plan.base_seed, pr.row->index));
     } else {
-      pr.seed = static_cast<uint64_t>(plan.base_seed + pr.row->index);
+      pr.seed = static_cast<uint64_t>(seed);
     }
+    // A row is done when its image and its record exist: an image without a record (a crash between the
+    // two, a record that could not be written) is made again, identical for its seed.
     std::error_code ec;
-    const bool done = o.resume && !pr.output_path.empty() && fs::is_regular_file(pr.output_path, ec) &&
-                      fs::file_size(pr.output_path, ec) > 0;
-    if (done)
+    const bool image = o.resume && !pr.output_path.empty() && fs::is_regular_file(pr.output_path, ec) &&
+                       fs::file_size(pr.output_path, ec) > 0;
+    const Record* record = image ? done_records.find(std::to_string(pr.row->index)) : nullptr;
+    const bool recorded = record && record->count("output_image") && record->at("output_image") == pr.output.name;
+    if (image && recorded) {
       ++plan.already_done;
-    else
+      const std::string diff = settings_difference(*record, row_settings(plan, pr));
+      if (!diff.empty()) plan.changed_settings.push_back(fmt::format("index {}: {}", pr.row->index, diff));
+    } else {
+      if (image) ++plan.unrecorded_images;
       plan.todo.push_back(plan.shard_rows.size());
+    }
     plan.shard_rows.push_back(std::move(pr));
   }
+  if (!plan.changed_settings.empty()) {
+    const std::size_t show = std::min<std::size_t>(plan.changed_settings.size(), 3);
+    throw ResultsError(fmt::format(
+        "{} finished row(s) in {} were made with other settings than this run ({}{}); resuming would mix the two. "
+        "Pass --no_resume to make every row again with these settings, or give this run another --output_dir",
+        plan.changed_settings.size(), plan.results_path,
+        fmt::join(plan.changed_settings.begin(), plan.changed_settings.begin() + show, "; "),
+        plan.changed_settings.size() > show ? "; ..." : ""));
+  }
   return plan;
+}
+
+std::optional<int64_t> recorded_base_seed(const RecordTable& done, const Manifest& manifest,
+                                          const std::vector<std::size_t>& selected, std::size_t begin,
+                                          std::size_t end) {
+  for (std::size_t s = begin; s < end; ++s)
+    if (const Record* r = done.find(std::to_string(manifest.rows[selected[s]].index)))
+      if (auto it = r->find("base_seed"); it != r->end() && !it->second.empty()) {
+        try {
+          return std::stoll(it->second);
+        } catch (const std::exception&) {
+        }
+      }
+  return std::nullopt;
 }
 
 std::string format_plan(const Plan& plan, const EditOptions& o, const std::string& bundle_status,
@@ -103,7 +181,7 @@ std::string format_plan(const Plan& plan, const EditOptions& o, const std::strin
   if (plan.params.negative_prompt) params += fmt::format(", negative_prompt \"{}\"", *plan.params.negative_prompt);
   out += fmt::format("  sampling    {}\n", params);
   out += fmt::format("  seeds       base {}{}; row seed = base + index unless the row has a seed\n", plan.base_seed,
-                     plan.base_seed_random ? " (random: pass --seed to fix it)" : "");
+                     plan.base_seed_source.empty() ? "" : " (" + plan.base_seed_source + ")");
   out += fmt::format("  device      {} -> {} ({}), batch size {}\n", o.device, fmt::join(devices, ", "), o.torch_dtype,
                      o.batch_size);
   out += fmt::format("  manifest    {} ({}, {} rows, image column '{}', instruction column '{}')\n", m.path, m.format,

@@ -49,11 +49,29 @@ struct Work {
   Clock::time_point started;
 };
 
-const std::vector<std::string> kResultColumns = {
-    "index",          "output_image",   "model_type",      "seed",           "base_seed",    "num_inference_steps",
-    "guidance_scale", "true_cfg_scale", "negative_prompt", "width",          "height",       "instruction_enhanced",
-    "enhance_status", "attempts",       "time_prepare_s",  "time_enhance_s", "time_model_s", "time_write_s",
-    "time_total_s",   "stage_times",    "counters",        "finished_at"};
+const std::vector<std::string> kResultColumns = {"index",
+                                                 "output_image",
+                                                 "model_type",
+                                                 "torch_dtype",
+                                                 "seed",
+                                                 "base_seed",
+                                                 "num_inference_steps",
+                                                 "guidance_scale",
+                                                 "true_cfg_scale",
+                                                 "negative_prompt",
+                                                 "width",
+                                                 "height",
+                                                 "instruction_enhanced",
+                                                 "enhance_status",
+                                                 "attempts",
+                                                 "time_prepare_s",
+                                                 "time_enhance_s",
+                                                 "time_model_s",
+                                                 "time_write_s",
+                                                 "time_total_s",
+                                                 "stage_times",
+                                                 "counters",
+                                                 "finished_at"};
 const std::vector<std::string> kFailureColumns = {"index",  "line",     "output_image", "stage",
                                                   "reason", "attempts", "finished_at"};
 
@@ -71,8 +89,9 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
     const std::string& ref = pr.input.images[k];
     const std::string where = fmt::format("{}[{}] {}", col, k, ref);
     std::string bytes;
+    bool cached = false;
     try {
-      bytes = is_url(ref) ? fetch_url(ref, http) : read_file_bytes(ref);
+      bytes = is_url(ref) ? fetch_url(ref, http, &cached) : read_input_file(ref, http.max_bytes);
     } catch (const std::exception& e) {
       w.fail_stage = is_url(ref) ? "download" : "read";
       w.fail_reason = fmt::format("{}: {}", where, e.what());
@@ -81,10 +100,12 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
     try {
       w.request.images.push_back(decode_image(bytes, o.max_image_pixels));
     } catch (const std::exception& e) {
+      if (cached) cache_forget(ref, http);  // a bad body from an older cache: fetched afresh next time
       w.fail_stage = "decode";
       w.fail_reason = fmt::format("{}: {}", where, e.what());
       return;
     }
+    if (is_url(ref) && !cached) cache_store(ref, bytes, http);  // only bodies that decode are cached
     const Image& img = w.request.images.back();
     if (const std::string why = image_size_problem(*plan.spec, img.width, img.height); !why.empty()) {
       w.fail_stage = "input";  // the model's per-image rule: fails here, before the model stage
@@ -95,9 +116,7 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
   w.request.index = pr.row->index;
   w.request.instruction = pr.input.instruction;
   w.request.seed = pr.seed;
-  w.request.params = plan.params;
-  if (pr.input.negative_prompt && plan.spec->uses_negative_prompt())
-    w.request.params.negative_prompt = pr.input.negative_prompt;
+  w.request.params = row_params(plan, pr);
   if (enhancer) {  // in the prepare stage, several rows at a time, so the model never waits on the API
     const auto te = Clock::now();
     w.enhanced = enhancer->enhance(pr.row->index, w.request.instruction, w.request.images);
@@ -175,6 +194,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   http.timeout_s = o.download_timeout;
   http.retries = o.download_retries;
   http.cache_dir = o.image_cache_dir;
+  http.stop = &stop;
 
   BoundedQueue<Work> to_model(static_cast<std::size_t>(o.prefetch));
   BoundedQueue<Work> to_write(static_cast<std::size_t>(o.prefetch) + replicas.size() * o.batch_size);
@@ -244,18 +264,12 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
       if (w.fail_stage.empty()) {
         Record r;
         for (std::size_t c = 0; c < plan.manifest.columns.size(); ++c) r[plan.manifest.columns[c]] = pr.row->values[c];
-        const EffectiveParams& p = w.request.params;
         nlohmann::json stages = nlohmann::json::object();
         for (const auto& [name, secs] : w.result.stage_seconds) stages[name] = std::round(secs * 1e4) / 1e4;
+        for (const auto& [key, value] : row_settings(plan, pr)) r[key] = value;  // what resume compares
         r["index"] = idx;
         r["output_image"] = pr.output.name;
-        r["model_type"] = plan.spec->type;
-        r["seed"] = std::to_string(pr.seed);
         r["base_seed"] = std::to_string(plan.base_seed);
-        r["num_inference_steps"] = std::to_string(p.steps);
-        r["guidance_scale"] = fmt::format("{}", p.guidance);
-        r["true_cfg_scale"] = p.true_cfg ? fmt::format("{}", *p.true_cfg) : "";
-        r["negative_prompt"] = p.negative_prompt.value_or("");
         r["width"] = std::to_string(w.result.image.width);
         r["height"] = std::to_string(w.result.image.height);
         r["instruction_enhanced"] = w.enhanced ? w.enhanced->instruction : "";
@@ -289,8 +303,12 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         progress.row_finished(
             false, fmt::format("[{}/{}] index {} FAILED at {}: {}", finished, total, idx, w.fail_stage, w.fail_reason));
       }
-    } catch (const std::exception& e) {  // the journal itself failed (disk full): keep going, say so
-      spdlog::error("index {}: cannot record the result: {}", idx, e.what());
+    } catch (const std::exception& e) {
+      // The journal itself failed (disk full). The row counts as failed in this run's summary and exit code;
+      // its image, if written, has no record, so the next run makes it again (a row is done only with both).
+      ++summary.failed;  // the counters above are reached only after a successful append
+      ++summary.unrecorded;
+      spdlog::error("index {}: cannot record the result ({}); a later run makes this row again", idx, e.what());
     }
   }
   for (auto& t : threads) t.join();
@@ -307,9 +325,18 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   }
   results->close();
   failures->close();
-  const bool sharded = plan.shard.count > 1;
-  const RecordTable merged = merge_journals(plan.results_path, nullptr, sharded);
-  merge_journals(plan.failures_path, &merged, sharded);
+  // The journals hold every finished row already; a merge that fails (disk full) loses nothing: the next run
+  // merges them. It is reported, and the run's summary and exit code still describe its rows.
+  try {
+    const RecordTable merged = merge_journals(plan.results_path);
+    merge_journals(plan.failures_path, &merged);
+  } catch (const std::exception& e) {
+    summary.merge_error = e.what();
+    spdlog::error(
+        "could not merge the results into {}: {}; every finished row is in the journals and the next run "
+        "merges them",
+        plan.results_path, e.what());
+  }
   return summary;
 }
 

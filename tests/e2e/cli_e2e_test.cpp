@@ -3,7 +3,9 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
 #include "e2e_util.hpp"
+
 #include "testdata.hpp"
 
 namespace fs = std::filesystem;
@@ -77,7 +79,9 @@ TEST(CliE2E, DryRunOfTheShippedExample) {
                                       "--input", DG_SOURCE_DIR "/examples/edit.csv", "--output_dir", d / "out",
                                       "--output_name_column", "output_name", "--dry_run"},
                                      d, {{"HF_HUB_CACHE", d / "hub"}});
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  // No bundle for the name here: the plan is shown, and the dry run says the real run would stop (exit 1).
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("start-up    the real run would stop here: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("-> qwen (QwenImageEditPlusPipeline) [detected from the name]"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("0 already done, 3 to do"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("index 1        -> checker_rings.png"), std::string::npos) << r.out;
@@ -87,8 +91,30 @@ TEST(CliE2E, DryRunOfTheShippedExample) {
   const ProcessResult jsonl = diffgentor({"edit", "--model_name", "black-forest-labs/FLUX.2-dev", "--input",
                                           DG_SOURCE_DIR "/examples/edit.jsonl", "--output_dir", d / "out", "--dry_run"},
                                          d);
-  EXPECT_EQ(jsonl.exit_code, 0) << jsonl.out << jsonl.err;
+  EXPECT_EQ(jsonl.exit_code, 1) << jsonl.out << jsonl.err;
   EXPECT_NE(jsonl.out.find("steps 28, guidance 4\n"), std::string::npos) << jsonl.out;
+
+  // With a bundle the dry run checks it as loading would, without loading weights: a good one passes, a
+  // dtype the device cannot run and a bundle from a newer torch are start-up stops.
+  const std::string bundle = d / "tiny";
+  ASSERT_EQ(diffgentor({"make-tiny", "--model_type", "qwen", "--out", bundle}, d).exit_code, 0);
+  const std::vector<std::string> base{
+      "edit",         "--model_name", bundle,     "--input", DG_SOURCE_DIR "/examples/edit.csv",
+      "--output_dir", d / "out2",     "--device", "cpu",     "--dry_run"};
+  ProcessResult ok = diffgentor(base, d);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  std::vector<std::string> half = base;
+  half.insert(half.end(), {"--torch_dtype", "float16"});
+  ok = diffgentor(half, d);
+  EXPECT_EQ(ok.exit_code, 1) << ok.out;
+  EXPECT_NE(ok.out.find("float16 does not run on the CPU"), std::string::npos) << ok.out;
+  nlohmann::json m = nlohmann::json::parse(read_text(bundle + "/torchscript/manifest.json"));
+  m["producer"]["torch"] = "99.0.0";
+  write_text(bundle + "/torchscript/manifest.json", m.dump());
+  ok = diffgentor(base, d);
+  EXPECT_EQ(ok.exit_code, 1) << ok.out;
+  EXPECT_NE(ok.out.find("newer than this runtime's libtorch"), std::string::npos) << ok.out;
+  EXPECT_FALSE(fs::exists(d / "out2"));
 }
 
 TEST(CliE2E, UsageAndStartupErrors) {

@@ -2,6 +2,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "diffgentor/latents.hpp"
 #include "diffgentor/scheduler.hpp"
 #include "fixture.hpp"
@@ -44,4 +46,19 @@ TEST(Latents, EulerStepRoundsLikePyTorchBf16) {
 TEST(Latents, ImageRoundTripThroughMinusOneOne) {
   const Image img = pattern(5, 3, 1);
   EXPECT_EQ(tensor_to_image(image_to_tensor(img, at::kFloat, "cpu")).rgb, img.rgb);
+}
+
+// A decoded image with NaN or Inf fails instead of becoming a black (clamped) image recorded as ok.
+TEST(Latents, NonFiniteOutputFailsTheRow) {
+  at::Tensor x = at::zeros({1, 3, 4, 4});
+  EXPECT_NO_THROW(tensor_to_image(x));
+  x[0][1][2][3] = std::numeric_limits<float>::quiet_NaN();
+  x[0][0][0][0] = std::numeric_limits<float>::infinity();
+  try {
+    tensor_to_image(x);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("2 non-finite value(s) (NaN or Inf) out of 48"), std::string::npos)
+        << e.what();
+  }
 }

@@ -65,14 +65,16 @@ TEST_P(EveryImplementedType, RefusesInputThatBreaksTheTableRules) {
   Runner r(GetParam());
   const ImageRules& rules = r.spec->images;
   EXPECT_THROW(r.run({}, "x", 1, 1), InputError);
-  if (rules.max_images)
-    EXPECT_THROW(
-        r.run(std::vector<Image>(static_cast<std::size_t>(*rules.max_images + 1), pattern(96, 64, 1)), "x", 1, 1),
-        InputError);
-  if (rules.min_side > 1) EXPECT_THROW(r.run({pattern(rules.min_side - 1, 96, 1)}, "x", 1, 1), InputError);
+  if (rules.max_images) {
+    const std::vector<Image> too_many(static_cast<std::size_t>(*rules.max_images + 1), pattern(96, 64, 1));
+    EXPECT_THROW(r.run(too_many, "x", 1, 1), InputError);
+  }
+  if (rules.min_side > 1) {
+    EXPECT_THROW(r.run({pattern(rules.min_side - 1, 96, 1)}, "x", 1, 1), InputError);
+  }
   if (rules.max_aspect) {
-    const int w = static_cast<int>(std::max(rules.min_side, 16) * (*rules.max_aspect + 1));
-    EXPECT_THROW(r.run({pattern(w, std::max(rules.min_side, 16), 1)}, "x", 1, 1), InputError);
+    const int side = std::max(rules.min_side, 16);
+    EXPECT_THROW(r.run({pattern(static_cast<int>(side * (*rules.max_aspect + 1)), side, 1)}, "x", 1, 1), InputError);
   }
 }
 

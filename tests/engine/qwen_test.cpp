@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
+#include <chrono>
+
 #include "diffgentor/bundle.hpp"
 #include "diffgentor/resize.hpp"
 #include "fixture.hpp"
@@ -66,8 +68,15 @@ TEST(QwenPipeline, TrueCfgDoublesTransformerCallsAndChangesTheOutput) {
 
 TEST(QwenPipeline, Float32RunsToo) {
   Runner plus("qwen", "float32");
-  const EditResult r = plus.run({pattern(32, 32, 1)}, "x", 1, 1);
+  const EditResult r = plus.run({pattern(32, 32, 1)}, "x", 1, 2);
   EXPECT_EQ(r.image.width, 1024);
+  // One step with Qwen's shift_terminal divides by zero (NaN in diffusers): an input error, not a black image.
+  try {
+    plus.run({pattern(32, 32, 1)}, "x", 1, 1);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("shift_terminal"), std::string::npos) << e.what();
+  }
 }
 
 TEST(TinyComponents, ReactToEveryInput) {
@@ -142,4 +151,20 @@ TEST(TinyComponents, ReactToEveryInput) {
     if (k == 3) args[3] = at::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1});
     EXPECT_TRUE(changed(run_ve(args), vbase)) << "vision encoder input " << k;
   }
+}
+
+// An instruction over the pipelines' tokenizer_max_length (1024 text tokens) fails as input before any
+// component runs, instead of trying to allocate attention over every token.
+TEST(QwenPipeline, AnInstructionOverTheTextLimitIsAnInputError) {
+  Runner plus("qwen");
+  std::string text;
+  for (int k = 0; k < 1100; ++k) text += "cat ";
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    plus.run({pattern(32, 32, 1)}, text, 1, 1);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("takes at most 1024"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
 }

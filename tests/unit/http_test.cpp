@@ -76,8 +76,13 @@ TEST(Http, CacheServesRepeatDownloads) {
     HttpServer server;
     server.put("c.png", "cached-bytes");
     url = server.url("/file/c.png");
-    EXPECT_EQ(fetch_url(url, o), "cached-bytes");
-    EXPECT_EQ(fetch_url(url, o), "cached-bytes");
+    bool cached = true;
+    EXPECT_EQ(fetch_url(url, o, &cached), "cached-bytes");
+    EXPECT_FALSE(cached);
+    EXPECT_FALSE(std::filesystem::exists(cache_path_for(*o.cache_dir, url)));  // the caller decides what is kept
+    cache_store(url, "cached-bytes", o);
+    EXPECT_EQ(fetch_url(url, o, &cached), "cached-bytes");
+    EXPECT_TRUE(cached);
     EXPECT_EQ(server.hits("/file/c.png"), 1);
   }
   EXPECT_TRUE(std::filesystem::is_regular_file(cache_path_for(*o.cache_dir, url)));

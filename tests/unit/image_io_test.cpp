@@ -104,3 +104,35 @@ TEST(ImageIo, PixelLimitIsCheckedFromTheHeaderFirst) {
   EXPECT_THROW(decode_image(encode_image(two_halves(40, 20), ".png"), 799), ImageError);
   EXPECT_NO_THROW(decode_image(encode_image(two_halves(40, 20), ".png"), 800));
 }
+
+// The pixel limit holds before decoding for every format the decoder accepts: a TIFF declaring 15000^2
+// pixels is refused from its header, a format whose size no header gives is not decoded at all.
+TEST(ImageIo, PixelLimitHoldsForEveryAcceptedFormat) {
+  const std::string tiff = encode_image(two_halves(40, 20), ".tif");
+  ASSERT_EQ(sniff_dimensions(tiff), std::make_pair(40, 20));
+  EXPECT_EQ(decode_image(tiff, 800).width, 40);
+  EXPECT_THROW(decode_image(tiff, 799), ImageError);
+  // A little-endian TIFF whose first IFD says 15000 x 15000 (SHORT values) and holds no pixels.
+  std::string bomb("II*\0\x08\0\0\0\x02\0", 10);
+  bomb += std::string("\x00\x01\x03\x00\x01\x00\x00\x00\x98\x3a\x00\x00", 12);  // 256 ImageWidth = 15000
+  bomb += std::string("\x01\x01\x03\x00\x01\x00\x00\x00\x98\x3a\x00\x00", 12);  // 257 ImageLength = 15000
+  try {
+    decode_image(bomb, 178956970);
+    FAIL();
+  } catch (const ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find("15000x15000 = 225000000 pixels, over the limit"), std::string::npos)
+        << e.what();
+  }
+  try {  // PPM: OpenCV decodes it, but its size is not read first, so it is refused
+    decode_image(std::string("P6\n2 2\n255\n") + std::string(12, '\x7f'), 100);
+    FAIL();
+  } catch (const ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a PNG, JPEG, WebP, BMP or TIFF image"), std::string::npos) << e.what();
+  }
+  try {
+    decode_image(std::string("GIF89a\x08\x00\x08\x00\x00\x00\x00;", 14), 100);
+    FAIL();
+  } catch (const ImageError& e) {
+    EXPECT_NE(std::string(e.what()).find("GIF images are not supported"), std::string::npos) << e.what();
+  }
+}

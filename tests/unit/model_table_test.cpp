@@ -71,7 +71,12 @@ TEST(ModelTable, InputRulesAndParameterMerging) {
   EXPECT_EQ(image_size_problem(flux2, 63, 640), "63x640: model type flux2 needs sides of at least 64 px");
   EXPECT_EQ(image_size_problem(flux2, 64, 512), "");  // aspect 8 is allowed, 8.03 is not
   EXPECT_EQ(image_size_problem(flux2, 64, 514), "64x514: model type flux2 needs an aspect ratio of at most 8");
-  EXPECT_EQ(image_size_problem(*find_model("qwen"), 1, 5000), "");
+  // Qwen2.5-VL's smart_resize refuses an aspect ratio over 200: so do the types that use it.
+  for (const char* type : {"qwen", "qwen_singleimg", "longcat"}) {
+    EXPECT_EQ(image_size_problem(*find_model(type), 1, 200), "") << type;
+    EXPECT_NE(image_size_problem(*find_model(type), 1, 201), "") << type;
+  }
+  EXPECT_EQ(image_size_problem(*find_model("flux1_kontext"), 1, 5000), "");
   // A given value always wins; unset values take the defaults; only models that use them get CFG fields.
   const EffectiveParams q = merge_params(*find_model("qwen"), {});
   EXPECT_EQ(q.steps, 40);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "diffgentor/cli.hpp"
 
 using namespace dg;
@@ -66,6 +68,26 @@ TEST(Options, EffectiveParamsMergeFlagsOverDefaults) {
   p = effective_params(*find_model("flux1_kontext"), k);
   EXPECT_EQ(p.true_cfg, 2.0);
   EXPECT_EQ(p.negative_prompt, "blurry");
+}
+
+// Numbers must be finite ("inf" and "nan" parse as doubles) and timeouts longer than the clock's 1 ms.
+TEST(Options, NonFiniteAndTooSmallValuesAreRefused) {
+  auto with = [](auto change) {
+    EditOptions o = valid();
+    change(o);
+    return usage_error(o);
+  };
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_NE(with([&](EditOptions& o) { o.true_cfg_scale = inf; }).find("--true_cfg_scale inf: must be a finite"),
+            std::string::npos);
+  EXPECT_NE(with([&](EditOptions& o) { o.guidance_scale = nan; }).find("--guidance_scale nan: must be a finite"),
+            std::string::npos);
+  EXPECT_NE(with([&](EditOptions& o) { o.download_timeout = inf; }).find("--download_timeout"), std::string::npos);
+  EXPECT_NE(with([&](EditOptions& o) { o.grace_seconds = -1; }).find("--grace_seconds"), std::string::npos);
+  EXPECT_NE(with([](EditOptions& o) { o.download_timeout = 0.0004; }).find("must be at least 0.001"),
+            std::string::npos);
+  EXPECT_NE(with([](EditOptions& o) { o.timeout = 0.0001; }).find("--timeout"), std::string::npos);
+  EXPECT_EQ(with([](EditOptions& o) { o.download_timeout = 0.001; }), "");
 }
 
 TEST(Options, ValidationNamesTheFlag) {

@@ -142,9 +142,10 @@ namespace {
 const char* kVaeEncoder = R"JIT(
 def forward(self, image: Tensor) -> Tensor:
     B = image.size(0)
-    H = image.size(2)
-    W = image.size(3)
-    x = image.to(self.c1.dtype).reshape(B, 3, H // 8, 8, W // 8, 8).permute(0, 1, 3, 5, 2, 4).reshape(B, 192, H // 8, W // 8)
+    height = image.size(2)
+    width = image.size(3)
+    x = image.to(self.c1.dtype).reshape(B, 3, height // 8, 8, width // 8, 8).permute(0, 1, 3, 5, 2, 4)
+    x = x.reshape(B, 192, height // 8, width // 8)
     x = torch.silu(torch.conv2d(x, self.c1, self.c1b))
     return torch.conv2d(x, self.c2, self.c2b, [1, 1], [1, 1])
 )JIT";
