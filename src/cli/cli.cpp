@@ -7,6 +7,25 @@ namespace dg {
 
 namespace {
 
+// CLI11 saturates an integer that does not fit its type; this check sees the text first, so
+// "--seed 99999999999999999999" is refused instead of becoming 2^63-1.
+std::string int64_text(const std::string& text) {
+  try {
+    std::size_t used = 0;
+    (void)std::stoll(text, &used);
+    if (used != text.size()) return "'" + text + "' is not an integer";
+  } catch (const std::out_of_range&) {
+    return "'" + text + "' is outside the 64-bit range (at most 9223372036854775807)";
+  } catch (const std::exception&) {
+    return "'" + text + "' is not an integer";
+  }
+  return "";
+}
+
+}  // namespace
+
+namespace {
+
 void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   const char* model = "Model";
   edit.add_option("--backend", o.backend, "Inference backend (only 'diffusers' in this build)")
@@ -29,6 +48,7 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_option("--seed", o.seed,
                   "Base seed: row seed = seed + index unless the row has a 'seed' column (default: random, logged and "
                   "recorded)")
+      ->check(int64_text)
       ->group(model);
 
   const char* opt = "Optimization";

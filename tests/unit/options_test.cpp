@@ -171,3 +171,16 @@ TEST(Cli, UnsetNumbersStayUnsetAndFlagsParse) {
   EXPECT_EQ(parse({"models"}, c4), -1);
   EXPECT_EQ(c4.kind, Command::Models);
 }
+
+// A seed that does not fit 64 bits is refused (CLI11 alone would saturate it to 2^63-1).
+TEST(Cli, SeedOutOfRangeIsRefused) {
+  Command cmd;
+  EXPECT_EQ(
+      parse({"edit", "--model_name", "m", "--input", "i", "--output_dir", "o", "--seed", "99999999999999999999"}, cmd),
+      kExitUsage);
+  Command ok;
+  ASSERT_EQ(
+      parse({"edit", "--model_name", "m", "--input", "i", "--output_dir", "o", "--seed", "9223372036854775807"}, ok),
+      -1);
+  EXPECT_EQ(ok.edit.seed, INT64_MAX);
+}
