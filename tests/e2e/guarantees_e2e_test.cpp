@@ -118,6 +118,31 @@ TEST(GuaranteesE2E, ARowIsDoneOnlyWithItsImageAndItsRecord) {
   EXPECT_EQ(sorted_calls(), (std::vector<int>{1, 1, 3, 4}));
 }
 
+// 2 and 11 (a full disk). With files capped at 1 KiB (RLIMIT_FSIZE, SIGXFSZ ignored), results.csv cannot
+// take every record: the rows whose record failed count as failed, the final merge fails too, and still the
+// run logs its summary and exits 1; the next run (no cap) makes exactly those rows again.
+TEST(GuaranteesE2E, AFullDiskLosesNoRowAndTheSummaryStillComes) {
+  Workspace ws;
+  const std::string m = rows_manifest(ws, 12);
+  // stderr goes through a FIFO to a `cat` outside the cap, so the log the test reads is complete.
+  std::vector<std::string> argv{"/bin/sh", "-c",
+                                "p=$(mktemp -u); mkfifo \"$p\"; cat \"$p\" >&2 & "
+                                "(trap '' XFSZ; ulimit -f 2; exec \"$0\" \"$@\" 2>\"$p\"); rc=$?; wait; rm -f \"$p\"; "
+                                "exit $rc"};
+  for (const auto& a : ws.edit_argv({"--input", m, "--seed", "0"})) argv.push_back(a);
+  ProcessResult r = run_process(argv, {}, ws.io_dir());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("could not be recorded and are made again next run"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("done: "), std::string::npos) << r.err;
+  const std::size_t recorded = read_journals(ws.out + "/results.csv").records.size();
+  EXPECT_LT(recorded, 12u);
+  const std::string log = ws.dir / "calls.log";
+  r = ws.edit({"--input", m, "--seed", "0"}, {{"DG_TESTPIPE_CALL_LOG", log}});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(call_log(log).size(), 12u - recorded);
+  EXPECT_EQ(ws.results().records.size(), 12u);
+}
+
 // 3. A results.csv edited by hand: no final newline and a row missing a field keep every complete record
 // (the unreadable line is set aside in a .corrupt copy); no header stops the run before any work.
 TEST(GuaranteesE2E, HandEditedResultsAreNeverDestroyed) {
