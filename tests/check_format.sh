@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$1"
 command -v clang-format >/dev/null || { echo "clang-format is not installed (./setup.sh installs it)"; exit 1; }
 mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp' | grep -v '^tests/data/')
+((${#files[@]})) || { echo "no C++ files found (is this a git checkout git can read?)"; exit 1; }
 bad=()
 for f in "${files[@]}"; do
   clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || bad+=("$f")

@@ -5,7 +5,7 @@
   or from one of the file's own folders (tools/export's files name their tests as tests/...);
 - every relative Markdown link resolves;
 - every citation of a docs section, `docs/x.md, "Heading"` (or 'Heading'), names a heading of that page;
-- nothing cites material outside the repository (the design notes and references it was planned from).
+- nothing cites material outside the repository (design notes or reference files that are not part of it).
 
 Usage: check_references.py <repository root>. Prints one line per problem; exit 1 when there is any.
 """

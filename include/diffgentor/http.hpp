@@ -16,7 +16,7 @@ struct HttpOptions {
   double retry_delay_s = 0.5;  ///< first backoff; doubles each attempt
   int64_t max_bytes = int64_t(512) << 20;
   std::optional<std::string> cache_dir;
-  const std::atomic<bool>* stop = nullptr;  ///< when set, a transfer or backoff ends within ~100 ms
+  const std::atomic<bool>* stop = nullptr;  ///< when set, a transfer or backoff ends within about a second
 };
 
 struct HttpError : std::runtime_error {

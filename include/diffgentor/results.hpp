@@ -16,6 +16,7 @@
 /// is rewritten, and the lines are named in a warning. A file that cannot be trusted at all (no header line,
 /// a quote that swallows the lines after it) throws ResultsError before any work.
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -98,7 +99,9 @@ std::string shard_journal_path(const std::string& path, int rank, int count);
 
 /// Merges `path` and every `<stem>.shard-*-of-*<ext>` beside it into `path` (atomically, under the file lock
 /// `path.lock`). Records with the same key keep the one with the latest `finished_at`. When `successes` is
-/// given, a failure is dropped when that table holds the key: failures.csv never lists a row that is done.
-RecordTable merge_journals(const std::string& path, const RecordTable* successes = nullptr);
+/// given, a failure is dropped when that table holds the key and `is_done` (when given) says the success's row
+/// is done (its image exists): failures.csv never lists a row that is done, and keeps one whose image is gone.
+RecordTable merge_journals(const std::string& path, const RecordTable* successes = nullptr,
+                           const std::function<bool(const Record&)>& is_done = nullptr);
 
 }  // namespace dg

@@ -25,9 +25,16 @@ struct RunSummary {
   std::string merge_error;  ///< set when the final merge into results.csv failed (the journals keep the rows)
 };
 
+/// Rows finished so far, readable while the run goes on (the grace-period watchdog reports them).
+struct LiveCounts {
+  std::atomic<std::size_t> succeeded{0};
+  std::atomic<std::size_t> failed{0};
+};
+
 /// Runs `plan.todo` through `replicas`. `stop` (set by SIGINT/SIGTERM) stops taking new rows; rows
 /// already finished are written. Results and failures are merged into their files before returning.
 RunSummary run_batch(Plan& plan, const EditOptions& options, const std::vector<Pipeline*>& replicas,
-                     const std::atomic<bool>& stop, const PromptEnhancer* enhancer = nullptr);
+                     const std::atomic<bool>& stop, const PromptEnhancer* enhancer = nullptr,
+                     LiveCounts* live = nullptr);
 
 }  // namespace dg

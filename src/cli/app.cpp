@@ -196,21 +196,13 @@ int run_edit(Command& cmd, const Backend& backend) {
   warn_slow_cpu_dtype(o, devices);
   http_global_init();
 
-  std::vector<std::unique_ptr<Pipeline>> owned;
-  std::vector<Pipeline*> replicas;
-  {
-    const std::string bundle = resolve_bundle(o.model_name, getenv_lookup);
-    for (const auto& device : devices) {
-      spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
-      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype}));
-      replicas.push_back(owned.back().get());
-    }
-  }
+  // Signals are handled from here on, model loading included. After a stop request the rows in flight get
+  // --grace_seconds to finish; then they are abandoned (no record, so the next run makes them again), the
+  // summary so far is logged and the process ends with exit 130.
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
-  // After a stop request the rows in flight get --grace_seconds to finish; then they are abandoned (their
-  // rows have no record, so the next run makes them again) and the process ends with exit 130.
   std::atomic<bool> finished{false};
+  LiveCounts live;
   std::thread watchdog([&] {
     while (!finished && !g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (finished) return;
@@ -219,23 +211,47 @@ int run_edit(Command& cmd, const Backend& backend) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (finished) return;
     spdlog::warn(
-        "interrupted: the rows in flight did not finish within --grace_seconds {}; they are abandoned and "
-        "run again next time (finished rows are recorded in {})",
-        o.grace_seconds, plan.results_path);
+        "interrupted: the work in flight did not finish within --grace_seconds {}; it is abandoned and "
+        "run again next time",
+        o.grace_seconds);
+    spdlog::info("done: {} succeeded, {} failed, the rest left for a later run (interrupted); results in {}",
+                 live.succeeded.load(), live.failed.load(), plan.results_path);
     spdlog::shutdown();
     std::fflush(nullptr);
     _exit(kExitInterrupted);
   });
-  RunSummary s;
-  try {
-    s = run_batch(plan, o, replicas, g_stop, enhancer.get());
-  } catch (...) {
+  const auto stop_watchdog = [&] {
     finished = true;
     watchdog.join();
+  };
+
+  std::vector<std::unique_ptr<Pipeline>> owned;
+  std::vector<Pipeline*> replicas;
+  try {
+    const std::string bundle = resolve_bundle(o.model_name, getenv_lookup);
+    for (const auto& device : devices) {
+      if (g_stop) break;
+      spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
+      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype}));
+      replicas.push_back(owned.back().get());
+    }
+  } catch (...) {
+    stop_watchdog();
     throw;
   }
-  finished = true;
-  watchdog.join();
+  if (replicas.empty()) {  // stopped while the model loaded: nothing ran
+    stop_watchdog();
+    spdlog::info("done: 0 succeeded, 0 failed, {} left for a later run (interrupted while loading)", plan.todo.size());
+    return kExitInterrupted;
+  }
+  RunSummary s;
+  try {
+    s = run_batch(plan, o, replicas, g_stop, enhancer.get(), &live);
+  } catch (...) {
+    stop_watchdog();
+    throw;
+  }
+  stop_watchdog();
   spdlog::info("done: {} succeeded, {} failed{}{}; results in {}{}", s.succeeded, s.failed,
                s.unrecorded ? fmt::format(" ({} could not be recorded and are made again next run)", s.unrecorded) : "",
                s.interrupted ? fmt::format(", {} left for a later run (interrupted)", s.not_run) : "",

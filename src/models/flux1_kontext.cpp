@@ -28,6 +28,8 @@ namespace dg {
 namespace {
 // FluxKontextPipeline's max_area default: the output size rule keeps about this many pixels.
 constexpr double kOutputArea = 1024.0 * 1024.0;
+// FluxKontextPipeline's max_sequence_length for T5: truncated to it and padded up to it, as upstream does.
+constexpr int kT5Tokens = 512;
 }  // namespace
 
 std::pair<int, int> kontext_preferred_resolution(int width, int height) {
@@ -139,7 +141,7 @@ class Kontext : public BundlePipeline {
       return at::tensor(std::vector<int64_t>(v.begin(), v.end())).view({1, static_cast<int64_t>(v.size())}).to(dev);
     };
     const at::Tensor pooled = clip_.forward({ids_of(clip_tok_.encode_padded(prompt, 77, clip_pad_).ids)}).toTensor();
-    const at::Tensor embeds = t5_.forward({ids_of(t5_tok_.encode_padded(prompt, 512, t5_pad_).ids)}).toTensor();
+    const at::Tensor embeds = t5_.forward({ids_of(t5_tok_.encode_padded(prompt, kT5Tokens, t5_pad_).ids)}).toTensor();
     return {pooled, embeds};
   }
 

@@ -33,6 +33,8 @@ const char* kMistralSystem =
 
 // Flux2ImageProcessor caps each reference to this many pixels (its `_resize_to_target_area`).
 constexpr double kReferenceMaxArea = 1024.0 * 1024.0;
+// The pipelines' max_sequence_length: the prompt is truncated to it and padded up to it (upstream too).
+constexpr int64_t kTextTokens = 512;
 
 }  // namespace
 
@@ -154,15 +156,16 @@ class Flux2 : public BundlePipeline {
       for (auto pos = p.find("[IMG]"); pos != std::string::npos; pos = p.find("[IMG]")) p.erase(pos, 5);
       text = fmt::format("<s>[SYSTEM_PROMPT]{}[/SYSTEM_PROMPT][INST]{}[/INST]", kMistralSystem, p);
     }
-    const Tokenizer::Padded t = tokenizer_.encode_padded(text, 512, pad_id_);
+    const Tokenizer::Padded t = tokenizer_.encode_padded(text, kTextTokens, pad_id_);
     const at::Device& dev = dev_;
     const at::Tensor ids =
-        at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).view({1, 512}).to(dev);
+        at::tensor(std::vector<int64_t>(t.ids.begin(), t.ids.end()), at::kLong).view({1, kTextTokens}).to(dev);
     const at::Tensor mask =
         at::tensor(std::vector<int64_t>(t.attention_mask.begin(), t.attention_mask.end()), at::kLong)
-            .view({1, 512})
+            .view({1, kTextTokens})
             .to(dev);
-    const at::Tensor pos = at::arange(512, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, 512});
+    const at::Tensor pos =
+        at::arange(kTextTokens, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, kTextTokens});
     return text_encoder_.forward({ids, mask, pos}).toTensor();
   }
 

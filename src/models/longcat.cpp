@@ -36,6 +36,8 @@ const char* kPrefix =
 const char* kSuffix = "<|im_end|>\n<|im_start|>assistant\n";
 // The reference and the output at about 1024^2 pixels (LongCatImageEditPipeline's calculate_dimensions target).
 constexpr double kImageArea = 1024.0 * 1024.0;
+// LongCatImageEditPipeline.tokenizer_max_length: the user tokens are truncated to it and padded up to it.
+constexpr std::size_t kUserTokens = 512;
 
 std::size_t utf8_len(unsigned char c) { return c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1; }
 
@@ -196,7 +198,7 @@ class LongCat : public BundlePipeline {
   // states from <|vision_start|> to before the suffix.
   at::Tensor encode(const std::string& prompt, const VisionInputs& vis, const at::Tensor& image_embeds) {
     std::vector<int32_t> user = longcat_prompt_tokens(tokenizer_, prompt);
-    if (user.size() > 512) user.resize(512);
+    if (user.size() > kUserTokens) user.resize(kUserTokens);  // upstream truncates too (with a warning)
     std::vector<int32_t> ids, mask;
     for (int32_t id : tokenizer_.encode(kPrefix)) {
       if (id == image_token_id_)
@@ -209,8 +211,8 @@ class LongCat : public BundlePipeline {
     mask.assign(ids.size(), 1);
     ids.insert(ids.end(), user.begin(), user.end());
     mask.insert(mask.end(), user.size(), 1);
-    ids.insert(ids.end(), 512 - user.size(), pad_id_);
-    mask.insert(mask.end(), 512 - user.size(), 0);
+    ids.insert(ids.end(), kUserTokens - user.size(), pad_id_);
+    mask.insert(mask.end(), kUserTokens - user.size(), 0);
     const auto suffix = tokenizer_.encode(kSuffix);
     ids.insert(ids.end(), suffix.begin(), suffix.end());
     mask.insert(mask.end(), suffix.size(), 1);

@@ -26,22 +26,22 @@ OutputName make_output_name(const std::optional<std::string>& custom, int64_t in
   if (raw.back() == '/' || !norm.has_filename() || norm.filename() == "." || norm.filename() == "..")
     return {"", fmt::format("output name '{}' names a directory, not a file", raw)};
 
-  // Each path component must fit the file system's limit (NAME_MAX, 255 bytes on Linux file systems); the
-  // name gets ".png" appended when it has no image extension, so 4 bytes are kept for that.
-  for (const auto& part : norm)
-    if (part.string().size() > kMaxNameBytes - 4)
-      return {"", fmt::format("output name '{}...' has a component of {} bytes; at most {} fit", raw.substr(0, 40),
-                              part.string().size(), kMaxNameBytes - 4)};
-
   std::string ext = norm.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   static const char* writable[] = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"};
   static const char* unwritable[] = {".gif", ".heic", ".heif", ".avif", ".jxl"};
+  std::string name = norm.string() + ".png";
   for (const char* w : writable)
-    if (ext == w) return {norm.string(), ""};
+    if (ext == w) name = norm.string();
   for (const char* u : unwritable)
-    if (ext == u) return {fs::path(norm).replace_extension(".png").string(), ""};
-  return {norm.string() + ".png", ""};
+    if (ext == u) name = fs::path(norm).replace_extension(".png").string();
+  // Each component of the final name must fit the file system's limit (NAME_MAX); the temporary name used
+  // while writing keeps only a prefix of it (write_file_atomic), so a name of exactly the limit is writable.
+  for (const auto& part : fs::path(name))
+    if (part.string().size() > kMaxNameBytes)
+      return {"", fmt::format("output name '{}...' has a component of {} bytes; at most {} fit", raw.substr(0, 40),
+                              part.string().size(), kMaxNameBytes)};
+  return {name, ""};
 }
 
 }  // namespace dg

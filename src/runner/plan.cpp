@@ -66,6 +66,7 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   // What earlier runs finished (results.csv and any shard journals); a file that cannot be trusted stops here.
   plan.journals_state = journals_state(plan.results_path);
   const RecordTable done_records = read_journals(plan.results_path);
+  read_journals(plan.failures_path);  // a failures file that cannot be trusted stops the run here too
   // Output names must be unique over the whole manifest, or two rows would write one file.
   const Manifest& m = plan.manifest;
   std::vector<OutputName> names;
@@ -209,7 +210,8 @@ std::string format_plan(const Plan& plan, const EditOptions& o, const std::strin
     for (const auto& img : pr.input.images) {
       std::error_code ec;
       if (!is_url(img) && !fs::is_regular_file(img, ec))
-        list.push_back(fmt::format("{}: file not found: {}", pr.input.image_column, img));
+        list.push_back(fmt::format("{}: {}: {}", pr.input.image_column,
+                                   fs::exists(img, ec) ? "not a regular file" : "file not found", img));
     }
     if (list.empty()) continue;
     ++bad;

@@ -122,7 +122,13 @@ struct FileLock {
   explicit FileLock(const std::string& path) {
     fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) throw std::runtime_error(fmt::format("cannot open the lock file {}: {}", path, std::strerror(errno)));
-    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    int rc;
+    while ((rc = ::flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    if (rc != 0) {
+      const int err = errno;
+      ::close(fd);
+      throw std::runtime_error(fmt::format("cannot lock {}: {}", path, std::strerror(err)));
     }
   }
   ~FileLock() { ::close(fd); }  // releases the lock
@@ -144,7 +150,8 @@ RecordTable load_for_rewrite(const std::string& path) {
   std::vector<int> set_aside;
   RecordTable t = RecordTable::load(path, &set_aside);
   if (!set_aside.empty()) {
-    const std::string copy = fmt::format("{}.{}.corrupt", path, utc_stamp());
+    std::string copy = fmt::format("{}.{}.corrupt", path, utc_stamp());
+    for (int k = 1; fs::exists(copy); ++k) copy = fmt::format("{}.{}-{}.corrupt", path, utc_stamp(), k);
     write_file_atomic(copy, read_file_bytes(path));
     spdlog::warn(
         "{}: line(s) {} are not complete records; the file as it was is kept in {}, and those rows count "
@@ -155,15 +162,22 @@ RecordTable load_for_rewrite(const std::string& path) {
 }
 
 // Appends `bytes` to `path` (created when missing) with O_APPEND, so it lands at the end of the file as it is.
+// A write that fails part-way (a full disk) is cut back off, so no partial line is left for the next append to
+// be glued onto. The caller holds the file's lock.
 void append_bytes(const std::string& path, const std::string& bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(fmt::format("cannot open {} for appending: {}", path, std::strerror(errno)));
+  struct stat before {};
+  ::fstat(fd, &before);
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
-      const int err = errno;
+      const int err = w < 0 ? errno : ENOSPC;
+      if (done > 0) {
+        [[maybe_unused]] const int cut = ::ftruncate(fd, before.st_size);
+      }
       ::close(fd);
       throw std::runtime_error(fmt::format("cannot append to {}: {}", path, std::strerror(err)));
     }
@@ -309,7 +323,8 @@ std::string journals_state(const std::string& path) {
   return out;
 }
 
-RecordTable merge_journals(const std::string& path, const RecordTable* successes) {
+RecordTable merge_journals(const std::string& path, const RecordTable* successes,
+                           const std::function<bool(const Record&)>& is_done) {
   const fs::path p(path);
   std::error_code ec;
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
@@ -318,8 +333,10 @@ RecordTable merge_journals(const std::string& path, const RecordTable* successes
   if (successes) {
     RecordTable kept;
     kept.columns = merged.columns;
-    for (const auto& r : merged.records)
-      if (!successes->find(record_key(r))) kept.records.push_back(r);
+    for (const auto& r : merged.records) {
+      const Record* success = successes->find(record_key(r));
+      if (!success || (is_done && !is_done(*success))) kept.records.push_back(r);
+    }
     merged = std::move(kept);
   }
   write_file_atomic(path, merged.to_csv());

@@ -45,6 +45,7 @@ struct Work {
   std::string fail_stage, fail_reason;
   std::optional<EnhanceOutcome> enhanced;
   int attempts = 0;
+  bool abandoned = false;  ///< cut short by a stop request: neither done nor failed, left for a later run
   double t_prepare = 0, t_model = 0, t_enhance = 0;
   Clock::time_point started;
 };
@@ -95,6 +96,7 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
     } catch (const std::exception& e) {
       w.fail_stage = is_url(ref) ? "download" : "read";
       w.fail_reason = fmt::format("{}: {}", where, e.what());
+      w.abandoned = http.stop && http.stop->load();  // a download ended by the stop request is not a failure
       return;
     }
     try {
@@ -127,7 +129,7 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
 }
 
 // Runs one item through the pipeline with retries; a later attempt repeats the whole row.
-void run_one(Work& w, Pipeline& pipe, int max_retries) {
+void run_one(Work& w, Pipeline& pipe, int max_retries, const std::atomic<bool>& stop) {
   for (int attempt = 1; attempt <= max_retries + 1; ++attempt) {
     w.attempts = attempt;
     const auto t0 = Clock::now();
@@ -147,12 +149,16 @@ void run_one(Work& w, Pipeline& pipe, int max_retries) {
       w.fail_stage = "model";
       w.fail_reason = "unknown exception";
     }
+    if (attempt <= max_retries && stop) {  // no new attempt after a stop request: the row is left for later
+      w.abandoned = true;
+      return;
+    }
     if (attempt <= max_retries)
       spdlog::warn("index {}: attempt {} of {} failed: {}", w.request.index, attempt, max_retries + 1, w.fail_reason);
   }
 }
 
-void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries) {
+void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries, const std::atomic<bool>& stop) {
   if (batch.size() > 1) {
     std::vector<EditRequest> reqs;
     for (auto& w : batch) reqs.push_back(w.request);
@@ -170,13 +176,16 @@ void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries) 
       spdlog::warn("batch of {} rows failed ({}); running them one by one", batch.size(), e.what());
     }
   }
-  for (auto& w : batch) run_one(w, pipe, max_retries);
+  for (auto& w : batch) {
+    if (stop) return;  // rows of the batch not started stay for a later run (the caller drops them)
+    run_one(w, pipe, max_retries, stop);
+  }
 }
 
 }  // namespace
 
 RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipeline*>& replicas,
-                     const std::atomic<bool>& stop, const PromptEnhancer* enhancer) {
+                     const std::atomic<bool>& stop, const PromptEnhancer* enhancer, LiveCounts* live) {
   RunSummary summary;
   const std::size_t total = plan.todo.size();
   const int removed = remove_stale_temp_files(plan.output_dir);
@@ -234,7 +243,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
           route(std::move(*more));
         }
         if (stop) batch.clear();  // interrupted: rows not started stay for a later run
-        if (!batch.empty()) run_model_batch(batch, *pipe, o.max_retries);
+        if (!batch.empty()) run_model_batch(batch, *pipe, o.max_retries, stop);
         for (auto& w : batch) done.push_back(std::move(w));
         for (auto& w : done) to_write.push(std::move(w));
       }
@@ -247,6 +256,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   std::size_t finished = 0;
   while (auto item = to_write.pop()) {
     Work& w = *item;
+    if (w.abandoned || (w.attempts == 0 && w.fail_stage.empty())) continue;  // stopped before it finished
     PlannedRow& pr = *w.row;
     const auto t0 = Clock::now();
     if (w.fail_stage.empty()) {
@@ -287,6 +297,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         r["finished_at"] = utc_now();
         results->append(r);
         ++summary.succeeded;
+        if (live) ++live->succeeded;
         progress.row_finished(true, fmt::format("[{}/{}] index {} ok {}x{} in {:.2f}s (prepare {:.2f}s, model {:.2f}s, "
                                                 "write {:.2f}s) -> {}",
                                                 finished, total, idx, w.result.image.width, w.result.image.height,
@@ -300,6 +311,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
                           {"attempts", std::to_string(w.attempts)},
                           {"finished_at", utc_now()}});
         ++summary.failed;
+        if (live) ++live->failed;
         progress.row_finished(
             false, fmt::format("[{}/{}] index {} FAILED at {}: {}", finished, total, idx, w.fail_stage, w.fail_reason));
       }
@@ -308,6 +320,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
       // its image, if written, has no record, so the next run makes it again (a row is done only with both).
       ++summary.failed;  // the counters above are reached only after a successful append
       ++summary.unrecorded;
+      if (live) ++live->failed;
       spdlog::error("index {}: cannot record the result ({}); a later run makes this row again", idx, e.what());
     }
   }
@@ -317,11 +330,15 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
 
   // Rows whose identity could not be read are failures of this run too (never silently dropped).
   for (const auto& orphan : plan.shard.rank == 0 ? plan.manifest.orphans : std::vector<OrphanRecord>{}) {
-    failures->append({{"line", std::to_string(orphan.line)},
-                      {"stage", "input"},
-                      {"reason", fmt::format("malformed record, index unreadable: {}", orphan.reason)},
-                      {"finished_at", utc_now()}});
     ++summary.failed;
+    try {
+      failures->append({{"line", std::to_string(orphan.line)},
+                        {"stage", "input"},
+                        {"reason", fmt::format("malformed record, index unreadable: {}", orphan.reason)},
+                        {"finished_at", utc_now()}});
+    } catch (const std::exception& e) {
+      spdlog::error("line {}: cannot record the failure ({})", orphan.line, e.what());
+    }
   }
   results->close();
   failures->close();
@@ -329,7 +346,12 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   // merges them. It is reported, and the run's summary and exit code still describe its rows.
   try {
     const RecordTable merged = merge_journals(plan.results_path);
-    merge_journals(plan.failures_path, &merged);
+    const fs::path out(plan.output_dir);
+    merge_journals(plan.failures_path, &merged, [&](const Record& done) {
+      auto it = done.find("output_image");
+      std::error_code ec;
+      return it != done.end() && fs::is_regular_file(out / it->second, ec);
+    });
   } catch (const std::exception& e) {
     summary.merge_error = e.what();
     spdlog::error(

@@ -259,6 +259,8 @@ TEST(GuaranteesE2E, SigtermEndsHangingWorkWithinTheGracePeriod) {
   ProcessResult r = wait_for(pid, io);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
   EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("1 left for a later run (interrupted)"), std::string::npos) << r.err;  // not a failure
+  EXPECT_FALSE(fs::exists(ws.out + "/failures.csv") && ws.failures().records.size() > 0);
 
   const std::string slow = rows_manifest(ws, 3, "slow.csv");
   io = ws.dir / ("run" + std::to_string(ws.runs));
@@ -271,6 +273,8 @@ TEST(GuaranteesE2E, SigtermEndsHangingWorkWithinTheGracePeriod) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
   EXPECT_EQ(r.exit_code, 130);
   EXPECT_NE(r.err.find("did not finish within --grace_seconds"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("done: 0 succeeded, 0 failed, the rest left for a later run (interrupted)"), std::string::npos)
+      << r.err;
   r = ws.edit({"--input", slow});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ws.results().records.size(), 3u);
@@ -323,11 +327,13 @@ TEST(GuaranteesE2E, NameAndSeedLimits) {
   ws.image("a.png", 8, 8);
   const std::string longest(251, 'n');  // + ".png" = 255 bytes
   const std::string m =
-      ws.file("m.csv", "image,instruction,name\na.png,x," + longest + "\na.png,y," + std::string(300, 'n') + "\n");
+      ws.file("m.csv", "image,instruction,name\na.png,x," + longest + "\na.png,y," + std::string(300, 'n') + "\n" +
+                           "a.png,z," + std::string(251, 'm') + ".png\n");
   ProcessResult r = ws.edit({"--input", m, "--output_name_column", "name"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_TRUE(fs::exists(ws.out + "/" + longest + ".png"));
-  EXPECT_NE(ws.failures().find("1")->at("reason").find("at most 251 fit"), std::string::npos);
+  EXPECT_TRUE(fs::exists(ws.out + "/" + std::string(251, 'm') + ".png"));  // 255 bytes with its own extension
+  EXPECT_NE(ws.failures().find("1")->at("reason").find("at most 255 fit"), std::string::npos);
   EXPECT_EQ(ws.failures().find("1")->at("stage"), "input");
   Workspace big;
   const std::string m2 = rows_manifest(big, 2);
