@@ -10,14 +10,19 @@ from upstream fails the export. Case 0 is the trace case; the others differ in i
 length, references and padding, so a trace that froze a shape fails too.
 
 Adding a type: its row in src/models/model_table.json, its contract in src/core/bundle_contract.json, then a
-`register(Recipe(...))` in a family module imported below (tests/test_recipes.py checks the three agree).
+`register(Recipe(...))` in a family module of this package: every module here is imported below, so a new one
+needs no list (tests/test_recipes.py checks the three agree).
 """
 from __future__ import annotations
 
-from . import flux2, kontext, longcat, qwen
+import importlib
+import pkgutil
+
 from .base import RECIPES, Case, Ctx, Job, Recipe, register
 
-FAMILIES = (qwen, longcat, flux2, kontext)  # importing a family's module registers its recipes
+# Importing a family's module registers its recipes; base and common hold no recipe.
+FAMILIES = tuple(importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
+                 if m.name not in ("base", "common"))
 
 __all__ = ["RECIPES", "Case", "Ctx", "Job", "Recipe", "recipe", "register"]
 
