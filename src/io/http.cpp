@@ -2,10 +2,10 @@
 
 #include <curl/curl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <mutex>
 #include <thread>
@@ -151,8 +151,7 @@ void cache_store(const std::string& url, const std::string& body, const HttpOpti
   } catch (const std::exception& e) {
     static std::atomic<bool> warned{false};
     if (!warned.exchange(true))
-      std::fprintf(stderr, "warning: the image cache %s cannot be written (%s); downloads go on without it\n",
-                   opt.cache_dir->c_str(), e.what());
+      spdlog::warn("the image cache {} cannot be written ({}); downloads go on without it", *opt.cache_dir, e.what());
   }
 }
 

@@ -301,6 +301,10 @@ TEST(GuaranteesE2E, TheDownloadCacheKeepsOnlyImages) {
       "m.csv", "image,instruction\n" + server.url("/file/a.png") + ",ok\n" + server.url("/file/b.png") + ",ok too\n");
   r = ws2.edit({"--input", m2, "--image_cache_dir", blocked});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string warning = "cannot be written";  // once per process, in the log, not per row
+  const auto first = r.err.find(warning);
+  EXPECT_NE(first, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(warning, first + 1), std::string::npos) << r.err;
   EXPECT_EQ(ws2.results().records.size(), 2u);
 }
 
