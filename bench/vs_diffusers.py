@@ -87,6 +87,8 @@ def run_diffusers(snapshot: Path, manifest: Path, out: Path, kind: str, args) ->
                 kwargs.update(true_cfg_scale=case["true_cfg"], negative_prompt=case["negative"])
             if "out_layers" in case:
                 kwargs["text_encoder_out_layers"] = case["out_layers"]
+            if case.get("glm"):  # GlmImagePipeline needs the size; diffgentor takes the first image's
+                kwargs.update(width=images[0].width, height=images[0].height)
             with torch.no_grad():
                 pipe(**kwargs).images[0].save(out / row["output_name"])
             rows.append(time.perf_counter() - t0)
@@ -103,6 +105,8 @@ def run_diffgentor(bundle: Path, manifest: Path, out: Path, kind: str, args) -> 
            "--seed", str(args.seed), "--no_resume"]
     if "true_cfg" in case:
         cmd += ["--true_cfg_scale", str(case["true_cfg"]), "--negative_prompt", case["negative"]]
+    for option in case.get("model_options", ()):
+        cmd += ["--model_option", option]
     started = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - started

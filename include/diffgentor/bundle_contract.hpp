@@ -25,8 +25,11 @@ struct ComponentSpec {
   std::string method = "forward";
 };
 
-/// Supported `format_version` values of torchscript/manifest.json.
-inline constexpr int kBundleFormatVersion = 1;
+/// The `format_version` this build writes (torchscript/manifest.json). Version 2 changed only glm_image's
+/// signatures, and no glm_image bundle of version 1 could run, so a bundle of any other type reads the same in
+/// both: this build reads versions kOldestBundleFormatVersion..kBundleFormatVersion, and glm_image needs 2.
+inline constexpr int kBundleFormatVersion = 2;
+inline constexpr int kOldestBundleFormatVersion = 1;
 
 /// The component methods of `model_type`, for all seven types.
 const std::vector<ComponentSpec>& bundle_components(const std::string& model_type);

@@ -32,6 +32,9 @@ class BundlePipeline : public Pipeline {
   EditResult edit(const EditRequest& request) final;
   /// Installs a tap (empty = none). Not for concurrent rows: the parity runner uses one pipeline.
   void set_stage_tap(StageTap tap) { tap_ = std::move(tap); }
+  /// Hands the pipeline a value to use instead of computing it, for the parity harness (docs/parity.md); the
+  /// names a pipeline reads are on its model page (GLM-Image: "ar_teacher_tokens", "prior_codes").
+  void set_stage_input(const std::string& stage, at::Tensor value) { inputs_[stage] = std::move(value); }
 
  protected:
   explicit BundlePipeline(const PipelineConfig& config);
@@ -43,6 +46,18 @@ class BundlePipeline : public Pipeline {
   /// The id of `<folder>/tokenizer_config.json`'s pad_token in `tokenizer`; the pipelines pad on the
   /// right, so any other padding_side is refused (pads reach the DiT unmasked, their place matters).
   int32_t pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const;
+  /// The value of model option `name` (PipelineConfig::options, else the table's default); std::logic_error when
+  /// the type's table row has no such option.
+  std::string model_option(const std::string& name) const;
+  /// Passes a line to PipelineConfig::notice, if the caller gave one.
+  void notice(const std::string& line) const {
+    if (notice_) notice_(line);
+  }
+  /// A value set with set_stage_input, or an undefined tensor.
+  at::Tensor stage_input(const std::string& stage) const {
+    const auto it = inputs_.find(stage);
+    return it == inputs_.end() ? at::Tensor() : it->second;
+  }
   /// Hands `value` to the stage tap, if one is installed.
   void tap(const char* stage, const at::Tensor& value) const {
     if (tap_) tap_(stage, value);
@@ -65,7 +80,10 @@ class BundlePipeline : public Pipeline {
 
  private:
   std::map<std::string, torch::jit::Module> components_;
+  std::map<std::string, std::string> options_;
+  std::function<void(const std::string&)> notice_;
   StageTap tap_;
+  std::map<std::string, at::Tensor> inputs_;
 };
 
 }  // namespace dg

@@ -22,6 +22,9 @@ at::Tensor unpack_latents(const at::Tensor& tokens, int64_t h, int64_t w, int64_
 at::Tensor patchify_2x2(const at::Tensor& x);
 /// Inverse of patchify_2x2.
 at::Tensor unpatchify_2x2(const at::Tensor& x);
+/// A host vector as an int64 / float32 tensor of `shape` on `device`.
+at::Tensor i64_tensor(const std::vector<int64_t>& values, const std::vector<int64_t>& shape, const std::string& device);
+at::Tensor f32_tensor(const std::vector<float>& values, const std::vector<int64_t>& shape, const std::string& device);
 /// [B, C, h, w] -> [B, h*w, C] tokens in row-major order, and back.
 at::Tensor to_tokens(const at::Tensor& x);
 at::Tensor from_tokens(const at::Tensor& tokens, int64_t h, int64_t w);

@@ -4,6 +4,7 @@
 /// pipeline and tiny bundle from it). It is the one registry behind `diffgentor models`, `--model_type`,
 /// name detection, defaults, the per-row input rules and the docs table (docs/models/README.md).
 #include <cstddef>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,8 @@ enum class ModelStatus {
   Implemented,  ///< a pipeline and a tiny bundle exist
   Planned,      ///< detected and validated; a real run stops at start-up
 };
+/// One paragraph per model option of every type, for `diffgentor models` (both forms).
+std::string model_options_text();
 
 /// A detection pattern, matched case-insensitively against the full model name and its basename.
 struct NamePattern {
@@ -39,6 +42,14 @@ struct ImageRules {
   std::optional<int> max_images;     ///< unset: no limit
   int min_side = 1;                  ///< each image, in pixels
   std::optional<double> max_aspect;  ///< each image, long side / short side; unset: any
+};
+
+/// A setting a model type takes through `--model_option NAME=VALUE` (model_table.json "options").
+struct ModelOption {
+  std::string name;
+  std::vector<std::string> values;  ///< the accepted values
+  std::string default_value;
+  std::string about;
 };
 
 struct ModelSpec {
@@ -59,11 +70,16 @@ struct ModelSpec {
   std::string tiny_bundle;  ///< implemented: src/models/tiny/tiny_<tiny_bundle>.cpp, make_tiny_<tiny_bundle>()
   std::string docs;         ///< the type's page, e.g. "docs/models/qwen.md"; empty for planned types
   std::string notes;
+  std::vector<ModelOption> options;  ///< `--model_option` settings this type takes (usually none)
 
   bool implemented() const { return status == ModelStatus::Implemented; }
   bool uses_true_cfg() const { return cfg == CfgKind::TrueCfgNormRescale; }
   bool uses_negative_prompt() const { return default_negative_prompt.has_value() || optional_true_cfg; }
 };
+
+/// Every option of `spec` with its value: `given` ("NAME=VALUE" texts) over the table's defaults. Throws
+/// std::invalid_argument naming the option for a malformed text, an unknown name or a value not accepted.
+std::map<std::string, std::string> resolve_model_options(const ModelSpec& spec, const std::vector<std::string>& given);
 
 /// All model types in detection-priority order.
 const std::vector<ModelSpec>& model_table();

@@ -3,6 +3,7 @@
 /// did not give stay std::nullopt: 0 is a value, never "unset" (docs/batch-runner.md, "Differences from the
 /// Python tool": zero is a value).
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -44,6 +45,7 @@ struct EditOptions {
   std::optional<double> guidance_scale;
   std::optional<double> true_cfg_scale;
   std::optional<std::string> negative_prompt;
+  std::vector<std::string> model_options;  ///< --model_option NAME=VALUE, checked against the model table
   // Execution
   int max_retries = 3;
   double grace_seconds = 20.0;  ///< after SIGINT/SIGTERM, how long rows in flight may take before they are abandoned
@@ -70,6 +72,9 @@ EngineOptions engine_options(const EditOptions& opt);
 
 /// Resolves the model type (--model_type, else detection). Throws UsageError listing the types.
 const ModelSpec& resolve_model_type(const EditOptions& opt);
+/// `--model_option` values over the table's defaults for `spec` (resolve_model_options); UsageError when one is
+/// malformed, unknown to the type, or not an accepted value.
+std::map<std::string, std::string> checked_model_options(const ModelSpec& spec, const EditOptions& opt);
 
 /// Checks every value that can be checked without reading the manifest or loading a model.
 /// Throws UsageError with a message that names the flag.

@@ -3,6 +3,8 @@
 /// Torch-free on purpose: images cross it as 8-bit RGB, so the runner, its tests and the I/O stages never
 /// include libtorch, and each model file owns its tensor work. Nothing here knows the command line.
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -73,6 +75,11 @@ struct PipelineConfig {
   std::string bundle_dir;
   std::string device = "cpu";      ///< resolved, e.g. "cpu" or "cuda:1"
   std::string dtype = "bfloat16";  ///< EngineOptions::dtype
+  /// The type's model options, resolved (resolve_model_options: every option of the table row, set or default).
+  std::map<std::string, std::string> options;
+  /// Where the engine's notices go (effective settings, ignored inputs); the CLI logs them at info. The engine
+  /// has no logger of its own: libtorch's bundled fmt and the system's spdlog do not mix in one file.
+  std::function<void(const std::string&)> notice;
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

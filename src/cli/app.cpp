@@ -132,7 +132,8 @@ int dry_run(Command& cmd, const ModelSpec& spec, const std::vector<std::string>&
     if (!spec.implemented())
       stops.push_back(fmt::format("model type {} is planned: this build has no pipeline for it yet", spec.type));
     else if (backend.check_bundle)
-      backend.check_bundle(PipelineConfig{&spec, bundle, devices.front(), o.torch_dtype});
+      backend.check_bundle(
+          PipelineConfig{&spec, bundle, devices.front(), o.torch_dtype, checked_model_options(spec, o), {}});
   } catch (const std::exception& e) {
     std::string why = e.what();
     for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
@@ -159,6 +160,7 @@ int run_edit(Command& cmd, const Backend& backend) {
   std::unique_ptr<PromptEnhancer> enhancer;
   if (o.prompt_enhance_type) enhancer = std::make_unique<PromptEnhancer>(enhancer_config(o, getenv_lookup));
   const ModelSpec& spec = resolve_model_type(o);
+  const std::map<std::string, std::string> model_options = checked_model_options(spec, o);
   const std::vector<std::string> devices = resolve_devices(backend, o);
 
   if (o.dry_run) return dry_run(cmd, spec, devices, enhancer.get(), backend);
@@ -232,7 +234,8 @@ int run_edit(Command& cmd, const Backend& backend) {
     for (const auto& device : devices) {
       if (g_stop) break;
       spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
-      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype}));
+      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype, model_options,
+                                                           [](const std::string& line) { spdlog::info("{}", line); }}));
       replicas.push_back(owned.back().get());
     }
   } catch (...) {
@@ -280,8 +283,13 @@ int run_make_tiny(const MakeTinyOptions& t, const Backend& backend) {
 int run_tokenize(const TokenizeOptions& t) {
   if (t.model_name.has_value() == t.tokenizer.has_value())
     throw UsageError("tokenize needs exactly one of --model_name (a bundle) and --tokenizer (a tokenizer.json)");
-  const std::string file =
-      t.tokenizer ? *t.tokenizer : resolve_bundle(*t.model_name, getenv_lookup) + "/tokenizer/tokenizer.json";
+  std::string file = t.tokenizer ? *t.tokenizer : "";
+  if (!t.tokenizer) {  // the prompt tokenizer: tokenizer/, or processor/ where the model has no other (GLM-Image)
+    const std::string bundle = resolve_bundle(*t.model_name, getenv_lookup);
+    file = bundle + "/tokenizer/tokenizer.json";
+    if (!std::filesystem::exists(file) && std::filesystem::exists(bundle + "/processor/tokenizer.json"))
+      file = bundle + "/processor/tokenizer.json";
+  }
   const Tokenizer tok = Tokenizer::from_file(file);
   std::string text;
   if (t.text) {

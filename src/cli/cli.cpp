@@ -119,6 +119,10 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_option("--negative_prompt", o.negative_prompt,
                   "Negative prompt (default: the model's; a row's 'negative_prompt' column wins)")
       ->group(ed);
+  edit.add_option("--model_option", o.model_options,
+                  "NAME=VALUE: a setting of the model type (repeatable; `diffgentor models` lists each type's)")
+      ->take_all()
+      ->group(ed);
 
   const char* ex = "Execution";
   edit.add_option("--max_retries", o.max_retries, "Extra attempts for a row whose model call fails")

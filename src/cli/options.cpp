@@ -19,6 +19,14 @@ EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt) 
 
 EngineOptions engine_options(const EditOptions& opt) { return {opt.device, opt.torch_dtype, opt.threads}; }
 
+std::map<std::string, std::string> checked_model_options(const ModelSpec& spec, const EditOptions& opt) {
+  try {
+    return resolve_model_options(spec, opt.model_options);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+}
+
 const ModelSpec& resolve_model_type(const EditOptions& opt) {
   if (opt.model_type) {
     if (const ModelSpec* spec = find_model(*opt.model_type)) return *spec;

@@ -47,9 +47,14 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
   };
   if (!m.contains("format_version") || !m["format_version"].is_number_integer())
     throw fail("no integer format_version");
-  if (m["format_version"].get<int>() != kBundleFormatVersion)
-    throw fail(fmt::format("format_version {} is not supported (this build reads version {})",
-                           m["format_version"].get<int>(), kBundleFormatVersion));
+  const int version = m["format_version"].get<int>();
+  const int oldest = spec.type == "glm_image" ? kBundleFormatVersion : kOldestBundleFormatVersion;
+  if (version < oldest || version > kBundleFormatVersion)
+    throw fail(
+        fmt::format("format_version {} is not supported (this build reads {} for {}); re-export the bundle", version,
+                    oldest == kBundleFormatVersion ? fmt::format("version {}", oldest)
+                                                   : fmt::format("versions {} to {}", oldest, kBundleFormatVersion),
+                    spec.type));
   const std::string type = m.value("model_type", "");
   if (type != spec.type) throw fail(fmt::format("model_type is '{}' but the run asks for '{}'", type, spec.type));
   // A bundle loads only in a libtorch at least as new as the one that wrote it (docs/bundle-format.md, "Versions").

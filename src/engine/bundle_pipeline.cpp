@@ -19,7 +19,9 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       device_(cfg.device),
       dev_(cfg.device),
       bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.dtype, cfg.device)),
-      dtype_(bundle_.dtype()) {
+      dtype_(bundle_.dtype()),
+      options_(cfg.options),
+      notice_(cfg.notice) {
   for (const auto& c : bundle_components(cfg.spec->type))
     if (!components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
 }
@@ -70,6 +72,13 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
     const at::Tensor u = branch(1, x, t);
     return u + static_cast<float>(scale) * (v - u);
   });
+}
+
+std::string BundlePipeline::model_option(const std::string& name) const {
+  if (const auto it = options_.find(name); it != options_.end()) return it->second;
+  for (const auto& o : spec_->options)
+    if (o.name == name) return o.default_value;
+  throw std::logic_error(fmt::format("model type {} has no model option {}", spec_->type, name));
 }
 
 torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }

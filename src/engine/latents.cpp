@@ -34,6 +34,14 @@ at::Tensor from_tokens(const at::Tensor& t, int64_t h, int64_t w) {
   return t.transpose(1, 2).reshape({t.size(0), t.size(2), h, w});
 }
 
+at::Tensor i64_tensor(const std::vector<int64_t>& v, const std::vector<int64_t>& shape, const std::string& device) {
+  return at::tensor(v, at::kLong).view(shape).to(at::Device(device));
+}
+
+at::Tensor f32_tensor(const std::vector<float>& v, const std::vector<int64_t>& shape, const std::string& device) {
+  return at::tensor(v, at::kFloat).view(shape).to(at::Device(device));
+}
+
 at::Tensor seeded_noise(const std::vector<int64_t>& shape, uint64_t seed, at::ScalarType dtype,
                         const std::string& device) {
   at::Generator gen = at::detail::createCPUGenerator(seed);

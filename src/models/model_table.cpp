@@ -3,6 +3,7 @@
 #include "diffgentor/model_table.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
@@ -62,6 +63,15 @@ ModelSpec spec_from(const nlohmann::json& row) {
   s.tiny_bundle = string_or_empty(row, "tiny_bundle");
   s.docs = string_or_empty(row, "docs");
   s.notes = row.at("notes").get<std::string>();
+  const nlohmann::json options = row.value("options", nlohmann::json::object());
+  for (const auto& [name, o] : options.items()) {
+    ModelOption opt{name, o.at("values").get<std::vector<std::string>>(), o.at("default").get<std::string>(),
+                    o.at("about").get<std::string>()};
+    if (std::find(opt.values.begin(), opt.values.end(), opt.default_value) == opt.values.end())
+      throw std::logic_error(
+          fmt::format("model_table.json: {}: option {} defaults to a value it does not accept", s.type, name));
+    s.options.push_back(std::move(opt));
+  }
   if (s.implemented() && (s.pipeline.empty() || s.tiny_bundle.empty() || s.docs.empty()))
     throw std::logic_error(
         fmt::format("model_table.json: implemented type {} needs pipeline, tiny_bundle, docs", s.type));
@@ -204,6 +214,7 @@ std::string format_model_table() {
   out +=
       "\nDEFAULTS are steps / guidance / true_cfg. Detection is case-insensitive on the full --model_name and its\n"
       "basename, in the order above; --model_type overrides it. Per-image rules: diffgentor models --markdown.\n";
+  out += model_options_text();
   return out;
 }
 
@@ -214,12 +225,46 @@ std::string format_model_table_markdown() {
   for (const auto& s : model_table()) {
     const std::string neg = s.default_negative_prompt ? fmt::format("`\"{}\"`", *s.default_negative_prompt)
                                                       : std::string(s.optional_true_cfg ? "none (optional)" : "none");
-    const std::string status = s.implemented()
-                                   ? fmt::format("implemented: [{}]({})", s.docs.substr(s.docs.rfind('/') + 1),
-                                                 s.docs.substr(s.docs.rfind('/') + 1))
-                                   : std::string("planned: a real run stops at start-up");
+    const std::string page = s.docs.substr(s.docs.rfind('/') + 1);
+    const std::string status = s.implemented() ? fmt::format("implemented: [{}]({})", page, page)
+                                               : std::string("planned: a real run stops at start-up");
     out += fmt::format("| `{}` | {} ({}) | {} | {} | {} | {} | {} |\n", s.type, s.pipeline_class, s.display_name,
                        images_text(s.images), cfg_kind_name(s.cfg), defaults_text(s), neg, status);
+  }
+  out += model_options_text();
+  return out;
+}
+
+std::string model_options_text() {
+  std::string out;
+  for (const auto& s : model_table())
+    for (const auto& o : s.options)
+      out += fmt::format("\n--model_option for {}: {}={} (default {}): {}\n", s.type, o.name, fmt::join(o.values, "|"),
+                         o.default_value, o.about);
+  return out;
+}
+
+std::map<std::string, std::string> resolve_model_options(const ModelSpec& spec, const std::vector<std::string>& given) {
+  std::map<std::string, std::string> out;
+  for (const auto& o : spec.options) out[o.name] = o.default_value;
+  for (const auto& text : given) {
+    const auto eq = text.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::invalid_argument(fmt::format("--model_option '{}': expected NAME=VALUE", text));
+    const std::string name = text.substr(0, eq), value = text.substr(eq + 1);
+    const auto it =
+        std::find_if(spec.options.begin(), spec.options.end(), [&](const ModelOption& o) { return o.name == name; });
+    if (it == spec.options.end()) {
+      std::vector<std::string> names;
+      for (const auto& o : spec.options) names.push_back(o.name);
+      throw std::invalid_argument(fmt::format(
+          "--model_option {}: model type {} has no option '{}' ({})", text, spec.type, name,
+          names.empty() ? std::string("it takes none") : fmt::format("it takes: {}", fmt::join(names, ", "))));
+    }
+    if (std::find(it->values.begin(), it->values.end(), value) == it->values.end())
+      throw std::invalid_argument(
+          fmt::format("--model_option {}: '{}' is not one of {}", text, value, fmt::join(it->values, ", ")));
+    out[name] = value;
   }
   return out;
 }

@@ -37,13 +37,6 @@ constexpr double kPlusVlmArea = 384.0 * 384.0;
 // QwenImageEdit(Plus)Pipeline.tokenizer_max_length.
 constexpr int64_t kMaxTextTokens = 1024;
 
-at::Tensor i64(const std::vector<int64_t>& v, std::vector<int64_t> shape, const std::string& device) {
-  return at::tensor(v, at::kLong).view(shape).to(at::Device(device));
-}
-at::Tensor f32(const std::vector<float>& v, std::vector<int64_t> shape, const std::string& device) {
-  return at::tensor(v, at::kFloat).view(shape).to(at::Device(device));
-}
-
 class QwenImageEdit : public BundlePipeline {
  public:
   explicit QwenImageEdit(const PipelineConfig& cfg)
@@ -93,8 +86,9 @@ class QwenImageEdit : public BundlePipeline {
     clock.lap("preprocess");
     const at::Tensor image_embeds =
         vision_encoder_
-            .forward({f32(vis.pixel_values, {P, vis.row_size}, device_), i64(vis.vision_pos, {P, 2}, device_),
-                      i64(vis.window_seg, {P}, device_), i64(vis.image_seg, {P}, device_)})
+            .forward({f32_tensor(vis.pixel_values, {P, vis.row_size}, device_),
+                      i64_tensor(vis.vision_pos, {P, 2}, device_), i64_tensor(vis.window_seg, {P}, device_),
+                      i64_tensor(vis.image_seg, {P}, device_)})
             .toTensor();
     clock.lap("vision_encoder");
 
@@ -130,16 +124,16 @@ class QwenImageEdit : public BundlePipeline {
     const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, mu);
 
     const RopeTables rope_pos = qwen_rope_tables(shapes, prompt_embeds.size(1), axes_);
-    const at::Tensor img_freqs = f32(rope_pos.img, {S, rope_pos.pairs, 2}, device_);
-    const at::Tensor txt_pos = f32(rope_pos.txt, {prompt_embeds.size(1), rope_pos.pairs, 2}, device_);
+    const at::Tensor img_freqs = f32_tensor(rope_pos.img, {S, rope_pos.pairs, 2}, device_);
+    const at::Tensor txt_pos = f32_tensor(rope_pos.txt, {prompt_embeds.size(1), rope_pos.pairs, 2}, device_);
     at::Tensor txt_neg;
     if (true_cfg) {
       const RopeTables rope_neg = qwen_rope_tables(shapes, negative_embeds.size(1), axes_);
-      txt_neg = f32(rope_neg.txt, {negative_embeds.size(1), rope_neg.pairs, 2}, device_);
+      txt_neg = f32_tensor(rope_neg.txt, {negative_embeds.size(1), rope_neg.pairs, 2}, device_);
     }
     std::vector<int64_t> modulate(static_cast<std::size_t>(S), 1);
     std::fill(modulate.begin(), modulate.begin() + Sn, 0);
-    const at::Tensor modulate_index = i64(modulate, {1, S}, device_);
+    const at::Tensor modulate_index = i64_tensor(modulate, {1, S}, device_);
 
     int64_t calls = 0;
     auto dit = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
@@ -195,8 +189,9 @@ class QwenImageEdit : public BundlePipeline {
     const std::vector<int64_t> ids64(ids.begin(), ids.end());
     const at::Tensor out =
         text_encoder_
-            .forward({i64(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
-                      i64(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
+            .forward({i64_tensor(ids64, {1, L}, device_),
+                      at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
+                      i64_tensor(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
                       image_embeds})
             .toTensor();
     return out.slice(1, drop_, L).contiguous();

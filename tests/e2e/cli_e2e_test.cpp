@@ -155,9 +155,6 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   ProcessResult r = diffgentor({"make-tiny", "--model_type", "qwen", "--out", bundle, "--seed", "3"}, d);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(bundle + "/torchscript/manifest.json"));
-  r = diffgentor({"make-tiny", "--model_type", "glm_image", "--out", d / "glm"}, d);
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("no tiny bundle for model type glm_image"), std::string::npos) << r.err;
 
   r = diffgentor(
       {"edit", "--backend", "diffusers", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv",
@@ -172,6 +169,58 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   EXPECT_EQ(res.find("1")->at("counters"), "{\"transformer_calls\":4}");  // true CFG: 2 calls per step
   EXPECT_EQ(res.find("2")->at("model_type"), "qwen");
   EXPECT_EQ(read_image(d / "out/rings_water.jpg").width, 1024);
+}
+
+// GLM-Image end to end through the real binary: make-tiny, the example manifest (one row with two references,
+// one with a quoted glyph text), resume, and its model option.
+TEST(CliE2E, GlmImageTinyBatchResumesAndTakesItsModelOption) {
+  TempDir d;
+  const std::string bundle = d / "GLM-Image-tiny";
+  ProcessResult r = diffgentor({"make-tiny", "--model_type", "glm_image", "--out", bundle}, d);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> run{"edit",
+                                     "--model_name",
+                                     bundle,
+                                     "--input",
+                                     DG_SOURCE_DIR "/examples/edit.csv",
+                                     "--output_dir",
+                                     d / "out",
+                                     "--num_inference_steps",
+                                     "2",
+                                     "--seed",
+                                     "5",
+                                     "--negative_prompt",
+                                     "blurry",
+                                     "--output_name_column",
+                                     "output_name"};
+  r = diffgentor(run, d);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("glm_image: AR sampling temperature 0.9, top_k 50, top_p 0.75"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("negative_prompt is ignored"), std::string::npos) << r.err;
+  const dg::RecordTable res = dg::RecordTable::load(d / "out/results.csv");
+  ASSERT_EQ(res.records.size(), 3u);
+  // 96x64 snaps to 96x64 (multiples of 32, short side >= 64); the two-image row takes the first's size.
+  EXPECT_EQ(res.find("0")->at("width"), "96");
+  EXPECT_EQ(res.find("0")->at("height"), "64");
+  EXPECT_EQ(res.find("1")->at("width"), "64");
+  EXPECT_EQ(res.find("1")->at("model_type"), "glm_image");
+  EXPECT_NE(res.find("0")->at("counters").find("\"ar_tokens\":6"), std::string::npos) << res.find("0")->at("counters");
+  const auto first = read_text(d / "out/sunset_purple.png");
+  ASSERT_FALSE(first.empty());
+  r = diffgentor(run, d);  // resume: nothing left to do, nothing rewritten
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("3 already done, 0 to do"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(d / "out/sunset_purple.png"), first);
+  std::vector<std::string> shifted = run;
+  shifted[6] = d / "out_shifted";
+  shifted.insert(shifted.end(), {"--model_option", "timesteps=shifted"});
+  ASSERT_EQ(diffgentor(shifted, d).exit_code, 0);
+  EXPECT_NE(read_text(d / "out_shifted/sunset_purple.png"), first);
+  shifted.back() = "timesteps=later";
+  r = diffgentor(shifted, d);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--model_option timesteps=later: 'later' is not one of unshifted, shifted"), std::string::npos)
+      << r.err;
 }
 
 TEST(CliE2E, TokenizePrintsIds) {

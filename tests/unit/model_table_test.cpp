@@ -139,3 +139,26 @@ TEST(ModelTable, PrintedTableListsEveryType) {
   EXPECT_NE(table.find("Qwen-Image-Edit-*"), std::string::npos);
   EXPECT_EQ(model_type_list(), "qwen, qwen_singleimg, flux2, flux2_klein, flux1_kontext, longcat, glm_image");
 }
+
+TEST(ModelTable, ModelOptionsResolveAgainstTheRow) {
+  const ModelSpec& glm = *find_model("glm_image");
+  EXPECT_EQ(resolve_model_options(glm, {}), (std::map<std::string, std::string>{{"timesteps", "unshifted"}}));
+  EXPECT_EQ(resolve_model_options(glm, {"timesteps=shifted"}).at("timesteps"), "shifted");
+  auto error_of = [](const ModelSpec& spec, const std::string& given) {
+    try {
+      resolve_model_options(spec, {given});
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of(glm, "timesteps"), "--model_option 'timesteps': expected NAME=VALUE");
+  EXPECT_EQ(error_of(glm, "timesteps=later"),
+            "--model_option timesteps=later: 'later' is not one of unshifted, shifted");
+  EXPECT_EQ(error_of(glm, "steps=2"),
+            "--model_option steps=2: model type glm_image has no option 'steps' (it takes: timesteps)");
+  EXPECT_EQ(error_of(*find_model("qwen"), "timesteps=shifted"),
+            "--model_option timesteps=shifted: model type qwen has no option 'timesteps' (it takes none)");
+  EXPECT_NE(model_options_text().find("--model_option for glm_image: timesteps=unshifted|shifted (default unshifted)"),
+            std::string::npos);
+}

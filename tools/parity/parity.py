@@ -42,7 +42,10 @@ ROOT = HERE.parents[1]
 # accumulate that over the steps. `noise` and `sigmas` are computed, not learned: they must agree exactly.
 TOLERANCE = {"prompt_embeds": 1e-4, "pooled_prompt_embeds": 1e-4, "negative_prompt_embeds": 1e-4,
              "image_latents": 1e-4, "noise": 0.0, "sigmas": 0.0, "timesteps": 0.0, "noise_pred_0": 1e-3,
-             "final_latents": 1e-2}
+             "final_latents": 1e-2,
+             # GLM-Image's AR stages: ids and positions are computed, not learned; logits as the text embeddings.
+             "ref_image_tokens": 0.0, "ar_input_ids": 0.0, "ar_position_ids": 0.0, "prior_token_ids": 0.0,
+             "ar_logits_0": 1e-4, "ar_logits": 1e-4}
 IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
 
 # One row per implemented type of src/models/model_table.json (the run refuses to start when one is missing):
@@ -62,6 +65,11 @@ CASES = {
     "flux2_klein": dict(images=[(640, 480)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
                         image_latents_apart=True),
     "flux1_kontext": dict(images=[(640, 480)], guidance=2.5, output_size=True, pooled=True),
+    # GLM-Image: sizes the reference policy keeps (multiples of 32 within the tiny processor's 64..256); diffusers
+    # 0.40's timesteps (docs/models/glm_image.md, "Timesteps"); the AR stages are compared teacher-forced and the
+    # DiT gets the same injected prior on both sides (run_glm).
+    "glm_image": dict(images=[(160, 96), (128, 128)], guidance=1.5, glm=True,
+                      model_options=["timesteps=shifted"]),
 }
 PROMPT = 'Make the sky purple and write "hello" on the wall'
 
@@ -120,7 +128,8 @@ def table(kind: str, rows: list) -> str:
 
 
 STAGE_COLUMNS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "image_latents", "noise",
-                 "sigmas", "timesteps", "noise_pred_0", "final_latents", "image")
+                 "sigmas", "timesteps", "noise_pred_0", "final_latents", "image", "ref_image_tokens", "ar_input_ids",
+                 "ar_position_ids", "ar_logits_0", "ar_logits", "prior_token_ids")
 
 
 def markdown_table(report: dict, args) -> str:
@@ -173,7 +182,7 @@ def write_markdown(path: Path, report: dict, args):
 # ---- our side ----------------------------------------------------------------------------------------------------
 
 def run_ours(runner: Path, bundle: Path, kind: str, out: Path, images: list, case: dict, steps: int, seed: int,
-             device: str, make_tiny: bool = False, dtype: str = "float32") -> dict:
+             device: str, make_tiny: bool = False, dtype: str = "float32", inject: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cmd = [str(runner), "--bundle", str(bundle), "--model_type", kind, "--out", str(out), "--device", device,
            "--dtype", dtype, "--prompt", PROMPT, "--seed", str(seed), "--steps", str(steps),
@@ -184,6 +193,12 @@ def run_ours(runner: Path, bundle: Path, kind: str, out: Path, images: list, cas
         cmd += ["--negative", case["negative"]]
     if make_tiny:
         cmd += ["--make_tiny"]
+    for option in case.get("model_options", ()):
+        cmd += ["--model_option", option]
+    for stage, values in (inject or {}).items():
+        path = out / f"inject_{stage}.i64"
+        path.write_bytes(np.ascontiguousarray(values, np.int64).tobytes())
+        cmd += ["--inject", stage, str(path)]
     for k, img in enumerate(images):
         path = out / f"input{k}.rgb"
         path.write_bytes(np.ascontiguousarray(img, np.uint8).tobytes())
@@ -320,6 +335,9 @@ def run_type(kind: str, args, testdata: Path) -> list:
         raise RuntimeError(f"export failed: {e.code}") from None
     if code != 0:
         raise RuntimeError(f"export failed with exit code {code}")
+    if case.get("glm"):
+        pipe.to(torch.device(args.device))
+        return run_glm(pipe, work, images, case, args)
     ours = run_ours(Path(args.runner), work / "bundle", kind, work / "ours", images, case, args.steps, args.seed,
                     args.device, dtype=args.dtype)
     if args.dtype != "float32":
@@ -327,6 +345,96 @@ def run_type(kind: str, args, testdata: Path) -> list:
     pipe.to(torch.device(args.device))
     size = (ours["image"].shape[1], ours["image"].shape[0])
     theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
+    return compare(ours, theirs)
+
+
+# ---- GLM-Image ---------------------------------------------------------------------------------------------------
+
+def glm_ar_reference(pipe, pil: list, size, seed: int) -> dict:
+    """transformers' side of the AR prior, called as GlmImagePipeline.generate_prior_tokens calls it: the
+    processor's ids and grids, the references' VQ codes, get_rope_index positions, and generate() after
+    torch.manual_seed(seed) with its raw logits per step."""
+    import torch
+    vle, (w, h) = pipe.vision_language_encoder, size
+    content = [{"type": "image", "image": img} for img in pil] + [{"type": "text", "text": PROMPT}]
+    inputs = pipe.processor.apply_chat_template([[{"role": "user", "content": content}]], tokenize=True,
+                                                target_h=h, target_w=w, return_dict=True, return_tensors="pt")
+    inputs = inputs.to(vle.device)
+    grids = inputs["image_grid_thw"]
+    source = grids[:len(pil)]
+    feats = vle.model.get_image_features(inputs["pixel_values"], source, return_dict=True).pooler_output
+    codes = vle.model.get_image_tokens(torch.cat(feats, 0), source)
+    ids = inputs["input_ids"]
+    expanded = ids.masked_scatter(ids == vle.config.image_token_id, codes)
+    pos, _ = vle.model.get_rope_index(ids, image_grid_thw=grids, images_per_sample=inputs["images_per_sample"])
+    th, tw = int(grids[-1, 1]), int(grids[-1, 2])
+    torch.manual_seed(seed)
+    out = vle.generate(**inputs, max_new_tokens=th * tw + 1, do_sample=True, output_logits=True,
+                       return_dict_in_generate=True)
+    tokens = out.sequences[0, ids.shape[1]:]
+    logits = torch.stack([lg[0] for lg in out.logits]).float()
+    steps = min(th * tw, tokens.numel())
+    return {"codes": codes, "source": source, "target": (th, tw), "tokens": tokens,
+            "stages": {"ref_image_tokens": codes, "ar_input_ids": expanded[0], "ar_position_ids": pos[:, 0],
+                       "ar_logits_0": logits[:1], "ar_logits": logits[:steps]}}
+
+
+def run_glm(pipe, work: Path, images: list, case: dict, args) -> list:
+    """GLM-Image parity: the AR stages teacher-forced (our LM is fed transformers' sampled tokens and each step's
+    logits are compared), then the DiT stages with the same prior injected on both sides (diffusers'
+    prior_token_ids / prior_token_image_ids / source_image_grid_thw). Also prints how many sampled tokens agree
+    before the first difference (not a gate: the draws are bit-equal only with bit-equal logits)."""
+    import torch
+    from PIL import Image
+    pil = [Image.fromarray(img) for img in images]
+    size = (images[0].shape[1], images[0].shape[0])
+    with torch.no_grad():
+        ar = glm_ar_reference(pipe, pil, size, args.seed)
+    th, tw = ar["target"]
+    prior = np.random.default_rng(args.seed).integers(0, pipe.transformer.config.prior_vq_quantizer_codebook_size,
+                                                      th * tw)
+    ours = run_ours(Path(args.runner), work / "bundle", "glm_image", work / "ours", images, case, args.steps,
+                    args.seed, args.device, dtype=args.dtype,
+                    inject={"ar_teacher_tokens": ar["tokens"].cpu().numpy(), "prior_codes": prior})
+    sampled, teacher = ours.pop("ar_sampled").astype(np.int64), ar["tokens"].cpu().numpy()
+    n = min(sampled.size, teacher.size)
+    agree = int(np.argmax(sampled[:n] != teacher[:n])) if (sampled[:n] != teacher[:n]).any() else n
+    print(f"glm_image: sampled tokens equal to transformers' for {agree} of {n} steps", flush=True)
+
+    # diffusers with the prior injected: its own upsampling of the target and reference codes.
+    up = pipe._upsample_token_ids
+    prior_ids = up(torch.tensor(prior, device=pipe.device), th, tw)
+    split = torch.split(ar["codes"], ar["source"].prod(-1).tolist())
+    ref_ids = torch.cat([up(c, int(g[1]), int(g[2]))[0] for c, g in zip(split, ar["source"], strict=True)])
+    grids = ar["source"].clone()
+    grids[:, 1:] *= 2
+    capture = Capture(pipe)
+    latents = []
+    forward = pipe.transformer.forward
+
+    @functools.wraps(forward)
+    def recording(*a, **k):
+        caches = k.get("kv_caches")
+        if caches is not None and caches[0].mode == "write":
+            latents.append(k["hidden_states"].flatten(2).transpose(1, 2).detach().clone())
+        return forward(*a, **k)
+    pipe.transformer.forward = recording
+    try:
+        with torch.no_grad():
+            out = pipe(prompt=PROMPT, image=pil, height=size[1], width=size[0], num_inference_steps=args.steps,
+                       guidance_scale=case["guidance"], generator=torch.Generator("cpu").manual_seed(args.seed),
+                       prior_token_ids=prior_ids, prior_token_image_ids=[ref_ids], source_image_grid_thw=[grids],
+                       output_type="pil").images[0]
+    finally:
+        pipe.transformer.forward = forward
+    s = dict(capture.stages)
+    s["prompt_embeds"], s["negative_prompt_embeds"] = capture.encodes[0][0], capture.encodes[0][1]
+    s["noise"] = capture.prepared
+    s["image_latents"] = torch.cat(latents, 1)
+    s["prior_token_ids"] = prior_ids
+    s.update(ar["stages"])
+    theirs = {k: v.detach().float().cpu().numpy() for k, v in s.items()}
+    theirs["image"] = np.asarray(out, dtype=np.uint8)
     return compare(ours, theirs)
 
 

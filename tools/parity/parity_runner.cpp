@@ -4,7 +4,8 @@
 // RGB files, so both sides start from the same bytes.
 //   diffgentor_parity --bundle DIR --model_type T --out DIR --prompt TEXT --image W H FILE.rgb [--image ...]
 //                     [--device cpu] [--dtype float32] [--seed 0] [--steps 2] [--guidance G] [--true_cfg G]
-//                     [--negative TEXT] [--make_tiny]
+//                     [--negative TEXT] [--make_tiny] [--model_option NAME=VALUE ...]
+//                     [--inject STAGE FILE.i64 ...]   an int64 stage input (BundlePipeline::set_stage_input)
 //   diffgentor_parity --builders FILE   the runtime's Qwen input builders on fixed cases, as JSON, for the
 //                                       exporter's test of its Python copy (tools/export/tests/test_inputs.py)
 // Output: <out>/stages.json {"stage": {"shape": [...], "file": "stage.f32"}, ..., "image": {...}}, one
@@ -13,6 +14,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -81,6 +83,8 @@ int main(int argc, char** argv) {
   std::optional<std::string> negative;
   std::optional<int> steps;
   bool make_tiny = false;
+  std::vector<std::string> model_options;
+  std::vector<std::pair<std::string, std::string>> injections;
   for (int k = 1; k < argc; ++k) {
     const std::string a = argv[k];
     auto next = [&]() -> std::string {
@@ -111,7 +115,12 @@ int main(int argc, char** argv) {
       negative = next();
     else if (a == "--make_tiny")
       make_tiny = true;
-    else if (a == "--image") {
+    else if (a == "--model_option")
+      model_options.push_back(next());
+    else if (a == "--inject") {
+      const std::string stage = next();
+      injections.emplace_back(stage, next());
+    } else if (a == "--image") {
       const int w = std::stoi(next()), h = std::stoi(next());
       request.images.push_back(read_rgb(w, h, next()));
     } else
@@ -130,9 +139,19 @@ int main(int argc, char** argv) {
   request.params = dg::merge_params(*spec, {steps, guidance, true_cfg, negative});
 
   try {
-    auto pipeline = entry->make_pipeline({spec, bundle, device, dtype});
+    auto pipeline =
+        entry->make_pipeline({spec, bundle, device, dtype, dg::resolve_model_options(*spec, model_options), {}});
     auto* bp = dynamic_cast<dg::BundlePipeline*>(pipeline.get());
     if (!bp) usage("the pipeline of " + type + " has no stage taps");
+    for (const auto& [stage, file] : injections) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in) usage("cannot read " + file);
+      const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (bytes.size() % 8 != 0) usage(file + " does not hold int64 values");
+      std::vector<int64_t> values(bytes.size() / 8);
+      std::memcpy(values.data(), bytes.data(), bytes.size());
+      bp->set_stage_input(stage, at::tensor(values));
+    }
     fs::create_directories(out);
     nlohmann::json index = nlohmann::json::object();
     bp->set_stage_tap([&](const std::string& stage, const at::Tensor& value) {

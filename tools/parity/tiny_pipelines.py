@@ -19,6 +19,8 @@ SCHEDULERS = {
                  max_image_seq_len=8192, time_shift_type="exponential", shift_terminal=0.02),
     "flux": dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
                  max_image_seq_len=4096, time_shift_type="exponential"),
+    "glm": dict(shift=1.0, use_dynamic_shifting=True, base_shift=0.25, max_shift=0.75, base_image_seq_len=256,
+                time_shift_type="linear"),
 }
 # Widths by size: "tiny" for the parity test (seconds on a CPU), "small" for the benchmark against diffusers
 # (bench/vs_diffusers.py): text width, transformer head width and heads, VAE channels. `D` is the one in use.
@@ -223,6 +225,102 @@ def flux1_kontext(testdata: Path):
                                tokenizer_2=_tokenizer(testdata, "t5"), transformer=transformer)
 
 
+# GLM-Image: K codebook codes and V = K + 16 vision ids (codes, image start K, image end K + 1, spares), as in the
+# released layout (16384 + 128); the chat template has the image-block layout GlmImageModel.get_rope_index
+# documents. The processor's tokenizer is the Qwen2 test vocabulary shifted past the vision ids.
+GLM_CODES = 64
+GLM_VISION = GLM_CODES + 16
+GLM_TEMPLATE = ("{%- for message in messages -%}{%- if message['content'] is string -%}{{ message['content'] }}"
+                "{%- else -%}{%- for item in message['content'] -%}{%- if item['type'] == 'image' -%}"
+                f"<|dit_token_{GLM_CODES}|><|image|><|dit_token_{GLM_CODES + 1}|>"
+                "{%- elif item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}{%- endfor -%}{%- endif -%}"
+                "{%- endfor -%}")
+
+
+def _glm_tokenizer(testdata: Path):
+    """A fast tokenizer with GLM-Image's id layout: <|dit_token_i|> for the vision ids first, then the Qwen2 test
+    vocabulary (shifted), then <sop>, <eop> and <|image|>; returns (tokenizer, vocabulary size)."""
+    import json
+
+    from transformers import PreTrainedTokenizerFast
+    tok = json.loads((testdata / "tokenizers/qwen2/tokenizer.json").read_text())
+    tok["model"]["vocab"] = {k: v + GLM_VISION for k, v in tok["model"]["vocab"].items()}
+    shifted = [dict(a, id=a["id"] + GLM_VISION) for a in tok["added_tokens"]]
+    nxt = max(a["id"] for a in shifted) + 1
+
+    def special(i, content):
+        return {"id": i, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+                "normalized": False, "special": True}
+    tok["added_tokens"] = [special(i, f"<|dit_token_{i}|>") for i in range(GLM_VISION)] + shifted + [
+        special(nxt, "<sop>"), special(nxt + 1, "<eop>"), special(nxt + 2, "<|image|>")]
+    for a in tok["added_tokens"]:  # added tokens live in the vocabulary too, under their own ids
+        tok["model"]["vocab"][a["content"]] = a["id"]
+    folder = Path(tempfile.mkdtemp(prefix="tok_glm_"))
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"),
+                                   bos_token=f"<|dit_token_{GLM_CODES}|>", eos_token=f"<|dit_token_{GLM_CODES + 1}|>",
+                                   pad_token="<|endoftext|>",
+                                   extra_special_tokens={"image_token": "<|image|>", "grid_bos_token": "<sop>",
+                                                         "grid_eos_token": "<eop>"})
+    shutil.rmtree(folder)
+    return fast, nxt + 3
+
+
+def glm_image(testdata: Path):
+    """GlmImagePipeline with the real classes at small sizes: patch 16 / merge 1 / temporal 1 and 16 latent
+    channels kept; the PIL image processor (the one the runtime ports) with 64^2..256^2 pixel limits."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, GlmImagePipeline, GlmImageTransformer2DModel
+    from transformers import (
+        ByT5Tokenizer,
+        GenerationConfig,
+        GlmImageConfig,
+        GlmImageForConditionalGeneration,
+        GlmImageProcessor,
+        T5Config,
+        T5EncoderModel,
+    )
+    from transformers.models.glm_image.image_processing_pil_glm_image import GlmImageImageProcessorPil
+    tok, vocab = _glm_tokenizer(testdata)
+    processor = GlmImageProcessor(
+        image_processor=GlmImageImageProcessorPil(patch_size=16, temporal_patch_size=1, merge_size=1,
+                                                  image_mean=[0.5] * 3, image_std=[0.5] * 3, min_pixels=64 * 64,
+                                                  max_pixels=256 * 256),
+        tokenizer=tok, chat_template=GLM_TEMPLATE)
+    t = D["text"]
+    _seeded(0)
+    vle = GlmImageForConditionalGeneration(GlmImageConfig(
+        text_config=dict(hidden_size=2 * t, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=4 * t, vocab_size=vocab, vision_vocab_size=GLM_VISION,
+                         pad_token_id=tok.pad_token_id, eos_token_id=GLM_CODES + 1,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                          "mrope_section": [t // 8, t // 16, t // 16], "partial_rotary_factor": 0.5}),
+        vision_config=dict(hidden_size=2 * t, depth=2, num_heads=2, intermediate_size=4 * t, patch_size=16,
+                           image_size=128),
+        vq_config=dict(embed_dim=t, num_embeddings=GLM_CODES, latent_channels=2 * t),
+        image_token_id=tok.convert_tokens_to_ids("<|image|>"), image_start_token_id=GLM_CODES,
+        image_end_token_id=GLM_CODES + 1)).eval()
+    with torch.no_grad():  # the head favours codebook codes, as a trained model's does: spare and special ids
+        head = vle.lm_head.weight  # get no mass (top-p drops them), so every row samples a full grid of codes
+        head[GLM_CODES:] = 0.0
+        head[:GLM_CODES] *= 8.0
+    vle.generation_config = GenerationConfig(do_sample=True, temperature=0.9, top_p=0.75, eos_token_id=GLM_CODES + 1,
+                                             bos_token_id=GLM_CODES, pad_token_id=tok.pad_token_id)
+    _seeded(1)
+    t5 = T5EncoderModel(T5Config(vocab_size=384, d_model=2 * t, d_kv=t, d_ff=4 * t, num_layers=1, num_heads=2,
+                                 relative_attention_num_buckets=8, feed_forward_proj="gated-gelu")).eval()
+    _seeded(2)
+    dit = GlmImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=16, num_layers=2,
+                                     attention_head_dim=D["head"], num_attention_heads=D["heads"],
+                                     text_embed_dim=2 * t, time_embed_dim=2 * t, condition_dim=t,
+                                     prior_vq_quantizer_codebook_size=GLM_CODES)
+    _seeded(3)
+    vae = _autoencoder_kl(16, latents_mean=[0.1 * (i % 5) - 0.2 for i in range(16)],
+                          latents_std=[0.8 + 0.05 * i for i in range(16)])
+    return GlmImagePipeline(tokenizer=ByT5Tokenizer(), processor=processor, text_encoder=t5,
+                            vision_language_encoder=vle, vae=vae, transformer=dit,
+                            scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULERS["glm"]))
+
+
 # One builder per implemented type of src/models/model_table.json (parity.py refuses to run when one is
 # missing; tools/export/tests/test_recipes.py checks the keys are exactly the implemented types).
 BUILDERS = {
@@ -232,6 +330,7 @@ BUILDERS = {
     "flux2": lambda td: flux2(td, klein=False),
     "flux2_klein": lambda td: flux2(td, klein=True),
     "flux1_kontext": flux1_kontext,
+    "glm_image": glm_image,
 }
 
 

@@ -79,6 +79,11 @@ def load_component(snap: Path, sub: str, dtype, device, math: bool):
     if not entry or not isinstance(entry, list) or entry[0] is None:
         raise snapshot.SnapshotError(f"{snap}/model_index.json has no component '{sub}'")
     library, cls_name = entry
+    if library not in ("transformers", "diffusers"):
+        # save_pretrained records a transformers model's submodule name (GLM-Image: "glm_image"); diffusers then
+        # finds the class in transformers or diffusers, and so does this.
+        library = next((lib for lib in ("transformers", "diffusers")
+                        if hasattr(importlib.import_module(lib), cls_name)), library)
     cls = getattr(importlib.import_module(library), cls_name)
     kwargs = {"subfolder": sub}
     # diffusers takes torch_dtype; transformers renamed it dtype in 4.56 (an unknown keyword would be ignored
@@ -110,7 +115,9 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
         if hasattr(wrapper, "prune"):
             wrapper.prune()
         started = time.time()
-        traced = graph.trace(wrapper, {"forward": cases[0].args},
+        methods = list(dict.fromkeys(case.method for case in cases))  # each traced with its first case
+        first = {m: next(c for c in cases if c.method == m) for m in methods}
+        traced = graph.trace(wrapper, {m: first[m].args for m in methods}, methods=methods,
                              allow_warnings=ctx.options.get("allow_warnings", False), log=log)
         graph.make_device_neutral(traced)
         path = ts_dir / f"{job.component}.pt"
@@ -119,10 +126,14 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
         check_module(loaded, model_type, job.component)
         verified, limit = [], graph.tolerance(ctx.dtype)
         for case, want in zip(cases, references, strict=True):
-            result = graph.compare(loaded(*case.args), want)
+            result = graph.compare(getattr(loaded, case.method)(*case.args), want)
             result.update({"case": case.name, "reference": "upstream eager",
-                           "trace_case": case is cases[0]})
+                           "trace_case": case is first[case.method]})
+            if case.method != "forward":
+                result["method"] = case.method
             verified.append(result)
+            if result.pop("int_mismatch", False):
+                raise graph.ExportError(f"{job.component}: case {case.name}: TorchScript ids differ from upstream's")
             if result["rel_err"] > limit:
                 raise graph.ExportError(f"{job.component}: case {case.name}: TorchScript output differs from "
                                         f"upstream by {result['rel_err']:.3g} relative (limit {limit:g})")
@@ -199,7 +210,8 @@ def write_bundle(args, snap, kind, device, dtype, versions, partial: Path, out: 
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    missing = snapshot.check_runtime_files(partial, sorted({j.subfolder for j in jobs}), recipe.runtime_files)
+    missing = snapshot.check_runtime_files(partial, sorted({j.subfolder for j in jobs}), recipe.runtime_files,
+                                           tokenizer=recipe.tokenizer)
     if missing:
         sys.exit(f"export_bundle: the snapshot lacks files the runtime reads: {', '.join(missing)}")
     m = manifest.build(kind, args.dtype, source={"model_id": args.model, "revision": snapshot.revision_of(snap)},

@@ -98,9 +98,12 @@ def ensure_tokenizers(out: Path) -> dict:
     return done
 
 
-def check_runtime_files(out: Path, subfolders: list, extra: tuple | list = ()) -> list:
+def check_runtime_files(out: Path, subfolders: list, extra: tuple | list = (), tokenizer: bool = True) -> list:
     """What the runtime will open that the bundle lacks: the files every type needs (scheduler config, the
-    exported subfolders' configs, the tokenizer) plus `extra`, the type's own (its recipe's runtime_files)."""
+    exported subfolders' configs, the tokenizer unless `tokenizer` is false) plus `extra`, the type's own (its
+    recipe's runtime_files)."""
     need = ["model_index.json", "scheduler/scheduler_config.json"] + [f"{s}/config.json" for s in subfolders]
-    need += ["tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json", *extra]
+    if tokenizer:
+        need += ["tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"]
+    need += list(extra)
     return [n for n in dict.fromkeys(need) if not (Path(out) / n).is_file()]

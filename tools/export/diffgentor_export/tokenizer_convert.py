@@ -199,6 +199,11 @@ CONVERTERS = {"Qwen2Tokenizer": qwen2, "Qwen2TokenizerFast": qwen2, "CLIPTokeniz
               "CLIPTokenizerFast": clip, "T5Tokenizer": t5, "T5TokenizerFast": t5}
 
 
+# Tokenizers without a vocabulary: GLM-Image's glyph tokenizer maps each UTF-8 byte b to b + 3
+# (src/core/glm_image_inputs.cpp).
+BYTE_TOKENIZERS = ("ByT5Tokenizer",)
+
+
 def ensure_tokenizer_json(folder: Path) -> str:
     """Writes `folder/tokenizer.json` when it is missing. Returns what happened ("kept" or "converted by X");
     raises ConversionError naming the folder and the class when there is no converter."""
@@ -208,6 +213,8 @@ def ensure_tokenizer_json(folder: Path) -> str:
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     cls = config.get("tokenizer_class", "")
+    if cls in BYTE_TOKENIZERS:
+        return f"not needed ({cls}: ids are UTF-8 bytes + 3, computed by the runtime)"
     if cls not in CONVERTERS:
         raise ConversionError(f"{folder}: no tokenizer.json and no converter for tokenizer_class '{cls}' "
                               f"(supported: {', '.join(sorted(CONVERTERS))}); save the fast tokenizer with "

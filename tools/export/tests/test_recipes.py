@@ -47,11 +47,11 @@ class RecipeRegistryTest(unittest.TestCase):
     def test_the_parity_harness_covers_the_same_types(self):
         implemented = model_table.implemented_types()
         self.assertEqual(sorted(tiny_pipelines.BUILDERS), sorted(implemented))
-        self.assertEqual(tiny_pipelines.missing_builders([*implemented, "glm_image"]), ["glm_image"])
+        self.assertEqual(tiny_pipelines.missing_builders([*implemented, "newtype"]), ["newtype"])
         self.assertEqual(sorted(parity.CASES), sorted(implemented))
         with self.assertRaises(KeyError) as e:
-            tiny_pipelines.builder("glm_image")
-        self.assertIn("no tiny pipeline builder for model type glm_image", str(e.exception))
+            tiny_pipelines.builder("newtype")
+        self.assertIn("no tiny pipeline builder for model type newtype", str(e.exception))
 
 
 class RecipeRecordTest(unittest.TestCase):
@@ -66,7 +66,8 @@ class RecipeRecordTest(unittest.TestCase):
         shutil.rmtree(self.out)
 
     def missing(self, kind, subfolders):
-        return snapshot.check_runtime_files(self.out, subfolders, recipes.RECIPES[kind].runtime_files)
+        recipe = recipes.RECIPES[kind]
+        return snapshot.check_runtime_files(self.out, subfolders, recipe.runtime_files, tokenizer=recipe.tokenizer)
 
     def test_runtime_files_per_type(self):
         self.assertEqual(self.missing("qwen", ["transformer", "vae", "text_encoder"]),
@@ -78,6 +79,38 @@ class RecipeRecordTest(unittest.TestCase):
         for kind in ("flux2", "flux2_klein"):
             self.assertEqual(self.missing(kind, ["transformer", "vae", "text_encoder"]),
                              ["tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"], kind)
+
+    def test_glm_image_needs_its_processor_and_generation_config_but_no_tokenizer_json(self):
+        self.assertEqual(self.missing("glm_image", ["transformer", "vae"]),
+                         ["processor/tokenizer.json", "processor/tokenizer_config.json",
+                          "vision_language_encoder/generation_config.json"])
+
+    def test_glm_image_ar_prompt_pieces_come_from_the_chat_template(self):
+        from transformers import GlmImageProcessor
+        from transformers.models.glm_image.image_processing_pil_glm_image import GlmImageImageProcessorPil
+
+        from diffgentor_export.recipes.glm_image import ar_prompt_constant
+        tok, _ = tiny_pipelines._glm_tokenizer(Path(__file__).resolve().parents[3] / "tests" / "data")
+
+        def processor(template):
+            return GlmImageProcessor(image_processor=GlmImageImageProcessorPil(), tokenizer=tok, chat_template=template)
+        self.assertEqual(ar_prompt_constant(processor(tiny_pipelines.GLM_TEMPLATE)),
+                         {"prefix": "", "image_block": "<|dit_token_64|><|image|><|dit_token_65|>", "text_prefix": "",
+                          "text_suffix": "", "add_special_tokens": False})
+        # Role markers around the content (transformers renders with trim_blocks: the newline after a block tag
+        # goes), and a template that opens with the BOS string.
+        framed = ("<|user|>\n{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'image' %}"
+                  "[<|image|>]{% else %}Q: {{ c['text'] }}{% endif %}{% endfor %}{% endfor %}\n<|assistant|>")
+        self.assertEqual(ar_prompt_constant(processor(framed)),
+                         {"prefix": "<|user|>\n", "image_block": "[<|image|>]", "text_prefix": "Q: ",
+                          "text_suffix": "<|assistant|>", "add_special_tokens": True})
+        with_bos = "<|dit_token_64|>" + framed
+        self.assertFalse(ar_prompt_constant(processor(with_bos))["add_special_tokens"])
+        # Images whose blocks differ (numbered) cannot be rebuilt from one piece.
+        numbered = ("{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'image' %}"
+                    "<{{ loop.index }}><|image|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %}")
+        with self.assertRaises(ValueError):
+            ar_prompt_constant(processor(numbered))
 
     def test_options(self):
         for kind in ("flux2", "flux2_klein"):

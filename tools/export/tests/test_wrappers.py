@@ -34,7 +34,7 @@ class WrapperTest(unittest.TestCase):
             unused = {j.component: j.unused for j in jobs if j.unused}
             self.assertEqual(unused, {"transformer": ["modulate_index"]} if kind == "qwen_singleimg" else {}, kind)
         with self.assertRaises(ValueError):
-            recipes.recipe("glm_image")
+            recipes.recipe("newtype")
 
     def test_mask_is_causal_and_keeps_padding_queries_on_real_keys(self):
         mask = torch.tensor([[1, 1, 0, 0, 1]])  # LongCat-style padding in the middle

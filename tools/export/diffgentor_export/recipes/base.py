@@ -19,6 +19,7 @@ class Case:
     name: str
     args: tuple                       # the wrapper's arguments (contract order)
     reference: Callable[[], object]   # upstream called its own way; run before any pruning
+    method: str = "forward"           # the wrapper method this case calls (GLM's ar_lm and transformer have two)
 
 
 @dataclass
@@ -64,12 +65,14 @@ class Recipe:
     runtime_files: files the runtime opens beyond the ones every type needs (model_index.json, the scheduler
         config, each exported subfolder's config.json, tokenizer/): an export without them is refused.
     options(args): type-specific export options from the command line, merged into `Ctx.options`.
+    tokenizer: whether the runtime reads tokenizer/tokenizer.json (GLM-Image's byte-level glyph tokenizer: no).
     """
     model_type: str
     jobs: Callable[[Ctx, dict], list]
     constants: Callable[[Ctx, str, object], dict] = no_constants
     runtime_files: tuple = ()
     options: Callable[[argparse.Namespace], dict] = no_options
+    tokenizer: bool = True
 
 
 RECIPES: dict[str, Recipe] = {}
