@@ -4,6 +4,7 @@
 #include "diffgentor/tokenizer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
@@ -64,6 +65,9 @@ struct Tokenizer::Impl {
   std::vector<std::string> id_to_token;
   std::map<std::pair<int32_t, int32_t>, std::pair<int32_t, int32_t>> merges;  // pair -> (rank, merged id)
   std::vector<AddedToken> added;
+  // Indices into `added` by first byte: GLM-Image's tokenizer has 16.5k added tokens, and a scan of all of them at
+  // every position would cost milliseconds per prompt.
+  std::array<std::vector<std::size_t>, 256> added_by_byte;
   bool ignore_merges = false, byte_level = false, byte_fallback = false, fuse_unk = false;
   std::string end_of_word_suffix;
   std::optional<int32_t> unk_id;
@@ -322,8 +326,9 @@ struct Tokenizer::Impl {
     auto is_ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
     while (i < text.size()) {
       const AddedToken* best = nullptr;
-      for (const auto& t : added) {
-        if (t.normalized != normalized_pass || t.content.empty()) continue;
+      for (std::size_t k : added_by_byte[static_cast<unsigned char>(text[i])]) {
+        const AddedToken& t = added[k];
+        if (t.normalized != normalized_pass) continue;
         if (text.compare(i, t.content.size(), t.content) != 0) continue;
         if (t.single_word) {
           const bool left_ok = i == 0 || !std::isalnum(static_cast<unsigned char>(text[i - 1]));
@@ -449,6 +454,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
   m.id_to_token.assign(max_id + 1, "");
   for (const auto& [tok, id] : m.vocab) m.id_to_token[static_cast<std::size_t>(id)] = tok;
   for (const auto& a : m.added) m.id_to_token[static_cast<std::size_t>(a.id)] = a.content;
+  for (std::size_t k = 0; k < m.added.size(); ++k)
+    if (!m.added[k].content.empty()) m.added_by_byte[static_cast<unsigned char>(m.added[k].content[0])].push_back(k);
   return t;
 }
 

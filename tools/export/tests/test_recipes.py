@@ -112,6 +112,20 @@ class RecipeRecordTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             ar_prompt_constant(processor(numbered))
 
+    def test_glm_image_refuses_untested_transformers_and_diffusers(self):
+        from unittest import mock
+
+        import diffusers
+        import transformers
+        glm = recipes.RECIPES["glm_image"]
+        ctx = recipes.Ctx(torch.float32, torch.device("cpu"), False, {})
+        self.assertEqual(glm.constants(ctx, "transformer", None), {})
+        for lib, version in ((transformers, "5.3.0"), (diffusers, "0.39.1")):
+            with mock.patch.object(lib, "__version__", version), self.assertRaises(ValueError) as e:
+                glm.constants(ctx, "vision_language_encoder", None)
+            self.assertIn(f"{lib.__name__} {version} is not a version the GLM-Image wrappers were checked against",
+                          str(e.exception))
+
     def test_options(self):
         for kind in ("flux2", "flux2_klein"):
             options = recipes.RECIPES[kind].options

@@ -11,9 +11,10 @@ from ..models.glm_image import ArLm, GlmDiT, GlyphEncoder, ImageTokenizer
 from .base import Case, Job, Recipe, register
 from .common import vae_jobs
 
-# transformers versions whose GLM-Image code these wrappers were checked against (the VQ distance, the position
-# layout and the mRoPE interleaving changed during 5.0 development).
-TESTED_TRANSFORMERS = ((5, 16),)
+# Versions whose GLM-Image code these wrappers were checked against: transformers' VQ distance, position layout and
+# mRoPE interleaving changed during 5.0 development; diffusers' KV-cache objects and timestep handling changed in
+# 0.40 (docs/models/glm_image.md, "Timesteps").
+TESTED = {"transformers": ((5, 16),), "diffusers": ((0, 40),)}
 
 
 def _glyph_cases(t5, ctx):
@@ -210,14 +211,13 @@ def _constants(ctx, subfolder, module):
     """`ar_prompt` from the snapshot's processor/ (loaded next to the vision-language model it serves)."""
     if subfolder != "vision_language_encoder":
         return {}
+    import importlib
     from pathlib import Path
-
-    import transformers
-    version = tuple(int(x) for x in transformers.__version__.split(".")[:2])
-    if version not in TESTED_TRANSFORMERS:
-        raise ValueError(f"transformers {transformers.__version__} is not one the GLM-Image wrappers were checked "
-                         f"against ({', '.join('.'.join(map(str, v)) for v in TESTED_TRANSFORMERS)}); its VQ, "
-                         "position or mRoPE code may differ: install a tested version")
+    for name, tested in TESTED.items():
+        found = importlib.import_module(name).__version__
+        if tuple(int(x) for x in found.split(".")[:2]) not in tested:
+            raise ValueError(f"{name} {found} is not a version the GLM-Image wrappers were checked against "
+                             f"({', '.join('.'.join(map(str, v)) for v in tested)}); install a tested version")
     from transformers import GlmImageProcessor
     processor = GlmImageProcessor.from_pretrained(Path(module.config._name_or_path) / "processor")
     return {"ar_prompt": ar_prompt_constant(processor)}
