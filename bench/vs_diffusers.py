@@ -113,8 +113,10 @@ def run_diffgentor(bundle: Path, manifest: Path, out: Path, kind: str, args) -> 
     if run.returncode != 0:
         raise RuntimeError(f"diffgentor failed ({run.returncode}): {run.stderr[-2000:]}")
     with open(out / "results.csv") as f:
-        rows = [float(r["time_model_s"]) for r in csv.DictReader(f)]
-    return {"row_s": rows, "wall_s": wall, "load_s": wall - sum(rows)}
+        records = list(csv.DictReader(f))
+    rows = [float(r["time_model_s"]) for r in records]
+    stages = [{**json.loads(r["stage_times"] or "{}"), **json.loads(r["counters"] or "{}")} for r in records]
+    return {"row_s": rows, "wall_s": wall, "load_s": wall - sum(rows), "stages": stages}
 
 
 def main(argv=None) -> int:
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None,
                    help="replace the `bench DEVICE` block of this file (docs/performance.md)")
+    p.add_argument("--block", default=None, help="the block's name instead (default: bench DEVICE)")
     args = p.parse_args(argv)
     work = Path(args.work or tempfile.mkdtemp(prefix="dg_vs_diffusers_"))
     testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA") or ROOT / "tests" / "data")
@@ -157,6 +160,9 @@ def main(argv=None) -> int:
             rows_per_s = [len(r["row_s"]) / sum(r["row_s"]) for r in rs]
             summary[tool] = {"rows_per_s": statistics.median(rows_per_s), "load_s": statistics.median(
                 r["load_s"] for r in rs), "wall_s": statistics.median(r["wall_s"] for r in rs), "runs": rs}
+        per_row = [st for r in runs["diffgentor"] for st in r["stages"]]
+        summary["diffgentor"]["stages"] = {k: statistics.median(st[k] for st in per_row if k in st)
+                                           for k in dict.fromkeys(k for st in per_row for k in st)}
         ratio = summary["diffgentor"]["rows_per_s"] / summary["diffusers"]["rows_per_s"]
         report[kind] = {**summary, "ratio": ratio}
         print(f"{kind:14} {args.size} {args.dtype} {args.device} {args.rows} rows x {args.steps} steps, "
@@ -165,10 +171,12 @@ def main(argv=None) -> int:
             s = summary[tool]
             print(f"  {tool:10} {s['rows_per_s']:.3f} rows/s   load {s['load_s']:.1f} s   job {s['wall_s']:.1f} s")
         print(f"  ratio (diffgentor / diffusers rows/s): {ratio:.2f}", flush=True)
+        print("  diffgentor per row (median): " + ", ".join(
+            f"{k} {v:.3g}" for k, v in summary["diffgentor"]["stages"].items()), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     if args.markdown:
-        replace_block(Path(args.markdown), f"bench {args.device}", markdown(report, args))
+        replace_block(Path(args.markdown), args.block or f"bench {args.device}", markdown(report, args))
     return 0
 
 
@@ -187,6 +195,11 @@ def markdown(report: dict, args) -> str:
         py, dg = r["diffusers"], r["diffgentor"]
         lines.append(f"| `{kind}` | {py['rows_per_s']:.3f} | {dg['rows_per_s']:.3f} | {r['ratio']:.2f}× | "
                      f"{py['wall_s']:.1f} | {dg['wall_s']:.1f} |")
+    lines += ["", "diffgentor per row, medians (results.csv `stage_times` in seconds and `counters`):", "",
+              "| type | stages and counters |", "|---|---|"]
+    for kind, r in report.items():
+        stages = r["diffgentor"].get("stages", {})
+        lines.append(f"| `{kind}` | " + ", ".join(f"{k} {v:.3g}" for k, v in stages.items()) + " |")
     return "\n".join(lines)
 
 

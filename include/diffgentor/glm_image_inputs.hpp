@@ -20,7 +20,8 @@ namespace dg {
 std::vector<std::string> glm_glyph_texts(const std::string& prompt);
 
 /// ByT5Tokenizer ids of `text`: each UTF-8 byte b -> b + 3, then `</s>` (1); truncated to `max_length` ids
-/// with the `</s>` kept. The special-token strings "<pad>", "</s>", "<unk>" inside the text map to 0, 1, 2.
+/// with the `</s>` kept. Its added tokens inside the text: "<pad>", "</s>", "<unk>" map to 0, 1, 2 and drop the
+/// (ASCII) whitespace around them; "<extra_id_N>" (N < 125) maps to 259 + N.
 std::vector<int64_t> byt5_ids(const std::string& text, std::size_t max_length = 2048);
 
 /// The glyph encoder's batch for one prompt (`_get_glyph_embeds`): the glyph texts (or [""] when none), one

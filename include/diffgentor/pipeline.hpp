@@ -36,6 +36,12 @@ struct InputError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+/// A model failure that the same request repeats exactly (GLM-Image's seeded prior sampling an unusable token): it
+/// is recorded with stage `model` and not retried, since every attempt would draw the same tokens.
+struct RepeatableError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// One row's work, as the model stage hands it to a pipeline.
 struct EditRequest {
   int64_t index = 0;
@@ -57,8 +63,9 @@ struct EditResult {
 class Pipeline {
  public:
   virtual ~Pipeline() = default;
-  /// Runs one row. Throws InputError for input that breaks the model's rules, std::exception with a
-  /// readable reason for anything else (the runner retries those with --max_retries).
+  /// Runs one row. Throws InputError for input that breaks the model's rules, RepeatableError for a model
+  /// failure the same request repeats, std::exception with a readable reason for anything else (the runner
+  /// retries those with --max_retries).
   virtual EditResult edit(const EditRequest& request) = 0;
   /// Runs several rows. The default runs them one by one; a model whose upstream pipeline batches
   /// overrides it. The result order matches the request order.

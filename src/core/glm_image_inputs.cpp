@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -58,17 +59,32 @@ std::vector<std::string> glm_glyph_texts(const std::string& prompt) {
 }
 
 std::vector<int64_t> byt5_ids(const std::string& text, std::size_t max_length) {
-  static const std::pair<const char*, int64_t> kSpecial[] = {{"<pad>", 0}, {"</s>", 1}, {"<unk>", 2}};
+  // ByT5Tokenizer's added tokens: <pad>, </s>, <unk> (0, 1, 2) strip the whitespace around them; <extra_id_N>
+  // (N < 125) is 259 + N and strips nothing.
+  static const std::pair<const char*, int64_t> kStripped[] = {{"<pad>", 0}, {"</s>", 1}, {"<unk>", 2}};
+  const auto space = [](unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
   std::vector<int64_t> ids;
   for (std::size_t i = 0; i < text.size();) {
     bool special = false;
-    for (const auto& [s, id] : kSpecial) {
+    for (const auto& [s, id] : kStripped) {
       const std::size_t n = std::char_traits<char>::length(s);
-      if (text.compare(i, n, s) == 0) {
-        ids.push_back(id);
-        i += n;
-        special = true;
-        break;
+      if (text.compare(i, n, s) != 0) continue;
+      while (!ids.empty() && ids.back() >= 3 && space(static_cast<unsigned char>(ids.back() - 3))) ids.pop_back();
+      ids.push_back(id);
+      for (i += n; i < text.size() && space(static_cast<unsigned char>(text[i]));) ++i;
+      special = true;
+      break;
+    }
+    if (!special && text.compare(i, 10, "<extra_id_") == 0) {
+      std::size_t e = i + 10;
+      while (e < text.size() && std::isdigit(static_cast<unsigned char>(text[e]))) ++e;
+      if (e > i + 10 && e - (i + 10) <= 3 && e < text.size() && text[e] == '>') {
+        const int n = std::stoi(text.substr(i + 10, e - i - 10));
+        if (n < 125 && std::to_string(n) == text.substr(i + 10, e - i - 10)) {
+          ids.push_back(259 + n);
+          i = e + 1;
+          special = true;
+        }
       }
     }
     if (special) continue;
@@ -108,7 +124,7 @@ GlyphBatch glm_glyph_batch(const std::string& prompt, std::size_t max_length) {
   return b;
 }
 
-GlmProcessorConfig GlmProcessorConfig::from_json(const nlohmann::json& j) {
+GlmProcessorConfig GlmProcessorConfig::from_json(const nlohmann::json& j) try {
   GlmProcessorConfig c;
   c.patch_size = j.value("patch_size", c.patch_size);
   // Newer processors keep the limits in size {shortest_edge, longest_edge} (pixels, despite the names).
@@ -130,6 +146,9 @@ GlmProcessorConfig GlmProcessorConfig::from_json(const nlohmann::json& j) {
   if (c.patch_size < 1 || c.min_pixels < 1 || c.max_pixels < c.min_pixels)
     throw std::invalid_argument("processor/preprocessor_config.json: patch_size, min_pixels or max_pixels is invalid");
   return c;
+} catch (const nlohmann::json::exception& e) {
+  throw std::invalid_argument(
+      fmt::format("processor/preprocessor_config.json: a field has the wrong type ({})", e.what()));
 }
 
 int GlmProcessorConfig::shortest_edge() const {

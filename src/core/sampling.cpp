@@ -45,8 +45,12 @@ SamplingConfig SamplingConfig::from_json(const nlohmann::json& j, const std::str
   if (!number_is("encoder_repetition_penalty", 1.0)) unsupported.push_back("encoder_repetition_penalty");
   if (!number_is("num_beams", 1.0)) unsupported.push_back("num_beams");
   if (!number_is("guidance_scale", 1.0)) unsupported.push_back("guidance_scale");
+  if (!number_is("min_length", 0.0)) unsupported.push_back("min_length");
+  if (!number_is("min_new_tokens", 0.0)) unsupported.push_back("min_new_tokens");
+  if (set("renormalize_logits") && j["renormalize_logits"] != false) unsupported.push_back("renormalize_logits");
   for (const char* key : {"min_p", "top_h", "bad_words_ids", "suppress_tokens", "begin_suppress_tokens",
-                          "forced_bos_token_id", "forced_eos_token_id", "sequence_bias", "watermarking_config"})
+                          "forced_bos_token_id", "forced_eos_token_id", "forced_decoder_ids", "sequence_bias",
+                          "watermarking_config", "exponential_decay_length_penalty"})
     if (set(key) && !(j[key].is_array() && j[key].empty())) unsupported.push_back(key);
   if (!unsupported.empty())
     throw bad(

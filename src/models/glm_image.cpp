@@ -297,12 +297,13 @@ class GlmImage : public BundlePipeline {
     }
     result.counters.emplace_back("ar_prefill_tokens", stats.prefill_tokens);
     result.counters.emplace_back("ar_tokens", stats.sampled);
+    result.counters.emplace_back("ar_decode_steps", stats.decode_steps);
     result.stage_seconds.emplace_back("ar_prefill", stats.prefill_ms / 1000.0);
     result.stage_seconds.emplace_back("ar_decode", stats.decode_ms / 1000.0);
     // Upstream passes an early EOS or an out-of-codebook id on and fails later in the DiT; here the row fails.
     for (std::size_t k = 0; k < codes.size(); ++k)
       if (codes[k] < 0 || codes[k] >= codebook_)
-        throw std::runtime_error(
+        throw RepeatableError(
             fmt::format("the AR prior sampled token {} ({}) at code {} of {}; GLM-Image needs {} codebook codes "
                         "(0..{}); try another seed",
                         codes[k],
@@ -312,7 +313,7 @@ class GlmImage : public BundlePipeline {
                             : "not a codebook code",
                         k + 1, needed, needed, codebook_ - 1));
     if (static_cast<int64_t>(codes.size()) != needed)
-      throw std::runtime_error(fmt::format("the AR prior stopped after {} of {} codes", codes.size(), needed));
+      throw RepeatableError(fmt::format("the AR prior stopped after {} of {} codes", codes.size(), needed));
     return upsample_ids_x2(codes, target.h, target.w);
   }
 

@@ -142,6 +142,10 @@ void run_one(Work& w, Pipeline& pipe, int max_retries, const std::atomic<bool>& 
       w.fail_stage = "input";
       w.fail_reason = e.what();
       return;
+    } catch (const RepeatableError& e) {  // the same request repeats it exactly: not retried either
+      w.fail_stage = "model";
+      w.fail_reason = e.what();
+      return;
     } catch (const std::exception& e) {
       w.fail_stage = "model";
       w.fail_reason = e.what();

@@ -116,18 +116,23 @@ TEST(RunnerE2E, ModelFailuresAreRetriedThenRecorded) {
   Workspace ws;
   ws.image("a.png", 8, 8);
   const std::string m =
-      ws.file("m.csv", "image,instruction\na.png,fine\na.png,FAIL_ONCE please\na.png,FAIL_ALWAYS\na.png,fine too\n");
+      ws.file("m.csv",
+              "image,instruction\na.png,fine\na.png,FAIL_ONCE please\na.png,FAIL_ALWAYS\na.png,fine too\n"
+              "a.png,FAIL_REPEATABLY\n");
   const ProcessResult r = ws.edit({"--input", m, "--max_retries", "1"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   const RecordTable res = ws.results();
   EXPECT_EQ(res.records.size(), 3u);
   EXPECT_EQ(res.find("1")->at("attempts"), "2");
   const RecordTable fails = ws.failures();
-  ASSERT_EQ(fails.records.size(), 1u);
+  ASSERT_EQ(fails.records.size(), 2u);
   EXPECT_EQ(fails.records[0].at("index"), "2");
   EXPECT_EQ(fails.records[0].at("stage"), "model");
   EXPECT_EQ(fails.records[0].at("attempts"), "2");
   EXPECT_NE(fails.records[0].at("reason").find("out of memory (simulated)"), std::string::npos);
+  // A failure the same request repeats (a seeded sampler) is recorded at once, without a second attempt.
+  EXPECT_EQ(fails.find("4")->at("stage"), "model");
+  EXPECT_EQ(fails.find("4")->at("attempts"), "1");
   EXPECT_FALSE(fs::exists(ws.out + "/000002.png"));
   EXPECT_TRUE(fs::exists(ws.out + "/000003.png"));
 }

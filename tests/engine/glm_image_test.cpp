@@ -169,10 +169,12 @@ TEST(GlmImageBundle, EveryInputOfEveryMethodMatters) {
     const std::vector<int64_t> ids{64, 70, 71, 72, 65, 300, 301, 64};
     const ArPositions pos = glm_ar_positions(ids, 64, 65, {{1, 3}, {2, 2}});
     const auto n = static_cast<int64_t>(ids.size());
+    // Moves one token on one axis (a shift of every position would leave RoPE attention unchanged): the last token
+    // of a prefill, the only one of a decode.
     const auto row_plus = [](int64_t axis) {
       return [axis](const c10::IValue& v) {
         at::Tensor t = v.toTensor().clone();
-        t[axis] += 3;
+        t[axis][0][t.size(2) - 1] += 3;
         return c10::IValue(t);
       };
     };

@@ -36,6 +36,8 @@ class TestPipeline : public Pipeline {
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(d)));
     if (r.instruction.find("INPUT_ERROR") != std::string::npos)
       throw InputError("test pipeline: the prompt does not fit the template (simulated)");
+    if (r.instruction.find("FAIL_REPEATABLY") != std::string::npos)
+      throw RepeatableError("test pipeline: the seeded sampler drew an unusable token (simulated)");
     if (r.instruction.find("FAIL_ALWAYS") != std::string::npos)
       throw std::runtime_error("test pipeline: out of memory (simulated)");
     if (r.instruction.find("FAIL_ONCE") != std::string::npos) {

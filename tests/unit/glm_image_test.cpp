@@ -115,6 +115,18 @@ TEST(GlmImage, ProcessorPatchesMatchThePilProcessor) {
     double sum = 0;
     for (float v : p.pixel_values) sum += v;
     EXPECT_NEAR(sum, c["sum"].get<double>(), 1e-3);
+    // Every patch in its place, and each patch's values in their (c, py, px) order.
+    const auto row_sums = c["row_sums"].get<std::vector<double>>(),
+               weighted = c["row_weighted"].get<std::vector<double>>();
+    for (std::size_t r = 0; r < row_sums.size(); ++r) {
+      double s = 0, ws = 0;
+      for (std::size_t k = 0; k < row; ++k) {
+        s += p.pixel_values[r * row + k];
+        ws += double(k) * p.pixel_values[r * row + k];
+      }
+      EXPECT_NEAR(s, row_sums[r], 1e-4) << "patch " << r;
+      EXPECT_NEAR(ws, weighted[r], 1e-1) << "patch " << r;  // values up to ~1 times indices up to 767
+    }
     EXPECT_EQ(p.patch_pos[p.patch_pos.size() - 2], p.grid_h - 1);
     EXPECT_EQ(p.patch_grid[1], p.grid_w);
   }
@@ -198,5 +210,8 @@ TEST(GlmImage, SamplingConfigFollowsTransformersDefaultsAndRefusesWhatItCannotDo
         << e.what();
   }
   EXPECT_THROW(SamplingConfig::from_json({{"top_p", 0.0}}, "g.json"), std::invalid_argument);
+  for (const json& j : {json{{"min_new_tokens", 4}}, json{{"renormalize_logits", true}},
+                        json{{"exponential_decay_length_penalty", json::array({10, 1.5})}}})
+    EXPECT_THROW(SamplingConfig::from_json(j, "g.json"), std::invalid_argument) << j.dump();
   EXPECT_NO_THROW(SamplingConfig::from_json({{"repetition_penalty", 1.0}, {"suppress_tokens", json::array()}}, "g"));
 }

@@ -2,12 +2,17 @@
 
 Every value comes from diffusers' GlmImagePipeline / GlmImageRotaryPosEmbed / FlowMatchEulerDiscreteScheduler and
 transformers' GLM-Image processor, ByT5Tokenizer, GlmImageModel.get_rope_index and sampling warpers, called as the
-pipelines call them. Run it with the project's Python environment (tools/requirements.txt pins the versions):
+pipelines call them. The unshifted timesteps come from diffusers 0.39's scheduler, the last release before 0.40
+changed them, installed beside the environment. Run it with the project's Python environment
+(tools/requirements.txt pins the versions):
 
-    python tools/goldens/glm_image_goldens.py tests/data/glm_image/goldens.json
+    pip install --no-deps --target /tmp/diffusers-0.39 diffusers==0.39.0
+    python tools/goldens/glm_image_goldens.py --diffusers_0_39 /tmp/diffusers-0.39 tests/data/glm_image/goldens.json
 """
 import argparse
 import json
+import os
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -17,7 +22,6 @@ import torch
 import transformers
 from diffusers.models.transformers.transformer_glm_image import GlmImageRotaryPosEmbed
 from diffusers.pipelines.glm_image import pipeline_glm_image as glm_pipe
-from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from PIL import Image
 from transformers import ByT5Tokenizer
 from transformers.generation.logits_process import (
@@ -39,6 +43,7 @@ PROMPTS = [
     "empty '' quotes and an open ' quote",
     "nested \u201cone \u201ctwo\u201d\u201d",
     "bytes: '\u00e9\u4e2d'",
+    "specials: 'a  </s>  b' and 'x<extra_id_0>y<extra_id_124>' and 'p <pad>q<unk> ' and '<extra_id_125>'",
 ]
 
 
@@ -92,7 +97,8 @@ def processor_cases():
         pv = res["pixel_values"]
         out.append({"width": w, "height": h, "grid_thw": res["image_grid_thw"][0].tolist(),
                     "shape": list(pv.shape), "first_row": pv[0].tolist(), "last_row": pv[-1].tolist(),
-                    "sum": float(pv.double().sum())})
+                    "sum": float(pv.double().sum()), "row_sums": pv.double().sum(1).tolist(),
+                    "row_weighted": (pv.double() * torch.arange(pv.shape[1], dtype=torch.float64)).sum(1).tolist()})
     return out
 
 
@@ -135,20 +141,42 @@ def dit_rope_cases():
     return out
 
 
-def schedule_cases():
-    config = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": True, "base_shift": 0.25,
-              "max_shift": 0.75, "base_image_seq_len": 256, "time_shift_type": "linear"}
+SCHEDULE_CASES = [((1024, 1024), 4), ((768, 512), 50), ((160, 96), 4), ((256, 256), 1)]
+SCHEDULE_CONFIG = {"num_train_timesteps": 1000, "shift": 1.0, "use_dynamic_shifting": True, "base_shift": 0.25,
+                   "max_shift": 0.75, "base_image_seq_len": 256, "time_shift_type": "linear"}
+
+
+def schedules_of_this_diffusers():
+    """GlmImagePipeline.__call__'s own lines (the integer timesteps, sigmas = t / 1000, the square-root mu) and
+    the scheduler's timesteps and sigmas after retrieve_timesteps, with whichever diffusers is imported."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.pipelines.glm_image import pipeline_glm_image as pipe
     out = []
-    for (w, h), n in [((1024, 1024), 4), ((768, 512), 50), ((160, 96), 4), ((256, 256), 1)]:
-        sched = FlowMatchEulerDiscreteScheduler(**config)
+    for (w, h), n in SCHEDULE_CASES:
+        sched = FlowMatchEulerDiscreteScheduler(**SCHEDULE_CONFIG)
         seq = ((h // 8) * (w // 8)) // 4
-        # GlmImagePipeline.__call__'s own lines: the integer timesteps, sigmas = t / 1000, the square-root mu.
         ts = np.linspace(sched.config.num_train_timesteps, 1.0, n + 1)[:-1].astype(np.int64).astype(np.float32)
-        sigmas = ts / sched.config.num_train_timesteps
-        mu = glm_pipe.calculate_shift(seq, 256, 0.25, 0.75)
-        shifted, _ = glm_pipe.retrieve_timesteps(sched, n, "cpu", ts, sigmas, mu=mu)
-        out.append({"width": w, "height": h, "steps": n, "unshifted_timesteps": ts.tolist(),
-                    "shifted_timesteps": shifted.tolist(), "sigmas": sched.sigmas.tolist()})
+        timesteps, _ = pipe.retrieve_timesteps(sched, n, "cpu", ts, ts / 1000, mu=pipe.calculate_shift(seq, 256, 0.25,
+                                                                                                      0.75))
+        out.append({"timesteps": timesteps.tolist(), "sigmas": sched.sigmas.tolist()})
+    return out
+
+
+def schedule_cases(diffusers_0_39: str):
+    """Shifted timesteps from the installed diffusers (0.40), unshifted ones from diffusers 0.39 in a process of its
+    own (`--diffusers_0_39`); the sigmas must agree."""
+    old = json.loads(subprocess.run(
+        [sys.executable, __file__, "--schedules_only"], env={**os.environ, "PYTHONPATH": diffusers_0_39},
+        capture_output=True, text=True, check=True).stdout)
+    if not old["version"].startswith("0.39."):
+        raise SystemExit(f"--diffusers_0_39 {diffusers_0_39} holds diffusers {old['version']}")
+    out = []
+    for ((w, h), n), new, prev in zip(SCHEDULE_CASES, schedules_of_this_diffusers(), old["cases"], strict=True):
+        if new["sigmas"] != prev["sigmas"]:
+            raise SystemExit(f"diffusers 0.39 and {diffusers.__version__} disagree on the sigmas "
+                             f"for {w}x{h}, {n} steps")
+        out.append({"width": w, "height": h, "steps": n, "unshifted_timesteps": prev["timesteps"],
+                    "shifted_timesteps": new["timesteps"], "sigmas": new["sigmas"]})
     return out
 
 
@@ -176,18 +204,22 @@ def sampler_cases():
 
 
 def main():
+    if sys.argv[1:] == ["--schedules_only"]:  # the child process of schedule_cases, under diffusers 0.39
+        print(json.dumps({"version": diffusers.__version__, "cases": schedules_of_this_diffusers()}))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--diffusers_0_39", required=True, help="a folder holding diffusers 0.39 (pip install --target)")
     ap.add_argument("out")
     args = ap.parse_args()
     doc = {
-        "_source": f"tools/goldens/glm_image_goldens.py with diffusers {diffusers.__version__}, transformers "
-                   f"{transformers.__version__}, torch {torch.__version__}",
+        "_source": f"tools/goldens/glm_image_goldens.py with diffusers {diffusers.__version__} (unshifted timesteps: "
+                   f"0.39), transformers {transformers.__version__}, torch {torch.__version__}",
         "glyphs": glyph_cases(),
         "smart_resize": smart_resize_cases(),
         "processor": processor_cases(),
         "rope_index": rope_index_cases(),
         "dit_rope": dit_rope_cases(),
-        "schedules": schedule_cases(),
+        "schedules": schedule_cases(args.diffusers_0_39),
         "sampler": sampler_cases(),
     }
     with open(args.out, "w") as f:

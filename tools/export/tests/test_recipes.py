@@ -119,10 +119,10 @@ class RecipeRecordTest(unittest.TestCase):
         import transformers
         glm = recipes.RECIPES["glm_image"]
         ctx = recipes.Ctx(torch.float32, torch.device("cpu"), False, {})
-        self.assertEqual(glm.constants(ctx, "transformer", None), {})
+        self.assertEqual(len(glm.jobs(ctx, {})), 6)
         for lib, version in ((transformers, "5.3.0"), (diffusers, "0.39.1")):
             with mock.patch.object(lib, "__version__", version), self.assertRaises(ValueError) as e:
-                glm.constants(ctx, "vision_language_encoder", None)
+                glm.jobs(ctx, {})  # before any component is traced
             self.assertIn(f"{lib.__name__} {version} is not a version the GLM-Image wrappers were checked against",
                           str(e.exception))
 

@@ -173,7 +173,18 @@ def _dit_cases(t, ctx):
     return out
 
 
+def check_versions():
+    """Refuses transformers and diffusers versions the wrappers were not checked against, before any export work."""
+    import importlib
+    for name, tested in TESTED.items():
+        found = importlib.import_module(name).__version__
+        if tuple(int(x) for x in found.split(".")[:2]) not in tested:
+            raise ValueError(f"{name} {found} is not a version the GLM-Image wrappers were checked against "
+                             f"({', '.join('.'.join(map(str, v)) for v in tested)}); install a tested version")
+
+
 def _jobs(ctx, configs):
+    check_versions()
     return [Job("glyph_encoder", "text_encoder", GlyphEncoder, _glyph_cases),
             Job("image_tokenizer", "vision_language_encoder", ImageTokenizer, _image_tokenizer_cases),
             Job("ar_lm", "vision_language_encoder", ArLm, _ar_cases),
@@ -211,13 +222,8 @@ def _constants(ctx, subfolder, module):
     """`ar_prompt` from the snapshot's processor/ (loaded next to the vision-language model it serves)."""
     if subfolder != "vision_language_encoder":
         return {}
-    import importlib
     from pathlib import Path
-    for name, tested in TESTED.items():
-        found = importlib.import_module(name).__version__
-        if tuple(int(x) for x in found.split(".")[:2]) not in tested:
-            raise ValueError(f"{name} {found} is not a version the GLM-Image wrappers were checked against "
-                             f"({', '.join('.'.join(map(str, v)) for v in tested)}); install a tested version")
+
     from transformers import GlmImageProcessor
     processor = GlmImageProcessor.from_pretrained(Path(module.config._name_or_path) / "processor")
     return {"ar_prompt": ar_prompt_constant(processor)}
