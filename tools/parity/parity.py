@@ -68,7 +68,7 @@ CASES = {
     # GLM-Image: sizes the reference policy keeps (multiples of 32 within the tiny processor's 64..256); diffusers
     # 0.40's timesteps (docs/models/glm_image.md, "Timesteps"); the AR stages are compared teacher-forced and the
     # DiT gets the same injected prior on both sides (run_glm).
-    "glm_image": dict(images=[(160, 96), (128, 128)], guidance=1.5, glm=True,
+    "glm_image": dict(images=[(160, 96), (128, 128)], guidance=1.5, glm=True, image_list=True,
                       model_options=["timesteps=shifted"]),
 }
 PROMPT = 'Make the sky purple and write "hello" on the wall'
