@@ -248,6 +248,31 @@ std::vector<int64_t> ArPositions::decode_column(int64_t k) const {
           decode[static_cast<std::size_t>(2 * m + k)]};
 }
 
+namespace {
+
+// Three position rows (t, h, w) being filled, one column per token.
+struct Axes {
+  std::vector<int64_t> t, h, w;
+  void push(int64_t tt, int64_t hh, int64_t ww) {
+    t.push_back(tt);
+    h.push_back(hh);
+    w.push_back(ww);
+  }
+  // A grid starting at `base`: (base, base + row, base + col), row-major.
+  void grid(int64_t base, ArGrid g) {
+    for (int64_t r = 0; r < g.h; ++r)
+      for (int64_t c = 0; c < g.w; ++c) push(base, base + r, base + c);
+  }
+  std::vector<int64_t> rows() const {
+    std::vector<int64_t> out = t;
+    out.insert(out.end(), h.begin(), h.end());
+    out.insert(out.end(), w.begin(), w.end());
+    return out;
+  }
+};
+
+}  // namespace
+
 ArPositions glm_ar_positions(const std::vector<int64_t>& ids, int64_t start_id, int64_t end_id,
                              const std::vector<ArGrid>& grids) {
   // get_rope_index pairs the i-th position after a start marker with the i-th end marker (zip: extra starts, such as
@@ -258,17 +283,11 @@ ArPositions glm_ar_positions(const std::vector<int64_t>& ids, int64_t start_id, 
     if (ids[i] == end_id) ends.push_back(i);
   }
   const std::size_t blocks = std::min({starts.size(), ends.size(), grids.size()});
-  ArPositions out;
-  out.n = static_cast<int64_t>(ids.size());
-  std::vector<int64_t> t, h, w;
+  Axes prefill;
   int64_t pos = 0;
   std::size_t prev_end = 0;
   const auto text_run = [&](std::size_t count) {
-    for (std::size_t k = 0; k < count; ++k, ++pos) {
-      t.push_back(pos);
-      h.push_back(pos);
-      w.push_back(pos);
-    }
+    for (std::size_t k = 0; k < count; ++k, ++pos) prefill.push(pos, pos, pos);
   };
   for (std::size_t b = 0; b < blocks; ++b) {
     const std::size_t start = starts[b], end = ends[b];
@@ -279,39 +298,24 @@ ArPositions glm_ar_positions(const std::vector<int64_t>& ids, int64_t start_id, 
       throw std::invalid_argument(fmt::format("AR prompt: image block {} holds {} tokens, its grid {}x{} needs {}", b,
                                               end - start, g.h, g.w, g.h * g.w));
     text_run(start - prev_end);
-    for (int64_t r = 0; r < g.h; ++r)
-      for (int64_t c = 0; c < g.w; ++c) {
-        t.push_back(pos);
-        h.push_back(pos + r);
-        w.push_back(pos + c);
-      }
+    prefill.grid(pos, g);
     pos += std::max(g.h, g.w);
     prev_end = end;
   }
   text_run(ids.size() - prev_end);  // the last end marker and everything after it
-  out.prefill = t;
-  out.prefill.insert(out.prefill.end(), h.begin(), h.end());
-  out.prefill.insert(out.prefill.end(), w.begin(), w.end());
 
-  std::vector<int64_t> dt, dh, dw;
+  Axes decode;  // the grids no block completes, last first, then one final entry
   int64_t d = pos;
   for (std::size_t i = grids.size(); i > blocks; --i) {
-    const ArGrid g = grids[i - 1];
-    for (int64_t r = 0; r < g.h; ++r)
-      for (int64_t c = 0; c < g.w; ++c) {
-        dt.push_back(d);
-        dh.push_back(d + r);
-        dw.push_back(d + c);
-      }
-    d += std::max(g.h, g.w);
+    decode.grid(d, grids[i - 1]);
+    d += std::max(grids[i - 1].h, grids[i - 1].w);
   }
-  dt.push_back(d);
-  dh.push_back(d);
-  dw.push_back(d);
-  out.m = static_cast<int64_t>(dt.size());
-  out.decode = dt;
-  out.decode.insert(out.decode.end(), dh.begin(), dh.end());
-  out.decode.insert(out.decode.end(), dw.begin(), dw.end());
+  decode.push(d, d, d);
+  ArPositions out;
+  out.n = static_cast<int64_t>(ids.size());
+  out.m = static_cast<int64_t>(decode.t.size());
+  out.prefill = prefill.rows();
+  out.decode = decode.rows();
   return out;
 }
 

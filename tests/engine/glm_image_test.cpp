@@ -12,6 +12,7 @@
 #include "diffgentor/ar_engine.hpp"
 #include "diffgentor/glm_image_inputs.hpp"
 #include "fixture.hpp"
+#include "testdata.hpp"
 
 using namespace dg;
 using dg::test::counter;
@@ -23,13 +24,7 @@ using nlohmann::json;
 
 namespace {
 
-const json& goldens() {
-  static const json doc = [] {
-    std::ifstream in(std::string(DG_SOURCE_DIR) + "/tests/data/glm_image/goldens.json");
-    return json::parse(in);
-  }();
-  return doc;
-}
+const json& goldens() { return dg::test::testdata_json("glm_image/goldens.json"); }
 
 at::Tensor row(const json& values) { return at::tensor(values.get<std::vector<float>>()).view({1, -1}); }
 

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "testdata.hpp"
+
 #include "diffgentor/sampling.hpp"
 
 using namespace dg;
@@ -17,13 +19,7 @@ using nlohmann::json;
 
 namespace {
 
-const json& goldens() {
-  static const json doc = [] {
-    std::ifstream in(std::string(DG_SOURCE_DIR) + "/tests/data/glm_image/goldens.json");
-    return json::parse(in);
-  }();
-  return doc;
-}
+const json& goldens() { return dg::test::testdata_json("glm_image/goldens.json"); }
 
 // The image the golden script builds: RGB (x*7 + y*13 + c*50) % 256.
 Image pattern_image(int w, int h) {
