@@ -26,10 +26,12 @@ struct ComponentSpec {
 };
 
 /// The `format_version` this build writes (torchscript/manifest.json). Version 2 changed only glm_image's
-/// signatures, and no glm_image bundle of version 1 could run, so a bundle of any other type reads the same in
-/// both: this build reads versions kOldestBundleFormatVersion..kBundleFormatVersion, and glm_image needs 2.
+/// signatures, so a bundle of any other type reads the same in both.
 inline constexpr int kBundleFormatVersion = 2;
-inline constexpr int kOldestBundleFormatVersion = 1;
+
+/// The oldest format_version whose signatures `model_type` still has (bundle_contract.json "min_format_version",
+/// default 1); the runtime reads that version up to kBundleFormatVersion.
+int min_bundle_format_version(const std::string& model_type);
 
 /// The component methods of `model_type`, for all seven types.
 const std::vector<ComponentSpec>& bundle_components(const std::string& model_type);

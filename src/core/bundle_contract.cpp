@@ -42,6 +42,12 @@ void expand(const nlohmann::json& doc, const std::string& name, std::vector<Comp
 
 }  // namespace
 
+int min_bundle_format_version(const std::string& model_type) {
+  static const nlohmann::json mins =
+      nlohmann::json::parse(kContractJson).value("min_format_version", nlohmann::json::object());
+  return mins.contains(model_type) ? mins[model_type].get<int>() : 1;
+}
+
 const std::vector<ComponentSpec>& bundle_components(const std::string& model_type) {
   static const std::map<std::string, std::vector<ComponentSpec>> table = [] {
     const auto doc = nlohmann::json::parse(kContractJson);

@@ -48,7 +48,7 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
   if (!m.contains("format_version") || !m["format_version"].is_number_integer())
     throw fail("no integer format_version");
   const int version = m["format_version"].get<int>();
-  const int oldest = spec.type == "glm_image" ? kBundleFormatVersion : kOldestBundleFormatVersion;
+  const int oldest = min_bundle_format_version(spec.type);
   if (version < oldest || version > kBundleFormatVersion)
     throw fail(
         fmt::format("format_version {} is not supported (this build reads {} for {}); re-export the bundle", version,
