@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
       dg::find_model_entry(type)->make_tiny(spec, bundle, {size, 0});
     for (const char* dtype : {"float32", "bfloat16"}) {
       auto t0 = std::chrono::steady_clock::now();
-      auto pipe = dg::find_model_entry(type)->make_pipeline({&spec, bundle, device, dtype, {}, {}});
+      auto pipe = dg::find_model_entry(type)->make_pipeline({&spec, bundle, device, dtype, {}, {}, {}});
       const double load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       dg::EditRequest r;
       r.images = {pattern(640, 480, 1)};

@@ -1,11 +1,12 @@
 #pragma once
 /// The autoregressive engine (docs/architecture.md, "AR engine"): drives a TorchScript LM with two methods,
-///   prefill(input_ids i64 [1, n], position_ids i64 [P, 1, n]) -> (logits f32 [1, V], present_k, present_v)
+///   prefill(input_ids i64 [1, n], position_ids i64 [P, 1, n], extra...) -> (logits f32 [1, V], present_k, present_v)
 ///   decode(input_ids i64 [1, 1], position_ids i64 [P, 1, 1], past_k, past_v) -> (logits f32 [1, V], present_k,
 ///   present_v)
 /// where present_k/v are W [NL, 1, KVH, T, Dh] caches the engine hands back unchanged (decode returns them one
 /// token longer), and samples each next token with transformers' warpers on the logits' device. P is the
-/// number of position axes (3 for mRoPE). Used by GLM-Image's prior; any LM with this interface can use it.
+/// number of position axes (3 for mRoPE, 1 for Mistral); `extra` are further prefill arguments (FLUX.2's upsampler:
+/// the image embeddings). Used by GLM-Image's prior and FLUX.2-dev's prompt upsampler.
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/jit/api/module.h>
@@ -47,8 +48,9 @@ struct ArStats {
 };
 
 struct ArRequest {
-  at::Tensor input_ids;     ///< i64 [1, n] on the LM's device
-  at::Tensor position_ids;  ///< i64 [P, 1, n]
+  at::Tensor input_ids;                   ///< i64 [1, n] on the LM's device
+  at::Tensor position_ids;                ///< i64 [P, 1, n]
+  std::vector<at::Tensor> prefill_extra;  ///< further prefill() arguments, after the positions
   /// Positions [P, 1, 1] for feeding the k-th generated token (k = 0 is the token sampled from prefill).
   std::function<at::Tensor(int64_t k)> decode_positions;
   int64_t max_new_tokens = 0;  ///< stop after this many tokens (no decode step after the last one)
@@ -56,6 +58,9 @@ struct ArRequest {
   /// returned), so the logits of every step can be compared with a reference run; the run ends where the teacher's
   /// tokens end or at the teacher's end token.
   const std::vector<int64_t>* teacher = nullptr;
+  /// Parity: when defined ([steps, V] f32), step k samples from row k instead of the model's logits (a reference
+  /// run's captured logits, so the sampler itself is compared); steps past its rows use the model's.
+  at::Tensor sample_logits;
   /// Called with each step's logits [1, V] f32 before sampling (step 0 = prefill).
   std::function<void(int64_t step, const at::Tensor& logits)> on_logits;
 };

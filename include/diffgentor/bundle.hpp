@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "diffgentor/bundle_contract.hpp"
 #include "diffgentor/model_table.hpp"
 
 namespace dg {
@@ -33,6 +35,10 @@ class Bundle {
   const nlohmann::json& config(const std::string& relative_path) const;
   /// manifest["constants"][key], or throws naming it.
   const nlohmann::json& constant(const std::string& key) const;
+  /// Whether the bundle holds the contract's optional group `group` (manifest `optional`).
+  bool has_optional(const std::string& group) const;
+  /// Whether the bundle holds the contract method `c` (required, or of an optional group it holds).
+  bool holds(const ComponentSpec& c) const { return c.optional.empty() || has_optional(c.optional); }
   /// The dtype components run in (the contract's "W").
   at::ScalarType dtype() const { return dtype_; }
   /// Loads `component` onto `device` in the weight dtype and checks its forward() argument names.
@@ -45,6 +51,7 @@ class Bundle {
   at::ScalarType dtype_ = at::kFloat;
   bool convertible_ = false;
   std::string model_type_;
+  std::vector<std::string> optional_;
 };
 
 /// "bfloat16" -> kBFloat16 and so on; throws BundleError for other names.

@@ -23,6 +23,9 @@ struct ComponentSpec {
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   std::string method = "forward";
+  /// The optional group the method belongs to ("" = every bundle has it). A bundle holds a group's methods iff
+  /// its manifest lists the group in `optional` (FLUX.2-dev's prompt upsampler: "upsampler").
+  std::string optional;
 };
 
 /// The `format_version` this build writes (torchscript/manifest.json). Version 2 changed only glm_image's

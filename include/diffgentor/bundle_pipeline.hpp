@@ -58,6 +58,8 @@ class BundlePipeline : public Pipeline {
     const auto it = inputs_.find(stage);
     return it == inputs_.end() ? at::Tensor() : it->second;
   }
+  /// Whether a stage tap is installed (to skip gathering what only a tap would take).
+  bool tapping() const { return static_cast<bool>(tap_); }
   /// Hands `value` to the stage tap, if one is installed.
   void tap(const char* stage, const at::Tensor& value) const {
     if (tap_) tap_(stage, value);

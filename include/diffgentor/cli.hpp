@@ -31,7 +31,9 @@ struct TokenizeOptions {
   std::optional<std::string> model_name;  ///< a bundle (its tokenizer/tokenizer.json)
   std::optional<std::string> tokenizer;   ///< a tokenizer.json file
   bool add_special_tokens = false;
-  std::optional<std::string> text;  ///< else standard input
+  bool decode = false;  ///< the input is a JSON list of ids; prints the text as a JSON string
+  bool skip_special_tokens = false, clean_up_tokenization_spaces = false;  ///< decode settings
+  std::optional<std::string> text;                                         ///< else standard input
 };
 
 struct Command {

@@ -3,7 +3,8 @@
 /// rewrites each row's instruction with an LLM over an OpenAI-compatible API before the model sees it.
 /// Runs in the runner's prepare stage, several requests at a time, so its latency is hidden from the
 /// model stage. A failure falls back to the original instruction, is logged as a warning and recorded
-/// in results.csv (`enhance_status`), never silently.
+/// in results.csv (`enhance_status`), never silently. flux2's default mode instead rewrites inside the model
+/// stage with FLUX.2-dev's own Mistral (PromptUpsampling, src/models/flux2_upsampler.hpp).
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "diffgentor/chat_client.hpp"
 #include "diffgentor/image.hpp"
 #include "diffgentor/options.hpp"
+#include "diffgentor/pipeline.hpp"
 #include "diffgentor/selection.hpp"
 
 namespace dg {
@@ -24,13 +26,15 @@ struct EnhancerConfig {
   std::string model = "gpt-4o";
   double temperature = 0.15;
   bool debug = false;
-  std::string debug_dir;   ///< logs go to <debug_dir>/prompt_enhancer/<index>.log
-  std::string flux2_mode;  ///< flux2 only: "api" (works) or "diffusers" (needs an AR engine: refused)
-  int concurrency = 4;     ///< requests in flight
+  std::string debug_dir;        ///< logs go to <debug_dir>/prompt_enhancer/<index>.log
+  std::string flux2_mode;       ///< flux2 only: "api" or "diffusers" (the bundle's own Mistral, in the model stage)
+  PromptUpsampling upsampling;  ///< flux2 in diffusers mode: enabled, with the DG_FLUX2_UPSAMPLE_* overrides
+  int concurrency = 4;          ///< requests in flight
 };
 
 /// Reads the configuration for `options.prompt_enhance_type`. Throws UsageError at start-up for a
-/// missing API key, a base that is not http(s), a bad temperature, or flux2's diffusers mode.
+/// missing API key, a base that is not http(s), a bad temperature or token count, or an unknown flux2 mode. In
+/// flux2's diffusers mode no API setting is read (nothing goes over the network).
 EnhancerConfig enhancer_config(const EditOptions& options, const EnvLookup& env);
 
 struct EnhanceOutcome {

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -51,6 +52,14 @@ struct EditRequest {
   EffectiveParams params;  ///< steps, guidance, true_cfg, negative prompt after all merging
 };
 
+/// An instruction rewritten inside the model stage (FLUX.2-dev's own upsampler), recorded in results.csv as the API
+/// enhancer's are (`instruction_enhanced`, `enhance_status`, `time_enhance_s`).
+struct EnhancedPrompt {
+  std::string instruction;  ///< what the model got: the rewrite, or the original on fallback
+  std::string status;       ///< "ok" or "fallback: <reason>"
+  double seconds = 0;
+};
+
 struct EditResult {
   Image image;
   /// Seconds per named pipeline stage (e.g. "encode_text", "denoise", "vae_decode"), for results.csv
@@ -58,6 +67,7 @@ struct EditResult {
   std::vector<std::pair<std::string, double>> stage_seconds;
   /// Counts worth recording (e.g. "transformer_calls"), written to results.csv's `counters`.
   std::vector<std::pair<std::string, int64_t>> counters;
+  std::optional<EnhancedPrompt> enhanced;  ///< set when the pipeline rewrote the instruction itself
 };
 
 class Pipeline {
@@ -76,6 +86,14 @@ class Pipeline {
   }
 };
 
+/// FLUX.2-dev's prompt upsampling with the bundle's own Mistral (docs/enhancement.md, "FLUX.2-dev upsampler"):
+/// off unless the run asks for it (--prompt_enhance_type flux2 with DG_FLUX2_ENHANCER_MODE unset or diffusers).
+struct PromptUpsampling {
+  bool enabled = false;
+  std::optional<double> temperature;  ///< DG_FLUX2_UPSAMPLE_TEMPERATURE; default the bundle's (upstream's 0.15)
+  std::optional<int> max_new_tokens;  ///< DG_FLUX2_UPSAMPLE_MAX_TOKENS; default the bundle's (upstream's 512)
+};
+
 /// What a pipeline is built from: the model type, its bundle, one resolved device and the run dtype.
 struct PipelineConfig {
   const ModelSpec* spec = nullptr;
@@ -87,6 +105,7 @@ struct PipelineConfig {
   /// Where the engine's notices go (effective settings, ignored inputs); the CLI logs them at info. The engine
   /// has no logger of its own: libtorch's bundled fmt and the system's spdlog do not mix in one file.
   std::function<void(const std::string&)> notice;
+  PromptUpsampling upsampling;
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

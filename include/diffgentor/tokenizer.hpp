@@ -7,7 +7,9 @@
 /// Precompiled charsmap normalizer, Metaspace (with its "first" prepend scheme), Viterbi over the
 /// pieces (unigram.hpp) — native, because Debian's libsentencepiece carries its own protobuf, which
 /// clashes with libtorch's in one process.
-/// Pinned by tests/data/tokenizers/<name>/cases.jsonl (ids from HF tokenizers).
+/// Decoding (ids -> text) implements the ByteLevel decoder (the byte-level BPE tokenizers: Tekken, Qwen).
+/// Pinned by tests/data/tokenizers/<name>/cases.jsonl (ids from HF tokenizers) and
+/// tests/data/tokenizers/tekken/decode_cases.jsonl (text from HF tokenizers' decode).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -47,6 +49,17 @@ class Tokenizer {
     std::vector<int32_t> attention_mask;
   };
   Padded encode_padded(std::string_view text, std::size_t max_length, int32_t pad_id) const;
+
+  /// Text of `ids` as huggingface/tokenizers' `Tokenizer.decode` gives it: every id's token string (vocabulary
+  /// or added token; unknown ids are dropped, special added tokens too when `skip_special_tokens`) through the
+  /// decoder — ByteLevel: each character back to its byte (a token with a character outside the byte map
+  /// contributes its own UTF-8), the bytes read as UTF-8 with each maximal invalid subsequence replaced by
+  /// U+FFFD. `clean_up_tokenization_spaces` then applies transformers' `clean_up_tokenization` (" ." -> "."
+  /// and the like). Throws TokenizerError for a decoder other than ByteLevel.
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens,
+                     bool clean_up_tokenization_spaces = false) const;
+  /// Whether the model is BPE (transformers 5 skips the clean-up for BPE tokenizers).
+  bool is_bpe() const;
 
   /// Id of a vocabulary entry or added token.
   std::optional<int32_t> token_to_id(std::string_view token) const;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -110,7 +111,7 @@ std::string nothing_selected(const Plan& plan, const EditOptions& o) {
 // --dry_run: the plan, and every reason the real run would stop at start-up (exit 1 when there is one, or
 // when rows have problems).
 int dry_run(Command& cmd, const ModelSpec& spec, const std::vector<std::string>& devices,
-            const PromptEnhancer* enhancer, const Backend& backend) {
+            const PromptEnhancer* enhancer, const PromptUpsampling& upsampling, const Backend& backend) {
   const EditOptions& o = cmd.edit;
   setup_logging(std::nullopt, cmd.verbose);
   std::vector<std::string> stops;
@@ -132,8 +133,8 @@ int dry_run(Command& cmd, const ModelSpec& spec, const std::vector<std::string>&
     if (!spec.implemented())
       stops.push_back(fmt::format("model type {} is planned: this build has no pipeline for it yet", spec.type));
     else if (backend.check_bundle)
-      backend.check_bundle(
-          PipelineConfig{&spec, bundle, devices.front(), o.torch_dtype, checked_model_options(spec, o), {}});
+      backend.check_bundle(PipelineConfig{
+          &spec, bundle, devices.front(), o.torch_dtype, checked_model_options(spec, o), {}, upsampling});
   } catch (const std::exception& e) {
     std::string why = e.what();
     for (std::size_t p = why.find('\n'); p != std::string::npos; p = why.find('\n', p + 1)) why.insert(p + 1, "    ");
@@ -145,6 +146,11 @@ int dry_run(Command& cmd, const ModelSpec& spec, const std::vector<std::string>&
         fmt::format("\n  enhancer    {} via {} ({}, temperature {}, {} in flight)", enhancer->config().type,
                     ChatClient(enhancer->config().client).endpoint(), enhancer->config().model,
                     enhancer->config().temperature, enhancer->config().concurrency);
+  if (upsampling.enabled)
+    bundle_status += fmt::format(
+        "\n  enhancer    flux2 with the bundle's own Mistral in the model stage (temperature {}, up to {} new tokens)",
+        upsampling.temperature ? fmt::format("{}", *upsampling.temperature) : "of the bundle (0.15 upstream)",
+        upsampling.max_new_tokens ? fmt::format("{}", *upsampling.max_new_tokens) : "the bundle's (512 upstream)");
   std::size_t problem_rows = 0;
   std::cout << format_plan(*plan, o, bundle_status, devices, &problem_rows);
   if (const std::string why = nothing_selected(*plan, o); !why.empty()) std::cout << "  note        " << why << "\n";
@@ -156,14 +162,27 @@ int dry_run(Command& cmd, const ModelSpec& spec, const std::vector<std::string>&
 int run_edit(Command& cmd, const Backend& backend) {
   EditOptions& o = cmd.edit;
   validate_options(o);
-  // The enhancer's configuration is checked now, before any model loads (a missing key fails here).
+  // The enhancer's configuration is checked now, before any model loads (a missing key fails here). flux2's
+  // diffusers mode rewrites inside the model stage with the bundle's own Mistral: no API enhancer then.
   std::unique_ptr<PromptEnhancer> enhancer;
-  if (o.prompt_enhance_type) enhancer = std::make_unique<PromptEnhancer>(enhancer_config(o, getenv_lookup));
+  PromptUpsampling upsampling;
   const ModelSpec& spec = resolve_model_type(o);
+  if (o.prompt_enhance_type) {
+    EnhancerConfig ec = enhancer_config(o, getenv_lookup);
+    if (ec.upsampling.enabled && spec.type != "flux2")
+      throw UsageError(fmt::format(
+          "--prompt_enhance_type flux2 with DG_FLUX2_ENHANCER_MODE unset or 'diffusers' rewrites prompts with "
+          "FLUX.2-dev's own Mistral, which model type {} does not have; set DG_FLUX2_ENHANCER_MODE=api",
+          spec.type));
+    if (ec.upsampling.enabled)
+      upsampling = ec.upsampling;
+    else
+      enhancer = std::make_unique<PromptEnhancer>(std::move(ec));
+  }
   const std::map<std::string, std::string> model_options = checked_model_options(spec, o);
   const std::vector<std::string> devices = resolve_devices(backend, o);
 
-  if (o.dry_run) return dry_run(cmd, spec, devices, enhancer.get(), backend);
+  if (o.dry_run) return dry_run(cmd, spec, devices, enhancer.get(), upsampling, backend);
 
   // One run per shard and output folder at a time, held until the process ends (docs/batch-runner.md,
   // "Guarantees"). The plan comes first (a manifest that cannot run writes nothing), then the lock; should
@@ -234,8 +253,9 @@ int run_edit(Command& cmd, const Backend& backend) {
     for (const auto& device : devices) {
       if (g_stop) break;
       spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
-      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype, model_options,
-                                                           [](const std::string& line) { spdlog::info("{}", line); }}));
+      owned.push_back(
+          backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype, model_options,
+                                               [](const std::string& line) { spdlog::info("{}", line); }, upsampling}));
       replicas.push_back(owned.back().get());
     }
   } catch (...) {
@@ -299,7 +319,21 @@ int run_tokenize(const TokenizeOptions& t) {
     ss << std::cin.rdbuf();
     text = ss.str();
   }
-  std::cout << nlohmann::json(tok.encode(text, t.add_special_tokens)).dump() << "\n";
+  if (!t.decode) {
+    if (t.skip_special_tokens || t.clean_up_tokenization_spaces)
+      throw UsageError("--skip_special_tokens and --clean_up_tokenization_spaces need --decode");
+    std::cout << nlohmann::json(tok.encode(text, t.add_special_tokens)).dump() << "\n";
+    return kExitOk;
+  }
+  const nlohmann::json ids = nlohmann::json::parse(text, nullptr, false);
+  std::vector<int32_t> list;
+  if (!ids.is_discarded() && ids.is_array())
+    for (const auto& v : ids)
+      if (v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX)
+        list.push_back(v.get<int32_t>());
+  if (ids.is_discarded() || !ids.is_array() || list.size() != ids.size())
+    throw UsageError("tokenize --decode: the input must be a JSON list of non-negative token ids, e.g. [1, 22, 333]");
+  std::cout << nlohmann::json(tok.decode(list, t.skip_special_tokens, t.clean_up_tokenization_spaces)).dump() << "\n";
   return kExitOk;
 }
 

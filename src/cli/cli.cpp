@@ -195,7 +195,12 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
   tok->add_option("--model_name", cmd.tokenize.model_name, "Bundle whose tokenizer/tokenizer.json to use");
   tok->add_option("--tokenizer", cmd.tokenize.tokenizer, "A tokenizer.json file");
   tok->add_flag("--add_special_tokens", cmd.tokenize.add_special_tokens, "Apply the post-processor's special tokens");
-  tok->add_option("text", cmd.tokenize.text, "Text to tokenize (default: standard input)");
+  tok->add_flag("--decode", cmd.tokenize.decode,
+                "Decode instead: the input is a JSON list of ids, the output the text as a JSON string");
+  tok->add_flag("--skip_special_tokens", cmd.tokenize.skip_special_tokens, "With --decode: drop special tokens");
+  tok->add_flag("--clean_up_tokenization_spaces", cmd.tokenize.clean_up_tokenization_spaces,
+                "With --decode: apply transformers' clean_up_tokenization (\" .\" -> \".\" and the like)");
+  tok->add_option("text", cmd.tokenize.text, "Text to tokenize, or with --decode the ids (default: standard input)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -36,7 +36,7 @@ void expand(const nlohmann::json& doc, const std::string& name, std::vector<Comp
       continue;
     }
     out.push_back({e.at("component").get<std::string>(), e.at("subfolder").get<std::string>(), tensors(e.at("inputs")),
-                   tensors(e.at("outputs")), e.value("method", "forward")});
+                   tensors(e.at("outputs")), e.value("method", "forward"), e.value("optional", "")});
   }
 }
 

@@ -69,6 +69,8 @@ struct Tokenizer::Impl {
   // every position would cost milliseconds per prompt.
   std::array<std::vector<std::size_t>, 256> added_by_byte;
   bool ignore_merges = false, byte_level = false, byte_fallback = false, fuse_unk = false;
+  std::string decoder;              // the decoder's type ("" when there is none)
+  std::vector<bool> special_by_id;  // added tokens marked special, by id
   std::string end_of_word_suffix;
   std::optional<int32_t> unk_id;
   std::vector<TextFn> normalizers;
@@ -442,6 +444,8 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
     m.load_normalizer(j.value("normalizer", json()));
     m.load_pre_tokenizer(j.value("pre_tokenizer", json()));
     m.load_post_processor(j.value("post_processor", json()));
+    const json dec = j.value("decoder", json());
+    if (dec.is_object()) m.decoder = dec.value("type", "");
   } catch (const json::exception& e) {
     m.fail(std::string("malformed tokenizer.json: ") + e.what());
   } catch (const std::runtime_error& e) {
@@ -453,7 +457,11 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& origin) {
   for (const auto& a : m.added) max_id = std::max<std::size_t>(max_id, static_cast<std::size_t>(a.id));
   m.id_to_token.assign(max_id + 1, "");
   for (const auto& [tok, id] : m.vocab) m.id_to_token[static_cast<std::size_t>(id)] = tok;
-  for (const auto& a : m.added) m.id_to_token[static_cast<std::size_t>(a.id)] = a.content;
+  m.special_by_id.assign(max_id + 1, false);
+  for (const auto& a : m.added) {
+    m.id_to_token[static_cast<std::size_t>(a.id)] = a.content;
+    m.special_by_id[static_cast<std::size_t>(a.id)] = a.special;
+  }
   for (std::size_t k = 0; k < m.added.size(); ++k)
     if (!m.added[k].content.empty()) m.added_by_byte[static_cast<unsigned char>(m.added[k].content[0])].push_back(k);
   return t;
@@ -486,6 +494,108 @@ Tokenizer::Padded Tokenizer::encode_padded(std::string_view text, std::size_t ma
   out.attention_mask.resize(max_length, 0);
   return out;
 }
+
+namespace {
+
+// Expected length of the UTF-8 sequence led by `b` and the allowed range of its second byte (Unicode Table 3-7,
+// the rules Rust's String::from_utf8_lossy applies); 0 for a byte that cannot lead one.
+int utf8_lead(unsigned char b, unsigned char& lo, unsigned char& hi) {
+  lo = 0x80, hi = 0xBF;
+  if (b < 0x80) return 1;
+  if (b >= 0xC2 && b <= 0xDF) return 2;
+  if (b == 0xE0) return lo = 0xA0, 3;
+  if (b == 0xED) return hi = 0x9F, 3;
+  if (b >= 0xE1 && b <= 0xEF) return 3;
+  if (b == 0xF0) return lo = 0x90, 4;
+  if (b == 0xF4) return hi = 0x8F, 4;
+  if (b >= 0xF1 && b <= 0xF3) return 4;
+  return 0;
+}
+
+// The bytes as UTF-8, each maximal invalid subsequence replaced by U+FFFD (String::from_utf8_lossy).
+std::string utf8_lossy(const std::string& bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    unsigned char lo = 0, hi = 0;
+    const int len = utf8_lead(static_cast<unsigned char>(bytes[i]), lo, hi);
+    int good = len > 0 ? 1 : 0;
+    while (good > 0 && good < len && i + good < bytes.size()) {
+      const auto c = static_cast<unsigned char>(bytes[i + good]);
+      if (c < (good == 1 ? lo : 0x80) || c > (good == 1 ? hi : 0xBF)) break;
+      ++good;
+    }
+    if (len > 0 && good == len) {
+      out.append(bytes, i, static_cast<std::size_t>(len));
+      i += static_cast<std::size_t>(len);
+    } else {
+      out += "\xEF\xBF\xBD";
+      i += static_cast<std::size_t>(std::max(good, 1));
+    }
+  }
+  return out;
+}
+
+// transformers' PreTrainedTokenizerBase.clean_up_tokenization, replacement by replacement in its order.
+std::string clean_up_tokenization(std::string text) {
+  static const std::pair<const char*, const char*> kRules[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : kRules) {
+    const std::string f = from, t = to;
+    std::string out;
+    std::size_t last = 0;
+    for (std::size_t p = text.find(f); p != std::string::npos; p = text.find(f, last)) {
+      out.append(text, last, p - last);
+      out += t;
+      last = p + f.size();
+    }
+    text = out + text.substr(last);
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens,
+                              bool clean_up_tokenization_spaces) const {
+  const Impl& m = *impl_;
+  if (m.decoder != "ByteLevel")
+    throw TokenizerError(m.origin + ": decoding needs the ByteLevel decoder; this tokenizer's decoder is '" +
+                         (m.decoder.empty() ? std::string("none") : m.decoder) + "'");
+  static const std::unordered_map<std::string, unsigned char> kUnicodeToByte = [] {
+    std::unordered_map<std::string, unsigned char> map;
+    for (int b = 0; b < 256; ++b) map[byte_to_unicode(static_cast<unsigned char>(b))] = static_cast<unsigned char>(b);
+    return map;
+  }();
+  std::string bytes;
+  for (const int32_t id : ids) {
+    if (id < 0 || static_cast<std::size_t>(id) >= m.id_to_token.size()) continue;
+    const std::string& token = m.id_to_token[static_cast<std::size_t>(id)];
+    if (token.empty()) continue;
+    if (skip_special_tokens && m.special_by_id[static_cast<std::size_t>(id)]) continue;
+    // ByteLevel decode: every character of the token mapped back to its byte, or, when one is not in the map,
+    // the token's own UTF-8.
+    std::string mapped;
+    bool whole = true;
+    for (std::size_t i = 0; i < token.size() && whole;) {
+      unsigned char lo = 0, hi = 0;
+      const int len = std::max(1, utf8_lead(static_cast<unsigned char>(token[i]), lo, hi));
+      const auto it = kUnicodeToByte.find(token.substr(i, static_cast<std::size_t>(len)));
+      if (it == kUnicodeToByte.end())
+        whole = false;
+      else
+        mapped += static_cast<char>(it->second);
+      i += static_cast<std::size_t>(len);
+    }
+    bytes += whole ? mapped : token;
+  }
+  std::string text = utf8_lossy(bytes);
+  return clean_up_tokenization_spaces ? clean_up_tokenization(std::move(text)) : text;
+}
+
+bool Tokenizer::is_bpe() const { return !impl_->unigram; }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   for (const auto& a : impl_->added)

@@ -63,7 +63,9 @@ std::vector<int64_t> ar_generate(torch::jit::Module& lm, const ArRequest& r, Tok
   const auto& eos = sampler.config().eos_token_ids;
   const at::Device dev = r.input_ids.device();
   auto t0 = std::chrono::steady_clock::now();
-  auto res = lm.get_method("prefill")({r.input_ids, r.position_ids}).toTuple();
+  std::vector<c10::IValue> prefill_args{r.input_ids, r.position_ids};
+  prefill_args.insert(prefill_args.end(), r.prefill_extra.begin(), r.prefill_extra.end());
+  auto res = lm.get_method("prefill")(prefill_args).toTuple();
   at::Tensor logits = res->elements()[0].toTensor();
   at::Tensor past_k = res->elements()[1].toTensor(), past_v = res->elements()[2].toTensor();
   stats.prefill_tokens += r.input_ids.size(1);
@@ -71,7 +73,8 @@ std::vector<int64_t> ar_generate(torch::jit::Module& lm, const ArRequest& r, Tok
   // prefill lap includes the first sample, the decode lap the rest.
   for (int64_t step = 0;; ++step) {
     if (r.on_logits) r.on_logits(step, logits);
-    const int64_t token = sampler.next(logits);
+    const bool given = r.sample_logits.defined() && step < r.sample_logits.size(0);
+    const int64_t token = sampler.next(given ? r.sample_logits[step].unsqueeze(0).to(logits.device()) : logits);
     ++stats.sampled;
     if (step == 0) {
       stats.prefill_ms += ms_since(t0);

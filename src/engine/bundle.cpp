@@ -6,6 +6,7 @@
 #include <torch/script.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -77,9 +78,16 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
     throw BundleError("dtype float16 does not run on the CPU (no half-precision matmul); use bfloat16 or float32");
 
   const auto& contract = bundle_components(spec.type);
+  for (const auto& g : m.value("optional", json::array())) {
+    const std::string group = g.is_string() ? g.get<std::string>() : "";
+    if (std::none_of(contract.begin(), contract.end(), [&](const ComponentSpec& c) { return c.optional == group; }))
+      throw fail(fmt::format("optional lists '{}', which model type {} has no components for", g.dump(), spec.type));
+    b.optional_.push_back(group);
+  }
   const json components = m.value("components", json::object());
   std::vector<std::string> files{"model_index.json", "scheduler/scheduler_config.json"};
   for (const auto& c : contract) {
+    if (!b.holds(c)) continue;
     if (!components.contains(c.name)) throw fail(fmt::format("component '{}' is missing", c.name));
     const std::string file = components[c.name].value("file", "");
     if (file.empty() || !fs::is_regular_file(fs::path(dir) / "torchscript" / file))
@@ -89,6 +97,10 @@ Bundle Bundle::open(const std::string& dir, const ModelSpec& spec, const std::st
   for (const auto& f : files)
     if (!b.configs_.count(f)) b.configs_[f] = read_json(fs::path(dir) / f, dir);
   return b;
+}
+
+bool Bundle::has_optional(const std::string& group) const {
+  return std::find(optional_.begin(), optional_.end(), group) != optional_.end();
 }
 
 const json& Bundle::config(const std::string& rel) const {
@@ -107,8 +119,10 @@ const json& Bundle::constant(const std::string& key) const {
 torch::jit::Module Bundle::load(const std::string& component, const std::string& device) const {
   std::vector<const ComponentSpec*> methods;
   for (const auto& c : bundle_components(model_type_))
-    if (c.name == component) methods.push_back(&c);
-  if (methods.empty()) throw BundleError(fmt::format("model type {} has no component '{}'", model_type_, component));
+    if (c.name == component && holds(c)) methods.push_back(&c);
+  if (methods.empty())
+    throw BundleError(
+        fmt::format("bundle {}: model type {} has no component '{}' in this bundle", dir_, model_type_, component));
   const json& entry = manifest_["components"][component];
   const fs::path file = fs::path(dir_) / "torchscript" / entry.value("file", "");
   // The exporter lists the graph's operators (bundle contract §3.1); name the ones this libtorch lacks

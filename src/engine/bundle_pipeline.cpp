@@ -23,7 +23,7 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       options_(cfg.options),
       notice_(cfg.notice) {
   for (const auto& c : bundle_components(cfg.spec->type))
-    if (!components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
+    if (bundle_.holds(c) && !components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
 }
 
 int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const {

@@ -57,7 +57,15 @@ Backend torch_backend() {
     if (!entry) throw std::invalid_argument(fmt::format("model type {} has no pipeline in this build", cfg.spec->type));
     return entry->make_pipeline(cfg);
   };
-  b.check_bundle = [](const PipelineConfig& cfg) { Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.dtype, cfg.device); };
+  b.check_bundle = [](const PipelineConfig& cfg) {
+    const Bundle bundle = Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.dtype, cfg.device);
+    if (cfg.upsampling.enabled && !bundle.has_optional("upsampler"))
+      throw BundleError(
+          fmt::format("bundle {} has no prompt upsampler: DG_FLUX2_ENHANCER_MODE unset or 'diffusers' "
+                      "needs a bundle exported with `export_bundle --with_upsampler` (or set "
+                      "DG_FLUX2_ENHANCER_MODE=api)",
+                      cfg.bundle_dir));
+  };
   b.make_tiny = [](const ModelSpec& spec, const std::string& dir, const TinyOptions& options) {
     const ModelEntry* entry = find_model_entry(spec.type);
     if (!entry) throw std::invalid_argument(fmt::format("model type {} has no tiny bundle in this build", spec.type));

@@ -29,6 +29,18 @@ std::string env_or(const EnvLookup& env, const char* name, const std::string& fa
   return v && *v ? std::string(v) : fallback;
 }
 
+// A number in (lo, hi] (lo excluded, so a temperature of 0 is refused), or an integer in [lo, hi].
+double parse_number(const std::string& text, const char* name, double lo, double hi, bool integer) {
+  try {
+    std::size_t used = 0;
+    const double v = integer ? static_cast<double>(std::stoll(text, &used)) : std::stod(text, &used);
+    if (used == text.size() && (integer ? v >= lo : v > lo) && v <= hi) return v;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(integer ? fmt::format("{} '{}': expected a whole number in {}..{}", name, text, lo, hi)
+                           : fmt::format("{} '{}': expected a number above {} and at most {}", name, text, lo, hi));
+}
+
 bool truthy(const std::string& v) {
   std::string s = v;
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -44,13 +56,18 @@ EnhancerConfig enhancer_config(const EditOptions& o, const EnvLookup& env) {
     c.flux2_mode = env_or(env, "DG_FLUX2_ENHANCER_MODE", "diffusers");
     std::transform(c.flux2_mode.begin(), c.flux2_mode.end(), c.flux2_mode.begin(),
                    [](unsigned char ch) { return std::tolower(ch); });
-    if (c.flux2_mode == "diffusers")
-      throw UsageError(
-          "--prompt_enhance_type flux2: DG_FLUX2_ENHANCER_MODE=diffusers (the default) rewrites prompts "
-          "with the bundle's own text model, which needs an autoregressive engine this build does not "
-          "have; set DG_FLUX2_ENHANCER_MODE=api to use an OpenAI-compatible API");
-    if (c.flux2_mode != "api")
+    if (c.flux2_mode != "api" && c.flux2_mode != "diffusers")
       throw UsageError(fmt::format("DG_FLUX2_ENHANCER_MODE='{}': expected api or diffusers", c.flux2_mode));
+    if (c.flux2_mode == "diffusers") {  // FLUX.2-dev's own Mistral, in the model stage: no API settings apply
+      c.upsampling.enabled = true;
+      const std::string t = env_or(env, "DG_FLUX2_UPSAMPLE_TEMPERATURE", "");
+      if (!t.empty()) c.upsampling.temperature = parse_number(t, "DG_FLUX2_UPSAMPLE_TEMPERATURE", 0.0, 2.0, false);
+      const std::string n = env_or(env, "DG_FLUX2_UPSAMPLE_MAX_TOKENS", "");
+      if (!n.empty())
+        c.upsampling.max_new_tokens =
+            static_cast<int>(parse_number(n, "DG_FLUX2_UPSAMPLE_MAX_TOKENS", 1.0, 8192.0, true));
+      return c;
+    }
   }
   c.client.api_key = env_or(env, "DG_PROMPT_ENHANCER_API_KEY", "");
   if (c.client.api_key.empty())

@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "flux2.hpp"
+#include "flux2_upsampler.hpp"
 
 #include "diffgentor/bundle_pipeline.hpp"
 #include "diffgentor/latents.hpp"
@@ -81,6 +82,14 @@ class Flux2 : public BundlePipeline {
     bn_mean_ = at::tensor(mean).view({1, -1, 1, 1}).to(dev_, dtype_);
     bn_std_ = (at::tensor(var).view({1, -1, 1, 1}).to(dev_, dtype_) + eps_).sqrt();
     scheduler_ = SchedulerConfig::from_json(bundle_.config("scheduler/scheduler_config.json"));
+    if (cfg.upsampling.enabled) {
+      if (klein_)
+        throw BundleError(
+            "FLUX.2-klein has no prompt upsampler (upstream upsamples only FLUX.2-dev's prompts); set "
+            "DG_FLUX2_ENHANCER_MODE=api");
+      upsampler_ = std::make_unique<Flux2Upsampler>(bundle_, tokenizer_, dev_, cfg.upsampling);
+      notice("prompt upsampling: FLUX.2's own Mistral, " + upsampler_->describe());
+    }
   }
 
   void run(const EditRequest& r, EditResult& result, StageClock& clock) override {
@@ -91,7 +100,9 @@ class Flux2 : public BundlePipeline {
     const int64_t height = refs.front().height, width = refs.front().width;  // output from the first reference
     clock.lap("preprocess");
 
-    const at::Tensor embeds = encode(r.instruction);
+    std::string instruction = r.instruction;
+    if (upsampler_) instruction = upsample(r, result, clock);
+    const at::Tensor embeds = encode(instruction);
     // Klein base models run plain CFG against "" when guidance_scale > 1; distilled ones never do.
     const bool cfg = klein_ && !is_distilled_ && r.params.guidance > 1.0;
     at::Tensor negative;
@@ -146,6 +157,43 @@ class Flux2 : public BundlePipeline {
   }
 
  private:
+  // Flux2Pipeline.upsample_prompt before the prompt is encoded (caption_upsample_temperature set). Parity
+  // stage inputs: "upsample_teacher_tokens" (fed instead of the sampled ones), "upsample_reference_logits"
+  // (sampled from instead of the model's); taps: "upsample_input_ids", "upsample_image_embeds", "upsample_logits",
+  // "upsample_tokens", "upsample_text" (UTF-8 bytes).
+  std::string upsample(const EditRequest& r, EditResult& result, StageClock& clock) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const at::Tensor teacher_t = stage_input("upsample_teacher_tokens");
+    std::vector<int64_t> teacher;
+    Flux2Upsampler::Hooks hooks;
+    if (teacher_t.defined()) {
+      teacher.assign(teacher_t.data_ptr<int64_t>(), teacher_t.data_ptr<int64_t>() + teacher_t.numel());
+      hooks.teacher = &teacher;
+    }
+    hooks.sample_logits = stage_input("upsample_reference_logits");
+    std::vector<at::Tensor> logits;
+    if (tapping()) hooks.on_logits = [&](int64_t, const at::Tensor& l) { logits.push_back(l.to(at::kCPU)); };
+    const Flux2Upsampler::Result u =
+        upsampler_->run(text_encoder_, upsampler_vision_, r.instruction, r.images, r.seed, hooks);
+    if (tapping()) {
+      tap("upsample_input_ids", at::tensor(u.input_ids).to(at::kFloat));
+      if (u.image_embeds.defined()) tap("upsample_image_embeds", u.image_embeds);
+      if (!logits.empty()) tap("upsample_logits", at::cat(logits, 0));
+      tap("upsample_tokens", at::tensor(u.tokens).to(at::kFloat));
+      std::vector<int64_t> bytes(u.text.begin(), u.text.end());
+      for (auto& b : bytes) b &= 0xFF;
+      tap("upsample_text", at::tensor(bytes).to(at::kFloat));
+    }
+    clock.lap("upsample");
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    result.enhanced = EnhancedPrompt{u.text, u.status, secs};
+    result.counters.emplace_back("upsample_prompt_tokens", static_cast<int64_t>(u.input_ids.size()));
+    result.counters.emplace_back("upsample_new_tokens", static_cast<int64_t>(u.tokens.size()));
+    result.counters.emplace_back("upsample_prefill_ms", static_cast<int64_t>(u.stats.prefill_ms));
+    result.counters.emplace_back("upsample_decode_ms", static_cast<int64_t>(u.stats.decode_ms));
+    return u.text;
+  }
+
   // The chat template, 512 tokens right-padded with the pad id, the three stacked LM layers.
   at::Tensor encode(const std::string& prompt) {
     std::string text;
@@ -178,6 +226,9 @@ class Flux2 : public BundlePipeline {
   SchedulerConfig scheduler_;
   torch::jit::Module text_encoder_ = component("text_encoder"), transformer_ = component("transformer"),
                      vae_encoder_ = component("vae_encoder"), vae_decoder_ = component("vae_decoder");
+  torch::jit::Module upsampler_vision_ =
+      bundle_.has_optional("upsampler") ? component("upsampler_vision") : torch::jit::Module();
+  std::unique_ptr<Flux2Upsampler> upsampler_;
 };
 
 }  // namespace

@@ -274,6 +274,14 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
     const double t_write = since(t0), t_total = since(w.started);
     const std::string idx = std::to_string(pr.row->index);
     ++finished;
+    if (w.fail_stage.empty() && w.result.enhanced) {  // rewritten in the model stage (FLUX.2-dev upsampler)
+      const EnhancedPrompt& e = *w.result.enhanced;
+      w.enhanced = EnhanceOutcome{e.instruction, e.status};
+      w.t_enhance = e.seconds;
+      if (!w.enhanced->ok())
+        spdlog::warn("index {}: prompt upsampling fell back to the original instruction: {}", pr.row->index,
+                     e.status.substr(std::min<std::size_t>(10, e.status.size())));
+    }
     try {
       if (w.fail_stage.empty()) {
         Record r;

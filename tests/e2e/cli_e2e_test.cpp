@@ -240,3 +240,21 @@ TEST(CliE2E, TokenizePrintsIds) {
     EXPECT_EQ(r.out, "[8078,279,8251,9850,264,2518,8896]\n");
   }
 }
+
+TEST(CliE2E, TokenizeDecodesIdsToText) {
+  // Ids of Mistral's Tekken vocabulary (tests/data/tokenizers/tekken): <s> [INST] "Make the sky" [/INST] </s>.
+  TempDir d;
+  const std::string tekken = dg::test::testdata_dir() + "/tokenizers/tekken/tokenizer.json";
+  const std::string ids = "[1, 3, 23269, 1278, 21283, 4, 2]";
+  ProcessResult r = diffgentor({"tokenize", "--tokenizer", tekken, "--decode", ids}, d);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "\"<s>[INST]Make the sky[/INST]</s>\"\n");
+  r = diffgentor({"tokenize", "--tokenizer", tekken, "--decode", "--skip_special_tokens", ids}, d);
+  EXPECT_EQ(r.out, "\"Make the sky\"\n");
+  r = diffgentor({"tokenize", "--tokenizer", tekken, "--decode", "[1, \"x\"]"}, d);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("a JSON list of non-negative token ids"), std::string::npos) << r.err;
+  r = diffgentor({"tokenize", "--tokenizer", tekken, "--skip_special_tokens", "text"}, d);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("need --decode"), std::string::npos) << r.err;
+}

@@ -110,8 +110,13 @@ TEST(EnhanceE2E, MissingKeyOrUnsupportedModeFailsBeforeAnyWork) {
   ProcessResult r = ws.edit({"--input", m, "--prompt_enhance_type", "glm_image"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("set DG_PROMPT_ENHANCER_API_KEY"), std::string::npos) << r.err;
+  // flux2's default mode rewrites with FLUX.2-dev's own Mistral, which this model type lacks
   r = ws.edit({"--input", m, "--prompt_enhance_type", "flux2"}, {{"DG_PROMPT_ENHANCER_API_KEY", "k"}});
   EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("FLUX.2-dev's own Mistral"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("DG_FLUX2_ENHANCER_MODE=api"), std::string::npos) << r.err;
+  r = ws.edit({"--input", m, "--prompt_enhance_type", "flux2"}, {{"DG_FLUX2_ENHANCER_MODE", "local"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("expected api or diffusers"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(ws.out + "/results.csv"));
 }

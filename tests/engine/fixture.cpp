@@ -44,8 +44,9 @@ int64_t counter(const EditResult& r, const std::string& name) {
 
 Runner::Runner(const std::string& type, const std::string& dtype, const std::string& bundle)
     : spec(find_model(type == "flux2_klein_base" ? "flux2_klein" : type)) {
-  pipe = find_model_entry(spec->type)
-             ->make_pipeline(PipelineConfig{spec, bundle.empty() ? tiny_bundle(type) : bundle, "cpu", dtype, {}, {}});
+  pipe =
+      find_model_entry(spec->type)
+          ->make_pipeline(PipelineConfig{spec, bundle.empty() ? tiny_bundle(type) : bundle, "cpu", dtype, {}, {}, {}});
 }
 
 EditResult Runner::run(std::vector<Image> images, const std::string& text, uint64_t seed, int steps,

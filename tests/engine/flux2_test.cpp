@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "diffgentor/bundle.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/tokenizer.hpp"
@@ -113,4 +117,49 @@ TEST(TinyComponents, Flux2TransformerReactsToIdsAndGuidance) {
     if (k == 5) args[k][1][3] = 7;
     EXPECT_FALSE(at::allclose(run(args), base, 1e-6, 1e-7)) << "input " << k;
   }
+}
+
+TEST(Flux2, UpsamplingNeedsABundleExportedWithTheUpsampler) {
+  // make-tiny writes no optional group, so its flux2 bundle stands for one exported without --with_upsampler.
+  const ModelSpec* spec = find_model("flux2");
+  PromptUpsampling up;
+  up.enabled = true;
+  try {
+    find_model_entry("flux2")->make_pipeline(PipelineConfig{spec, tiny_bundle("flux2"), "cpu", "float32", {}, {}, up});
+    FAIL() << "a bundle without the upsampler was accepted for upsampling";
+  } catch (const BundleError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("--with_upsampler"), std::string::npos) << what;
+    EXPECT_NE(what.find("DG_FLUX2_ENHANCER_MODE=api"), std::string::npos) << what;
+  }
+  // Without upsampling the same bundle loads; and a bundle never holds the upsampler's methods unlisted.
+  const Bundle b = Bundle::open(tiny_bundle("flux2"), *spec, "float32", "cpu");
+  EXPECT_FALSE(b.has_optional("upsampler"));
+  EXPECT_THROW(b.load("upsampler_vision", "cpu"), BundleError);
+}
+
+TEST(Flux2, AManifestListingAnUnknownOptionalGroupIsRefused) {
+  namespace fs = std::filesystem;
+  const fs::path copy = fs::temp_directory_path() / "dg_flux2_optional_test";
+  fs::remove_all(copy);
+  fs::copy(tiny_bundle("flux2"), copy, fs::copy_options::recursive);
+  const fs::path manifest = copy / "torchscript" / "manifest.json";
+  nlohmann::json m = nlohmann::json::parse(std::ifstream(manifest));
+  m["optional"] = {"no_such_group"};
+  std::ofstream(manifest) << m.dump();
+  try {
+    Bundle::open(copy.string(), *find_model("flux2"), "float32", "cpu");
+    FAIL() << "accepted an unknown optional group";
+  } catch (const BundleError& e) {
+    EXPECT_NE(std::string(e.what()).find("no_such_group"), std::string::npos) << e.what();
+  }
+  m["optional"] = {"upsampler"};  // listed, but the files are not there
+  std::ofstream(manifest) << m.dump();
+  try {
+    Bundle::open(copy.string(), *find_model("flux2"), "float32", "cpu");
+    FAIL() << "accepted an upsampler whose components are missing";
+  } catch (const BundleError& e) {
+    EXPECT_NE(std::string(e.what()).find("upsampler_vision"), std::string::npos) << e.what();
+  }
+  fs::remove_all(copy);
 }

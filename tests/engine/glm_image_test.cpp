@@ -256,7 +256,7 @@ TEST(GlmImage, TimestepModeIsAModelOption) {
   const ModelSpec* spec = find_model("glm_image");
   auto make = [&](std::map<std::string, std::string> options) {
     return find_model_entry("glm_image")
-        ->make_pipeline(PipelineConfig{spec, tiny_bundle("glm_image"), "cpu", "float32", std::move(options), {}});
+        ->make_pipeline(PipelineConfig{spec, tiny_bundle("glm_image"), "cpu", "float32", std::move(options), {}, {}});
   };
   EditRequest r;
   r.images = {pattern(96, 64, 4)};

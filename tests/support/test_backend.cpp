@@ -44,7 +44,7 @@ class TestPipeline : public Pipeline {
       std::lock_guard<std::mutex> lock(mu_);
       if (failed_once_.insert(r.index).second) throw std::runtime_error("test pipeline: transient failure (simulated)");
     }
-    return {test_pipeline_output(r), {{"denoise", 0.001}}, {}};
+    return {test_pipeline_output(r), {{"denoise", 0.001}}, {}, {}};
   }
 
  private:

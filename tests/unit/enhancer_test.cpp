@@ -254,9 +254,51 @@ TEST(Enhancer, ConfigurationFromTheEnvironment) {
   EXPECT_EQ(c.model, "local-model");
   EXPECT_DOUBLE_EQ(c.temperature, 0.7);
   o.prompt_enhance_type = "flux2";
-  EXPECT_NE(usage().find("DG_FLUX2_ENHANCER_MODE=diffusers (the default)"), std::string::npos);
   vars["DG_FLUX2_ENHANCER_MODE"] = "API";
-  EXPECT_EQ(enhancer_config(o, env).flux2_mode, "api");
+  c = enhancer_config(o, env);
+  EXPECT_EQ(c.flux2_mode, "api");
+  EXPECT_FALSE(c.upsampling.enabled);
+  vars["DG_FLUX2_ENHANCER_MODE"] = "local";
+  EXPECT_NE(usage().find("DG_FLUX2_ENHANCER_MODE='local': expected api or diffusers"), std::string::npos);
+}
+
+TEST(Enhancer, Flux2DefaultModeUsesTheBundlesOwnModelAndNoApi) {
+  std::map<std::string, std::string> vars;  // no API key, no base: nothing goes over the network
+  const EnvLookup env = [&](const char* name) -> const char* {
+    auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  };
+  EditOptions o;
+  o.output_dir = "out";
+  o.prompt_enhance_type = std::string("flux2");
+  EnhancerConfig c = enhancer_config(o, env);
+  EXPECT_EQ(c.flux2_mode, "diffusers");
+  EXPECT_TRUE(c.upsampling.enabled);
+  EXPECT_FALSE(c.upsampling.temperature.has_value());  // the bundle's (upstream's 0.15)
+  EXPECT_FALSE(c.upsampling.max_new_tokens.has_value());
+  vars["DG_FLUX2_ENHANCER_MODE"] = "Diffusers";
+  vars["DG_FLUX2_UPSAMPLE_TEMPERATURE"] = "0.4";
+  vars["DG_FLUX2_UPSAMPLE_MAX_TOKENS"] = "64";
+  c = enhancer_config(o, env);
+  EXPECT_DOUBLE_EQ(*c.upsampling.temperature, 0.4);
+  EXPECT_EQ(*c.upsampling.max_new_tokens, 64);
+  auto usage = [&]() -> std::string {
+    try {
+      enhancer_config(o, env);
+    } catch (const UsageError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  for (const char* bad : {"0", "-1", "2.5", "warm"}) {
+    vars["DG_FLUX2_UPSAMPLE_TEMPERATURE"] = bad;
+    EXPECT_NE(usage().find("DG_FLUX2_UPSAMPLE_TEMPERATURE"), std::string::npos) << bad;
+  }
+  vars.erase("DG_FLUX2_UPSAMPLE_TEMPERATURE");
+  for (const char* bad : {"0", "1.5", "100000", "many"}) {
+    vars["DG_FLUX2_UPSAMPLE_MAX_TOKENS"] = bad;
+    EXPECT_NE(usage().find("DG_FLUX2_UPSAMPLE_MAX_TOKENS"), std::string::npos) << bad;
+  }
 }
 
 TEST(Enhancer, DebugLogHasRequestReplyAndOutcomeButNotTheKey) {

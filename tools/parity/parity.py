@@ -45,7 +45,12 @@ TOLERANCE = {"prompt_embeds": 1e-4, "pooled_prompt_embeds": 1e-4, "negative_prom
              "final_latents": 1e-2,
              # GLM-Image's AR stages: ids and positions are computed, not learned; logits as the text embeddings.
              "ref_image_tokens": 0.0, "ar_input_ids": 0.0, "ar_position_ids": 0.0, "prior_token_ids": 0.0,
-             "ar_logits_0": 1e-4, "ar_logits": 1e-4}
+             "ar_logits_0": 1e-4, "ar_logits": 1e-4,
+             # FLUX.2-dev's prompt upsampler: the chat-template ids, the sampler's draws on transformers' own logits
+             # and the decoded text are computed, not learned; the vision features and the teacher-forced logits as
+             # the text embeddings.
+             "upsample_input_ids": 0.0, "upsample_image_embeds": 1e-4, "upsample_logits": 1e-4,
+             "upsample_tokens": 0.0, "upsample_text": 0.0}
 IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
 
 # One row per implemented type of src/models/model_table.json (the run refuses to start when one is missing):
@@ -55,13 +60,15 @@ IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
 #     layers; both stack the same three);
 #   output_size: the call is given the runtime's output size (docs/models/flux1_kontext.md);
 #   pooled: encode_prompt's second result is the pooled embedding;
-#   image_latents_apart: the packed reference latents come from prepare_image_latents, not prepare_latents.
+#   image_latents_apart: the packed reference latents come from prepare_image_latents, not prepare_latents;
+#   upsampler: exported --with_upsampler, and Flux2Pipeline.upsample_prompt compared too (run_upsampler).
 CASES = {
     "qwen": dict(images=[(640, 480), (512, 512)], guidance=1.0, true_cfg=4.0, negative=" ", image_list=True),
     "qwen_singleimg": dict(images=[(640, 480)], guidance=1.0, true_cfg=4.0, negative=" "),
     "longcat": dict(images=[(640, 480)], guidance=4.5, negative=""),
+    # FLUX.2-dev is exported with its prompt upsampler, compared by run_upsampler after the pipeline's stages.
     "flux2": dict(images=[(640, 480), (512, 512)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
-                  image_latents_apart=True),
+                  image_latents_apart=True, upsampler=True),
     "flux2_klein": dict(images=[(640, 480)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
                         image_latents_apart=True),
     "flux1_kontext": dict(images=[(640, 480)], guidance=2.5, output_size=True, pooled=True),
@@ -129,7 +136,8 @@ def table(kind: str, rows: list) -> str:
 
 STAGE_COLUMNS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "image_latents", "noise",
                  "sigmas", "timesteps", "noise_pred_0", "final_latents", "image", "ref_image_tokens", "ar_input_ids",
-                 "ar_position_ids", "ar_logits_0", "ar_logits", "prior_token_ids")
+                 "ar_position_ids", "ar_logits_0", "ar_logits", "prior_token_ids", "upsample_input_ids",
+                 "upsample_image_embeds", "upsample_logits", "upsample_tokens", "upsample_text")
 
 
 def markdown_table(report: dict, args) -> str:
@@ -182,7 +190,8 @@ def write_markdown(path: Path, report: dict, args):
 # ---- our side ----------------------------------------------------------------------------------------------------
 
 def run_ours(runner: Path, bundle: Path, kind: str, out: Path, images: list, case: dict, steps: int, seed: int,
-             device: str, make_tiny: bool = False, dtype: str = "float32", inject: dict | None = None) -> dict:
+             device: str, make_tiny: bool = False, dtype: str = "float32", inject: dict | None = None,
+             extra: tuple = ()) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cmd = [str(runner), "--bundle", str(bundle), "--model_type", kind, "--out", str(out), "--device", device,
            "--dtype", dtype, "--prompt", PROMPT, "--seed", str(seed), "--steps", str(steps),
@@ -196,9 +205,11 @@ def run_ours(runner: Path, bundle: Path, kind: str, out: Path, images: list, cas
     for option in case.get("model_options", ()):
         cmd += ["--model_option", option]
     for stage, values in (inject or {}).items():
-        path = out / f"inject_{stage}.i64"
-        path.write_bytes(np.ascontiguousarray(values, np.int64).tobytes())
+        floats = np.asarray(values).dtype.kind == "f"
+        path = out / f"inject_{stage}.{'f32' if floats else 'i64'}"
+        path.write_bytes(np.ascontiguousarray(values, np.float32 if floats else np.int64).tobytes())
         cmd += ["--inject", stage, str(path)]
+    cmd += list(extra)
     for k, img in enumerate(images):
         path = out / f"input{k}.rgb"
         path.write_bytes(np.ascontiguousarray(img, np.uint8).tobytes())
@@ -329,6 +340,8 @@ def run_type(kind: str, args, testdata: Path) -> list:
               "--attention", args.attention, "--overwrite"]
     if "out_layers" in case:
         export += ["--text_encoder_out_layers", ",".join(str(k) for k in case["out_layers"])]
+    if case.get("upsampler"):
+        export += ["--with_upsampler"]
     try:
         code = cli.main(export)
     except SystemExit as e:  # the CLI stops with a message; report it as this type's failure
@@ -345,6 +358,67 @@ def run_type(kind: str, args, testdata: Path) -> list:
     pipe.to(torch.device(args.device))
     size = (ours["image"].shape[1], ours["image"].shape[0])
     theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
+    rows = compare(ours, theirs)
+    if case.get("upsampler"):
+        rows += run_upsampler(pipe, work, images, case, args)
+    return rows
+
+
+# ---- FLUX.2-dev's prompt upsampler -------------------------------------------------------------------------------
+
+UPSAMPLE_STEPS = 33  # the prefill's logits and 32 decode steps
+
+
+def upsample_reference(pipe, pil: list, seed: int) -> dict:
+    """Flux2Pipeline.upsample_prompt's steps, called as it calls them: the images validated, concatenated and capped
+    by its own helpers, format_input's chat, apply_chat_template with its padding and truncation (the ids compared
+    are the unpadded ones), the vision features, generate() with its sampling settings after torch.manual_seed(seed),
+    and batch_decode of the new tokens. generate() is given the unpadded prompt: upstream pads to 2048 on the
+    tokenizer's padding side, and the tiny tokenizer pads on the right, where generating after the pads would
+    continue from a pad (docs/enhancement.md, "Parity and goldens"); unpadded equals left-padded."""
+    import torch
+    from diffusers.pipelines.flux2 import pipeline_flux2 as fp
+    te, processor = pipe.text_encoder, pipe.tokenizer
+    images = fp._validate_and_process_images([pil], pipe.image_processor, pipe.upsampling_max_image_size)
+    messages = fp.format_input(prompts=[PROMPT], system_message=fp.SYSTEM_MESSAGE_UPSAMPLING_I2I, images=images)
+    padded = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt", padding="max_length", truncation=True,
+                                           max_length=2048)
+    keep = padded["attention_mask"][0].bool()
+    inputs = {"input_ids": padded["input_ids"][:, keep], "attention_mask": padded["attention_mask"][:, keep],
+              "pixel_values": padded["pixel_values"].to(te.dtype), "image_sizes": padded["image_sizes"]}
+    feats = torch.cat(te.model.get_image_features(inputs["pixel_values"], image_sizes=inputs["image_sizes"],
+                                                  return_dict=True).pooler_output, 0)
+    torch.manual_seed(seed)
+    out = te.generate(**inputs, max_new_tokens=UPSAMPLE_STEPS, do_sample=True, temperature=0.15, use_cache=True,
+                      output_logits=True, return_dict_in_generate=True)
+    n = inputs["input_ids"].shape[1]
+    tokens = out.sequences[0, n:]
+    text = processor.tokenizer.batch_decode(tokens[None], skip_special_tokens=True,
+                                            clean_up_tokenization_spaces=True)[0]
+    return {"tokens": tokens, "logits": torch.stack([lg[0] for lg in out.logits]).float(),
+            "stages": {"upsample_input_ids": inputs["input_ids"][0], "upsample_image_embeds": feats,
+                       "upsample_tokens": tokens,
+                       "upsample_text": torch.tensor(list(text.encode("utf-8")), dtype=torch.float32)}}
+
+
+def run_upsampler(pipe, work: Path, images: list, case: dict, args) -> list:
+    """The upsampler's stages: our prefill/decode teacher-forced with transformers' sampled tokens (each step's
+    logits compared), our sampler drawing from transformers' own logits with the row seed (the draws must be
+    transformers' exactly), the template ids, the vision features and the decoded text of the same ids."""
+    import torch
+    from PIL import Image
+    pil = [Image.fromarray(img) for img in images]
+    with torch.no_grad():
+        ref = upsample_reference(pipe, pil, args.seed)
+    ours = run_ours(Path(args.runner), work / "bundle", "flux2", work / "ours_upsample", images, case, 1, args.seed,
+                    args.device, dtype=args.dtype,
+                    inject={"upsample_teacher_tokens": ref["tokens"].cpu().numpy(),
+                            "upsample_reference_logits": ref["logits"].cpu().numpy()},
+                    extra=("--upsample", "--upsample_max_tokens", str(UPSAMPLE_STEPS)))
+    ours = {k: v for k, v in ours.items() if k.startswith("upsample_")}
+    theirs = {k: v.detach().float().cpu().numpy() for k, v in ref["stages"].items()}
+    theirs["upsample_logits"] = ref["logits"].cpu().numpy()
     return compare(ours, theirs)
 
 

@@ -5,7 +5,9 @@
 //   diffgentor_parity --bundle DIR --model_type T --out DIR --prompt TEXT --image W H FILE.rgb [--image ...]
 //                     [--device cpu] [--dtype float32] [--seed 0] [--steps 2] [--guidance G] [--true_cfg G]
 //                     [--negative TEXT] [--make_tiny] [--model_option NAME=VALUE ...]
-//                     [--inject STAGE FILE.i64 ...]   an int64 stage input (BundlePipeline::set_stage_input)
+//                     [--inject STAGE FILE.i64|FILE.f32 ...]   an int64 or float32 stage input
+//                                                             (BundlePipeline::set_stage_input)
+//                     [--upsample [--upsample_max_tokens N]]   FLUX.2-dev's own prompt upsampler first
 //   diffgentor_parity --builders FILE   the runtime's Qwen input builders on fixed cases, as JSON, for the
 //                                       exporter's test of its Python copy (tools/export/tests/test_inputs.py)
 // Output: <out>/stages.json {"stage": {"shape": [...], "file": "stage.f32"}, ..., "image": {...}}, one
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
   bool make_tiny = false;
   std::vector<std::string> model_options;
   std::vector<std::pair<std::string, std::string>> injections;
+  dg::PromptUpsampling upsampling;
   for (int k = 1; k < argc; ++k) {
     const std::string a = argv[k];
     auto next = [&]() -> std::string {
@@ -117,6 +120,10 @@ int main(int argc, char** argv) {
       make_tiny = true;
     else if (a == "--model_option")
       model_options.push_back(next());
+    else if (a == "--upsample")
+      upsampling.enabled = true;
+    else if (a == "--upsample_max_tokens")
+      upsampling.max_new_tokens = std::stoi(next());
     else if (a == "--inject") {
       const std::string stage = next();
       injections.emplace_back(stage, next());
@@ -139,14 +146,21 @@ int main(int argc, char** argv) {
   request.params = dg::merge_params(*spec, {steps, guidance, true_cfg, negative});
 
   try {
-    auto pipeline =
-        entry->make_pipeline({spec, bundle, device, dtype, dg::resolve_model_options(*spec, model_options), {}});
+    auto pipeline = entry->make_pipeline(
+        {spec, bundle, device, dtype, dg::resolve_model_options(*spec, model_options), {}, upsampling});
     auto* bp = dynamic_cast<dg::BundlePipeline*>(pipeline.get());
     if (!bp) usage("the pipeline of " + type + " has no stage taps");
     for (const auto& [stage, file] : injections) {
       std::ifstream in(file, std::ios::binary);
       if (!in) usage("cannot read " + file);
       const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (fs::path(file).extension() == ".f32") {
+        if (bytes.size() % 4 != 0) usage(file + " does not hold float32 values");
+        std::vector<float> values(bytes.size() / 4);
+        std::memcpy(values.data(), bytes.data(), bytes.size());
+        bp->set_stage_input(stage, at::tensor(values));
+        continue;
+      }
       if (bytes.size() % 8 != 0) usage(file + " does not hold int64 values");
       std::vector<int64_t> values(bytes.size() / 8);
       std::memcpy(values.data(), bytes.data(), bytes.size());

@@ -157,10 +157,14 @@ def _flux2_vae():
     return vae
 
 
-# The Mistral chat layout the runtime renders (src/models/flux2.cpp) for FluxPipeline's system + user turns.
-MISTRAL_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% set text = m['content'] if m['content'] is string "
-                    "else m['content'][0]['text'] %}{% if m['role'] == 'system' %}[SYSTEM_PROMPT]{{ text }}"
-                    "[/SYSTEM_PROMPT]{% elif m['role'] == 'user' %}[INST]{{ text }}[/INST]{% endif %}{% endfor %}")
+# The Mistral Small 3.x chat layout (bos, [SYSTEM_PROMPT]…[/SYSTEM_PROMPT], one [INST]…[/INST] per user turn with
+# [IMG] for each image block) for FluxPipeline's system + user turns and upsample_prompt's system + images + text.
+MISTRAL_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% if m['content'] is string %}{% set blocks = "
+                    "[{'type': 'text', 'text': m['content']}] %}{% else %}{% set blocks = m['content'] %}{% endif %}"
+                    "{% if m['role'] == 'system' %}[SYSTEM_PROMPT]{{ blocks[0]['text'] }}[/SYSTEM_PROMPT]"
+                    "{% elif m['role'] == 'user' %}[INST]{% for b in blocks %}{% if b['type'] == 'text' %}"
+                    "{{ b['text'] }}{% elif b['type'] in ['image', 'image_url'] %}[IMG]{% endif %}{% endfor %}[/INST]"
+                    "{% elif m['role'] == 'assistant' %}{{ blocks[0]['text'] }}{{ eos_token }}{% endif %}{% endfor %}")
 QWEN3_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                   "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and "
                   "enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
@@ -186,19 +190,31 @@ def flux2(testdata: Path, klein: bool):
         tokenizer = _tokenizer(testdata, "qwen3", QWEN3_TEMPLATE)
         return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                   transformer=transformer, is_distilled=False)
-    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration, PixtralProcessor
+    try:
+        from transformers import PixtralImageProcessorPil as ImageProcessor
+    except ImportError:  # transformers 4: the slow class is the PIL one
+        from transformers import PixtralImageProcessor as ImageProcessor
     tokenizer = _tokenizer(testdata, "qwen2", MISTRAL_TEMPLATE,
-                           extra_special=("<s>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]", "[IMG]"))
-    tokenizer.bos_token = "<s>"
+                           extra_special=("<s>", "</s>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[INST]", "[/INST]",
+                                          "[IMG]", "[IMG_BREAK]", "[IMG_END]"))
+    tokenizer.bos_token, tokenizer.eos_token = "<s>", "</s>"
+    # Mistral Small 3.x's vision geometry: patch 14, 2x2 merge, 1540-pixel longest edge (110 patches a side);
+    # the PIL image processor, the one the runtime ports (Pillow's bicubic), as for Qwen.
+    processor = PixtralProcessor(image_processor=ImageProcessor(size={"longest_edge": 1540},
+                                                                patch_size={"height": 14, "width": 14}),
+                                 tokenizer=tokenizer, patch_size=14, spatial_merge_size=2,
+                                 chat_template=MISTRAL_TEMPLATE)
     text_encoder = Mistral3ForConditionalGeneration(Mistral3Config(
         text_config=dict(model_type="mistral", hidden_size=D["text"], intermediate_size=2 * D["text"],
                          num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1, head_dim=D["text"] // 2,
-                         vocab_size=len(tokenizer),
-                         max_position_embeddings=1024, sliding_window=None),
+                         vocab_size=len(tokenizer), max_position_embeddings=4096, sliding_window=None,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
         vision_config=dict(model_type="pixtral", hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                           num_attention_heads=2, head_dim=8, image_size=64, patch_size=16),
-        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"))).eval()
-    return Flux2Pipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                           num_attention_heads=2, head_dim=8, image_size=1540, patch_size=14),
+        spatial_merge_size=2, image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"))).eval()
+    text_encoder.generation_config.eos_token_id = tokenizer.eos_token_id
+    return Flux2Pipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=processor,
                          transformer=transformer)
 
 

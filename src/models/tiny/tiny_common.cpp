@@ -44,7 +44,7 @@ void TinyWriter::save(torch::jit::Module& m, const std::string& component) {
   };
   json entry = {{"file", component + ".pt"}, {"methods", json::object()}};
   for (const auto& c : bundle_components(spec_.type)) {
-    if (c.name != component) continue;
+    if (c.name != component || !c.optional.empty()) continue;  // make-tiny writes no optional group
     entry["subfolder"] = c.subfolder;
     entry["methods"][c.method] = {{"inputs", tensors(c.inputs)}, {"outputs", tensors(c.outputs)}};
   }

@@ -2,7 +2,7 @@
 
   export_bundle --model Qwen/Qwen-Image-Edit-2511 --out bundles/Qwen-Image-Edit-2511 [--dtype bfloat16]
                 [--device cuda] [--model_type qwen] [--attention sdpa|math] [--revision R]
-                [--text_encoder_out_layers 10,20,30] [--overwrite]
+                [--text_encoder_out_layers 10,20,30] [--with_upsampler] [--overwrite]
 
 The bundle is written into <out>.partial and renamed to <out> only when every component is exported and
 checked, so a failed or interrupted export never leaves something that looks like a bundle.
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from . import manifest, snapshot
-from .contract import check_module
+from .contract import check_module, optional_groups
 
 
 def parse_args(argv):
@@ -34,6 +34,9 @@ def parse_args(argv):
     p.add_argument("--revision", default=None, help="hub revision to download")
     p.add_argument("--text_encoder_out_layers", default=None,
                    help="FLUX.2: hidden-state layers to stack (default: the pipeline's own default)")
+    p.add_argument("--with_upsampler", action="store_true",
+                   help="FLUX.2-dev: also export the prompt upsampler (the text encoder's generative LM and the "
+                        "vision tower), needed for --prompt_enhance_type flux2 without an API")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--allow_tracer_warnings", action="store_true",
                    help="report TracerWarnings instead of stopping (the checks on other shapes still apply)")
@@ -123,7 +126,7 @@ def export_component(job, module, ctx, ts_dir: Path, model_type: str, log) -> di
         path = ts_dir / f"{job.component}.pt"
         torch.jit.save(traced, str(path))
         loaded = torch.jit.load(str(path), map_location=ctx.device)
-        check_module(loaded, model_type, job.component)
+        check_module(loaded, model_type, job.component, optional=ctx.options.get("optional", ()))
         verified, limit = [], graph.tolerance(ctx.dtype)
         for case, want in zip(cases, references, strict=True):
             result = graph.compare(getattr(loaded, case.method)(*case.args), want)
@@ -195,6 +198,8 @@ def write_bundle(args, snap, kind, device, dtype, versions, partial: Path, out: 
         cfg = partial / sub / "config.json"
         configs[sub] = json.loads(cfg.read_text()) if cfg.is_file() else {}
     recipe = recipes.recipe(kind)
+    if getattr(args, "with_upsampler", False) and "upsampler" not in optional_groups(kind):
+        raise ValueError(f"--with_upsampler: model type {kind} has no prompt upsampler (FLUX.2-dev, type flux2, has)")
     options = {"allow_warnings": args.allow_tracer_warnings, **recipe.options(args)}
     ctx = recipes.Ctx(dtype, device, args.attention == "math", options, torch.Generator().manual_seed(0))
     jobs = recipe.jobs(ctx, configs)
@@ -216,7 +221,7 @@ def write_bundle(args, snap, kind, device, dtype, versions, partial: Path, out: 
         sys.exit(f"export_bundle: the snapshot lacks files the runtime reads: {', '.join(missing)}")
     m = manifest.build(kind, args.dtype, source={"model_id": args.model, "revision": snapshot.revision_of(snap)},
                        versions=versions, trace_device=device.type, attention=args.attention, constants=consts,
-                       records=records, unused_inputs=unused)
+                       records=records, unused_inputs=unused, optional=options.get("optional", ()))
     manifest.write(m, partial)
     if out.exists():
         shutil.rmtree(out)

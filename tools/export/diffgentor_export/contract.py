@@ -40,6 +40,7 @@ class Method:
     method: str
     inputs: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
+    optional: str | None = None  # the optional group the method belongs to (None: every bundle has it)
 
     @property
     def input_names(self) -> list:
@@ -72,7 +73,7 @@ def _expand(doc: dict, name: str, depth: int = 0) -> list:
             out.extend(_expand(doc, e["include"], depth + 1))
             continue
         out.append(Method(e["component"], e["subfolder"], e.get("method", "forward"), _tensors(e, "inputs"),
-                          _tensors(e, "outputs")))
+                          _tensors(e, "outputs"), e.get("optional")))
     return out
 
 
@@ -80,17 +81,23 @@ def model_types(path: Path | None = None) -> list:
     return list(_load(path)["types"])
 
 
-def components(model_type: str, path: Path | None = None) -> list:
-    """The contract's methods for `model_type`, in contract order (one entry per method)."""
+def components(model_type: str, path: Path | None = None, optional=()) -> list:
+    """The contract's methods for `model_type`, in contract order (one entry per method): every required one and
+    those of the optional groups named in `optional`."""
     doc = _load(path)
     if model_type not in doc["types"]:
         raise ContractError(f"unknown model type '{model_type}' (known: {', '.join(doc['types'])})")
-    return _expand(doc, model_type)
+    return [m for m in _expand(doc, model_type) if m.optional is None or m.optional in optional]
 
 
-def component_names(model_type: str) -> list:
+def optional_groups(model_type: str) -> list:
+    """The optional groups `model_type`'s contract has (FLUX.2-dev: "upsampler")."""
+    return list(dict.fromkeys(m.optional for m in _expand(_load(), model_type) if m.optional))
+
+
+def component_names(model_type: str, optional=()) -> list:
     seen = []
-    for m in components(model_type):
+    for m in components(model_type, optional=optional):
         if m.component not in seen:
             seen.append(m.component)
     return seen
@@ -104,9 +111,10 @@ def schema_names(module, method: str) -> list:
     return [a.name for a in fn.schema.arguments][1:]
 
 
-def check_module(module, model_type: str, component: str) -> None:
-    """Raises ContractError unless every contract method of `component` exists with the contract's names."""
-    methods = [m for m in components(model_type) if m.component == component]
+def check_module(module, model_type: str, component: str, optional=()) -> None:
+    """Raises ContractError unless every contract method of `component` (with the groups in `optional`) exists
+    with the contract's names."""
+    methods = [m for m in components(model_type, optional=optional) if m.component == component]
     if not methods:
         raise ContractError(f"model type {model_type} has no component '{component}'")
     for m in methods:
@@ -116,11 +124,13 @@ def check_module(module, model_type: str, component: str) -> None:
                                 f"{m.method}({', '.join(m.input_names)})")
 
 
-def manifest_entry(model_type: str, component: str, weight_dtype: str, file: str | None = None) -> dict:
-    """The manifest's `components[component]` entry (file, subfolder, methods with resolved dtypes)."""
+def manifest_entry(model_type: str, component: str, weight_dtype: str, file: str | None = None,
+                   optional=()) -> dict:
+    """The manifest's `components[component]` entry (file, subfolder, methods with resolved dtypes), with the
+    methods of the optional groups in `optional`."""
     if weight_dtype not in DTYPES:
         raise ContractError(f"unknown dtype '{weight_dtype}' (expected one of {', '.join(DTYPES)})")
-    methods = [m for m in components(model_type) if m.component == component]
+    methods = [m for m in components(model_type, optional=optional) if m.component == component]
     if not methods:
         raise ContractError(f"model type {model_type} has no component '{component}'")
     return {

@@ -23,19 +23,21 @@ def torch_version(version: str) -> str:
 
 
 def build(model_type: str, dtype: str, *, source: dict, versions: dict, trace_device: str, attention: str,
-          constants: dict | None = None, records: dict | None = None, unused_inputs: dict | None = None) -> dict:
+          constants: dict | None = None, records: dict | None = None, unused_inputs: dict | None = None,
+          optional=()) -> dict:
     """The manifest for an exported bundle.
 
     versions: {"torch": ..., "diffusers": ..., "transformers": ...}; records: per component extra fields
-    ("verified", "required_ops"); unused_inputs: {component: [input names the graph ignores]} -> `used: false`.
+    ("verified", "required_ops"); unused_inputs: {component: [input names the graph ignores]} -> `used: false`;
+    optional: the contract's optional groups the bundle holds (listed as `optional`, their methods included).
     """
     if dtype not in DTYPES:
         raise ContractError(f"unknown dtype '{dtype}'")
     if "torch" not in versions:
         raise ContractError("versions must name the torch that exported")
     comps = {}
-    for name in component_names(model_type):
-        entry = manifest_entry(model_type, name, dtype)
+    for name in component_names(model_type, optional=optional):
+        entry = manifest_entry(model_type, name, dtype, optional=optional)
         for method in entry["methods"].values():
             for t in method["inputs"]:
                 if t["name"] in (unused_inputs or {}).get(name, ()):
@@ -54,6 +56,7 @@ def build(model_type: str, dtype: str, *, source: dict, versions: dict, trace_de
         "dtype_convertible": False,
         "trace_device": trace_device,
         "attention": attention,
+        "optional": list(optional),
         "components": comps,
         "constants": dict(constants or {}),
     }
@@ -62,7 +65,7 @@ def build(model_type: str, dtype: str, *, source: dict, versions: dict, trace_de
 def check_files(manifest: dict, torchscript_dir: Path) -> list:
     """Problems the runtime would report about the component files (empty when none)."""
     problems = []
-    for name in component_names(manifest["model_type"]):
+    for name in component_names(manifest["model_type"], optional=manifest.get("optional", ())):
         entry = manifest["components"].get(name)
         if entry is None:
             problems.append(f"component '{name}' is missing")

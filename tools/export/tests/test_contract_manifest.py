@@ -35,6 +35,19 @@ class ContractTest(unittest.TestCase):
         vae = next(m for m in contract.components("flux2") if m.component == "vae_encoder")
         self.assertEqual(vae.outputs[0].shape, ["B", "32", "h", "w"])
 
+    def test_optional_groups_are_left_out_unless_asked(self):
+        self.assertEqual(contract.optional_groups("flux2"), ["upsampler"])
+        self.assertEqual(contract.optional_groups("flux2_klein"), [])
+        plain = [(m.component, m.method) for m in contract.components("flux2")]
+        self.assertNotIn(("upsampler_vision", "forward"), plain)
+        self.assertNotIn(("text_encoder", "prefill"), plain)
+        full = [(m.component, m.method) for m in contract.components("flux2", optional=("upsampler",))]
+        self.assertEqual(full[:4], [("text_encoder", "forward"), ("text_encoder", "prefill"),
+                                    ("text_encoder", "decode"), ("upsampler_vision", "forward")])
+        entry = contract.manifest_entry("flux2", "text_encoder", "float32", optional=("upsampler",))
+        self.assertEqual(list(entry["methods"]), ["forward", "prefill", "decode"])
+        self.assertEqual(list(contract.manifest_entry("flux2", "text_encoder", "float32")["methods"]), ["forward"])
+
     def test_unknown_type(self):
         with self.assertRaises(contract.ContractError) as e:
             contract.components("sdxl")
@@ -94,6 +107,22 @@ class ManifestTest(unittest.TestCase):
         self.assertFalse(used["modulate_index"])
         self.assertTrue(used["timestep"])
         self.assertEqual(m["constants"], {"prompt_template_encode_start_idx": 64})
+
+    def test_optional_groups_are_listed_and_their_components_required(self):
+        m = manifest.build("flux2", "float32", source={"model_id": "x", "revision": None},
+                           versions={"torch": "2.11.0"}, trace_device="cpu", attention="sdpa",
+                           optional=("upsampler",))
+        self.assertEqual(m["optional"], ["upsampler"])
+        self.assertIn("upsampler_vision", m["components"])
+        ts = self.tmp / "torchscript"
+        ts.mkdir()
+        for name in ("text_encoder", "transformer", "vae_encoder", "vae_decoder"):
+            (ts / f"{name}.pt").write_bytes(b"x")
+        self.assertEqual(manifest.check_files(m, ts), ["component 'upsampler_vision': file "
+                                                       "torchscript/upsampler_vision.pt does not exist"])
+        plain = manifest.build("flux2", "float32", source={"model_id": "x", "revision": None},
+                               versions={"torch": "2.11.0"}, trace_device="cpu", attention="sdpa")
+        self.assertEqual((plain["optional"], manifest.check_files(plain, ts)), ([], []))
 
     def test_write_refuses_missing_component_files_then_writes_atomically(self):
         m = self.build()

@@ -1,9 +1,10 @@
-"""export_bundle end to end on the real diffusers and transformers classes: a small FLUX.1-Kontext and a small
-FLUX.2-klein pipeline (tools/parity/tiny_pipelines.py: seeded random weights, shrunk configs, the real CLIP/T5
-and Qwen3 vocabularies) saved as hub snapshots inside a Hugging Face cache, exported with the CLI, and the
-real `diffgentor edit --model_name <org>/<name>` finding the bundle through the cache layout and running it.
-Every other exportable type is exported and compared stage by stage by the `parity` test (docs/parity.md).
-Needs the pinned environment (tools/requirements.txt), DIFFGENTOR_BIN and DIFFGENTOR_TESTDATA."""
+"""export_bundle end to end on the real diffusers and transformers classes: small FLUX.1-Kontext, FLUX.2-klein
+and FLUX.2-dev pipelines, the last with its prompt upsampler (tools/parity/tiny_pipelines.py: seeded random
+weights, shrunk configs, the real CLIP/T5/Qwen vocabularies) saved as hub snapshots inside a Hugging Face cache,
+exported with the CLI, and the real `diffgentor edit --model_name <org>/<name>` finding the bundle through the
+cache layout and running it. Every other exportable type is exported and compared stage by stage by the `parity`
+test (docs/parity.md). Needs the pinned environment (tools/requirements.txt), DIFFGENTOR_BIN and
+DIFFGENTOR_TESTDATA."""
 import csv
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import unittest
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -36,10 +38,12 @@ def hub_snapshot(cache: Path, repo: str) -> Path:
 
 
 class ExportEndToEnd:
-    """One pipeline per subclass: `kind`, `repo`, `components`, `extra_args`."""
+    """One pipeline per subclass: `kind`, `repo`, `components`, `extra_args`, `cases` (checked cases per
+    component, 3 unless named)."""
     kind = repo = None
     components = ()
     extra_args = ()
+    cases: ClassVar[dict] = {}
 
     @classmethod
     def setUpClass(cls):
@@ -61,6 +65,21 @@ class ExportEndToEnd:
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp)
 
+    def edit(self, out: Path, *extra, env_extra=None, rows="0,2"):
+        """`diffgentor edit --model_name <repo>` on examples/edit.csv; returns the run and results.csv by index."""
+        env = {k: v for k, v in os.environ.items() if k not in ("DG_MODEL_ROOT", "DG_FLUX2_ENHANCER_MODE")}
+        env.update(HF_HUB_CACHE=str(self.cache), **(env_extra or {}))
+        run = subprocess.run([BIN, "edit", "--backend", "diffusers", "--model_name", self.repo, "--device", "cpu",
+                              "--torch_dtype", "float32", "--input", str(SOURCE / "examples" / "edit.csv"),
+                              "--output_dir", str(out), "--output_name_column", "output_name",
+                              "--num_inference_steps", "2", "--filter_rows", rows, *extra],
+                             capture_output=True, text=True, env=env)
+        rows_by_index = {}
+        if (out / "results.csv").is_file():
+            with open(out / "results.csv") as f:
+                rows_by_index = {r["index"]: r for r in csv.DictReader(f)}
+        return run, rows_by_index
+
     def manifest(self):
         return json.loads((self.bundle / "torchscript" / "manifest.json").read_text())
 
@@ -75,7 +94,7 @@ class ExportEndToEnd:
         self.assertEqual(m["source"], {"model_id": str(self.snap), "revision": REVISION})
         self.assertEqual(list(m["components"]), list(self.components))
         for name, entry in m["components"].items():
-            self.assertEqual(len(entry["verified"]), 3, name)
+            self.assertEqual(len(entry["verified"]), self.cases.get(name, 3), name)
             self.assertTrue(all(v["rel_err"] <= 1e-5 for v in entry["verified"]), (name, entry["verified"]))
             self.assertIn("aten::_convolution" if name.startswith("vae") else "aten::linear", entry["required_ops"])
             self.assertTrue((self.bundle / "torchscript" / entry["file"]).is_file())
@@ -83,17 +102,9 @@ class ExportEndToEnd:
     def test_diffgentor_finds_the_bundle_by_hub_id_and_runs_it(self):
         self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
         out = self.tmp / "out"
-        env = dict(os.environ, HF_HUB_CACHE=str(self.cache))
-        env.pop("DG_MODEL_ROOT", None)
-        run = subprocess.run([BIN, "edit", "--backend", "diffusers", "--model_name", self.repo, "--device", "cpu",
-                              "--torch_dtype", "float32", "--input", str(SOURCE / "examples" / "edit.csv"),
-                              "--output_dir", str(out), "--output_name_column", "output_name",
-                              "--num_inference_steps", "2", "--filter_rows", "0,2"],
-                             capture_output=True, text=True, env=env)
+        run, rows = self.edit(out)
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertIn(str(self.bundle), run.stdout + run.stderr)
-        with open(out / "results.csv") as f:
-            rows = {r["index"]: r for r in csv.DictReader(f)}
         self.assertEqual(sorted(rows), ["0", "2"])
         for r in rows.values():
             self.assertTrue((out / r["output_image"]).is_file())
@@ -123,6 +134,64 @@ class KleinTest(ExportEndToEnd, unittest.TestCase):
         # the stacked encoder stores the three layers it runs, not the real encoder's fourth
         te = torch.jit.load(str(self.bundle / "torchscript" / "text_encoder.pt"))
         self.assertEqual(len(list(te.lm.layers.children())), 3)
+
+
+class Flux2UpsamplerTest(ExportEndToEnd, unittest.TestCase):
+    """FLUX.2-dev exported --with_upsampler, and --prompt_enhance_type flux2 in its default mode (no
+    DG_FLUX2_ENHANCER_MODE) rewriting every row with the bundle's own Mistral."""
+    kind, repo = "flux2", "dg-test/FLUX.2-dev-tiny"
+    components = ("text_encoder", "upsampler_vision", "transformer", "vae_encoder", "vae_decoder")
+    extra_args = ("--text_encoder_out_layers", "1,2,3", "--with_upsampler")
+    cases: ClassVar[dict] = {"text_encoder": 9}  # forward x3, prefill x3, decode x3
+
+    def test_the_manifest_lists_the_upsampler(self):
+        m = self.manifest()
+        self.assertEqual(m["optional"], ["upsampler"])
+        self.assertEqual(list(m["components"]["text_encoder"]["methods"]), ["forward", "prefill", "decode"])
+        up = m["constants"]["upsampler"]
+        self.assertEqual((up["patch_size"], up["spatial_merge_size"], up["max_new_tokens"], up["temperature"]),
+                         (14, 2, 512, 0.15))
+        self.assertTrue(up["system_i2i"].startswith("You are FLUX.2 by Black Forest Labs"))
+
+    def test_default_mode_upsamples_every_row_seeded(self):
+        self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
+        env = {"DG_FLUX2_UPSAMPLE_MAX_TOKENS": "24"}
+        runs = []
+        for name in ("a", "b"):
+            run, rows = self.edit(self.tmp / f"up_{name}", "--prompt_enhance_type", "flux2", "--seed", "42",
+                                  env_extra=env)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            self.assertIn("prompt upsampling: FLUX.2's own Mistral", run.stdout + run.stderr)
+            self.assertEqual(sorted(rows), ["0", "2"])
+            runs.append(rows)
+        with open(SOURCE / "examples" / "edit.csv") as f:
+            given = {str(k): r["instruction"] for k, r in enumerate(csv.DictReader(f))}
+        for index, r in runs[0].items():
+            self.assertEqual(r["enhance_status"], "ok", r)
+            self.assertNotEqual(r["instruction_enhanced"], given[index])
+            self.assertGreater(float(r["time_enhance_s"]), 0.0)
+            counters = json.loads(r["counters"])
+            self.assertGreater(counters["upsample_new_tokens"], 0)
+            self.assertLessEqual(counters["upsample_new_tokens"], 24)
+            self.assertIn("upsample", json.loads(r["stage_times"]))
+            # seeded per row: a second run rewrites each row the same way
+            self.assertEqual(r["instruction_enhanced"], runs[1][index]["instruction_enhanced"])
+        self.assertNotEqual(runs[0]["0"]["instruction_enhanced"], runs[0]["2"]["instruction_enhanced"])
+
+    def test_a_bundle_without_the_upsampler_stops_at_start_up(self):
+        self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
+        plain = self.tmp / "plain"
+        shutil.copytree(self.bundle, plain)
+        m = json.loads((plain / "torchscript" / "manifest.json").read_text())
+        m["optional"] = []  # what an export without --with_upsampler lists
+        (plain / "torchscript" / "manifest.json").write_text(json.dumps(m))
+        run = subprocess.run([BIN, "edit", "--model_name", str(plain), "--device", "cpu", "--torch_dtype", "float32",
+                              "--input", str(SOURCE / "examples" / "edit.csv"), "--output_dir",
+                              str(self.tmp / "plain_out"), "--prompt_enhance_type", "flux2"],
+                             capture_output=True, text=True)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("export_bundle --with_upsampler", run.stderr)
+        self.assertFalse((self.tmp / "plain_out" / "results.csv").exists())
 
 
 if __name__ == "__main__":

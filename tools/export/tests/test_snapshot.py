@@ -105,6 +105,15 @@ class SnapshotTest(unittest.TestCase):
         self.assertFalse((self.tmp / "o").exists())
         self.assertFalse((self.tmp / "o.partial").exists())
 
+    def test_cli_refuses_the_upsampler_for_a_type_without_one(self):
+        run = subprocess.run([sys.executable, str(TOOL), "--model", str(self.snap), "--out", str(self.tmp / "o"),
+                              "--device", "cpu", "--dtype", "float32", "--with_upsampler"],
+                             capture_output=True, text=True)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertRegex(run.stderr, r"^export_bundle: --with_upsampler: model type qwen has no prompt upsampler")
+        self.assertNotIn("Traceback", run.stderr)
+        self.assertFalse((self.tmp / "o.partial").exists())
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,5 +1,6 @@
 """Wrappers shared by several model types (bundle contract §5): the VAE halves, the layer-by-layer language
-model driver and the attention the wrappers re-implement. Needs torch >= 2.5, diffusers and transformers."""
+model drivers (with and without a KV cache) and the attention the wrappers re-implement. Needs torch >= 2.5,
+diffusers and transformers."""
 from __future__ import annotations
 
 import torch
@@ -91,3 +92,43 @@ def run_layers(lm, embeds, attention_mask, position_ids, rope_position_ids, upto
         if i + 1 in keep:
             kept[i + 1] = h
     return h, kept
+
+
+class CacheShim:
+    """The part of transformers' DynamicCache the decoder layers use: update() concatenates the past (if any)
+    with the new keys/values after RoPE and records the result per layer."""
+
+    def __init__(self, past_k=None, past_v=None):
+        self.past_k, self.past_v, self.k, self.v = past_k, past_v, {}, {}
+
+    def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
+        if self.past_k is not None:
+            key_states = torch.cat([self.past_k[layer_idx], key_states], dim=-2)
+            value_states = torch.cat([self.past_v[layer_idx], value_states], dim=-2)
+        self.k[layer_idx], self.v[layer_idx] = key_states, value_states
+        return key_states, value_states
+
+    def stacked(self):
+        return torch.stack([self.k[i] for i in sorted(self.k)]), torch.stack([self.v[i] for i in sorted(self.v)])
+
+
+def run_cached_lm(lm, head, h, position_ids, cache: CacheShim, causal: bool, sdpa: bool):
+    """One step of the AR engine's LM contract (include/diffgentor/ar_engine.hpp) over embeddings `h` [1, n, D]:
+    the decoder layers as the model's forward drives them for one unpadded sequence, the final norm, the head
+    on the last row (logits_to_keep = 1) upcast to float32 as GenerationMixin._sample does. Returns
+    (logits [1, V], present_k, present_v [NL, 1, KVH, T, Dh]). No mask reaches SDPA, as when transformers skips
+    the causal mask: a prefill graph (`causal`, n > 1) attends causally through is_causal, a decode graph (one
+    query) attends to every cached key. Eager attention (--attention math) gets the explicit causal mask it needs."""
+    mask = None
+    if causal and not sdpa:
+        n = h.shape[1]
+        idx = torch.arange(n, device=h.device)
+        mask = torch.where(idx[None, :] <= idx[:, None], 0.0, torch.finfo(h.dtype).min).to(h.dtype)[None, None]
+    pe = lm.rotary_emb(h, position_ids=position_ids)
+    for layer in lm.layers:
+        out = layer(h, attention_mask=mask, position_ids=None, past_key_values=cache, position_embeddings=pe)
+        h = out[0] if isinstance(out, tuple) else out
+    h = lm.norm(h)
+    logits = head(h[:, -1:, :])[:, 0].float()
+    k, v = cache.stacked()
+    return logits, k, v

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import language_model
+from .common import CacheShim, language_model, run_cached_lm
 
 
 class GlyphEncoder(nn.Module):
@@ -70,24 +70,6 @@ class ImageTokenizer(nn.Module):
         return torch.argmin(d, dim=1)
 
 
-class _Cache:
-    """The part of transformers' DynamicCache the decoder layers use: update() concatenates the past (if any)
-    with the new keys/values after RoPE and records the result per layer."""
-
-    def __init__(self, past_k=None, past_v=None):
-        self.past_k, self.past_v, self.k, self.v = past_k, past_v, {}, {}
-
-    def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
-        if self.past_k is not None:
-            key_states = torch.cat([self.past_k[layer_idx], key_states], dim=-2)
-            value_states = torch.cat([self.past_v[layer_idx], value_states], dim=-2)
-        self.k[layer_idx], self.v[layer_idx] = key_states, value_states
-        return key_states, value_states
-
-    def stacked(self):
-        return torch.stack([self.k[i] for i in sorted(self.k)]), torch.stack([self.v[i] for i in sorted(self.v)])
-
-
 class ArLm(nn.Module):
     """GlmImageForConditionalGeneration's language model, driven layer by layer as GlmImageTextModel.forward
     does for one unpadded sequence:
@@ -104,26 +86,13 @@ class ArLm(nn.Module):
         self.head = vle.lm_head
         self.sdpa = self.lm.config._attn_implementation == "sdpa"
 
-    def _run(self, input_ids, position_ids, cache, causal: bool):
-        h = self.lm.embed_tokens(input_ids)
-        mask = None
-        if causal and not self.sdpa:
-            n = h.shape[1]
-            idx = torch.arange(n, device=h.device)
-            mask = torch.where(idx[None, :] <= idx[:, None], 0.0, torch.finfo(h.dtype).min).to(h.dtype)[None, None]
-        pe = self.lm.rotary_emb(h, position_ids=position_ids)
-        for layer in self.lm.layers:
-            h = layer(h, attention_mask=mask, position_ids=None, past_key_values=cache, position_embeddings=pe)
-        h = self.lm.norm(h)
-        logits = self.head(h[:, -1:, :])[:, 0].float()
-        k, v = cache.stacked()
-        return logits, k, v
-
     def prefill(self, input_ids, position_ids):
-        return self._run(input_ids, position_ids, _Cache(), causal=True)
+        return run_cached_lm(self.lm, self.head, self.lm.embed_tokens(input_ids), position_ids, CacheShim(),
+                             causal=True, sdpa=self.sdpa)
 
     def decode(self, input_ids, position_ids, past_k, past_v):
-        return self._run(input_ids, position_ids, _Cache(past_k, past_v), causal=False)
+        return run_cached_lm(self.lm, self.head, self.lm.embed_tokens(input_ids), position_ids,
+                             CacheShim(past_k, past_v), causal=False, sdpa=self.sdpa)
 
 
 class _ReadCache:

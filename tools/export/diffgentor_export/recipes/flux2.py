@@ -1,6 +1,7 @@
 """FLUX.2-dev (flux2: Mistral-Small text encoder, guidance embedding) and FLUX.2-klein (flux2_klein: Qwen3 text
 encoder, no guidance input): the stacked hidden-state text encoder, the FLUX.2 DiT, the 32-channel VAE with its
-batch-norm statistics, and the --text_encoder_out_layers option."""
+batch-norm statistics, the --text_encoder_out_layers option and FLUX.2-dev's optional prompt upsampler
+(--with_upsampler, flux2_upsampler.py)."""
 from __future__ import annotations
 
 import inspect
@@ -8,6 +9,8 @@ import inspect
 import torch
 
 from ..models.flux import Flux2DiT, Flux2KleinDiT, StackedTextEncoder
+from ..models.mistral import UpsamplerTextEncoder, UpsamplerVision
+from . import flux2_upsampler
 from .base import Case, Job, Recipe, register
 from .common import ids_cases, padded_ids, vae_jobs
 
@@ -38,7 +41,7 @@ def _dit_cases(guidance: bool):
     return lambda t, ctx: ids_cases(t, ctx, 10, 4, torch.long, extra)
 
 
-def _recipe(model_type: str, dit, guidance: bool, prompt_embeds: str) -> Recipe:
+def _recipe(model_type: str, dit, guidance: bool, prompt_embeds: str, upsampler: bool = False) -> Recipe:
     """One FLUX.2 variant; `prompt_embeds` is the diffusers pipeline method ("Class.method") whose
     `hidden_states_layers` default is the layers its pipeline stacks, the export's default."""
 
@@ -50,11 +53,21 @@ def _recipe(model_type: str, dit, guidance: bool, prompt_embeds: str) -> Recipe:
 
     def options(args):
         given = getattr(args, "text_encoder_out_layers", None)
-        return {"text_encoder_out_layers": tuple(int(k) for k in given.split(",")) if given
-                else default_out_layers()}
+        out = {"text_encoder_out_layers": tuple(int(k) for k in given.split(",")) if given
+               else default_out_layers()}
+        if upsampler and getattr(args, "with_upsampler", False):
+            out["optional"] = ("upsampler",)
+        return out
 
     def jobs(ctx, configs):
         layers = ctx.options["text_encoder_out_layers"]
+        if "upsampler" in ctx.options.get("optional", ()):
+            def cases(te, ctx):
+                return _stacked_cases(layers)(te, ctx) + flux2_upsampler.lm_cases(te, ctx)
+            return [Job("text_encoder", "text_encoder", lambda te: UpsamplerTextEncoder(te, layers), cases),
+                    Job("upsampler_vision", "text_encoder", UpsamplerVision, flux2_upsampler.vision_cases),
+                    Job("transformer", "transformer", dit, _dit_cases(guidance)),
+                    *vae_jobs(int(configs["vae"].get("latent_channels", 32)), video=False)]
         return [Job("text_encoder", "text_encoder", lambda te: StackedTextEncoder(te, layers), _stacked_cases(layers)),
                 Job("transformer", "transformer", dit, _dit_cases(guidance)),
                 *vae_jobs(int(configs["vae"].get("latent_channels", 32)), video=False)]
@@ -65,13 +78,17 @@ def _recipe(model_type: str, dit, guidance: bool, prompt_embeds: str) -> Recipe:
             return {"vae_bn_running_mean": [float(v) for v in bn.running_mean.float().cpu()],
                     "vae_bn_running_var": [float(v) for v in bn.running_var.float().cpu()]}
         if subfolder == "text_encoder":
-            return {"text_encoder_out_layers": list(ctx.options["text_encoder_out_layers"])}
+            out = {"text_encoder_out_layers": list(ctx.options["text_encoder_out_layers"])}
+            if "upsampler" in ctx.options.get("optional", ()):
+                from pathlib import Path
+                out["upsampler"] = flux2_upsampler.upsampler_constant(module, Path(module.config._name_or_path))
+            return out
         return {}
 
     return Recipe(model_type, jobs, constants, options=options)
 
 
 register(_recipe("flux2", Flux2DiT, guidance=True,
-                 prompt_embeds="Flux2Pipeline._get_mistral_3_small_prompt_embeds"))
+                 prompt_embeds="Flux2Pipeline._get_mistral_3_small_prompt_embeds", upsampler=True))
 register(_recipe("flux2_klein", Flux2KleinDiT, guidance=False,
                  prompt_embeds="Flux2KleinPipeline._get_qwen3_prompt_embeds"))
