@@ -1,7 +1,7 @@
 #pragma once
 /// The shared base of the model pipelines: it opens and validates the bundle, loads every component of
-/// the model type once (checked against the contract), and runs each row under InferenceMode with a
-/// StageClock, so a model file holds only what is specific to its model.
+/// the model type once (checked against the contract; optional groups' components when first asked for), and runs each
+/// row under InferenceMode with a StageClock, so a model file holds only what is specific to its model.
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/jit/api/module.h>
 
@@ -41,7 +41,7 @@ class BundlePipeline : public Pipeline {
   /// One row (at least one image; edit() refuses an empty row): fill `result.image` (and counters), marking
   /// stages on `clock`.
   virtual void run(const EditRequest& request, EditResult& result, StageClock& clock) = 0;
-  /// A loaded component by its contract name (e.g. "transformer").
+  /// A component by its contract name (e.g. "transformer"); one of an optional group loads on first use.
   torch::jit::Module& component(const std::string& name);
   /// The id of `<folder>/tokenizer_config.json`'s pad_token in `tokenizer`; the pipelines pad on the
   /// right, so any other padding_side is refused (pads reach the DiT unmasked, their place matters).

@@ -58,8 +58,6 @@ class Tokenizer {
   /// and the like). Throws TokenizerError for a decoder other than ByteLevel.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens,
                      bool clean_up_tokenization_spaces = false) const;
-  /// Whether the model is BPE (transformers 5 skips the clean-up for BPE tokenizers).
-  bool is_bpe() const;
 
   /// Id of a vocabulary entry or added token.
   std::optional<int32_t> token_to_id(std::string_view token) const;

@@ -595,8 +595,6 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   return clean_up_tokenization_spaces ? clean_up_tokenization(std::move(text)) : text;
 }
 
-bool Tokenizer::is_bpe() const { return !impl_->unigram; }
-
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   for (const auto& a : impl_->added)
     if (a.content == token) return a.id;

@@ -22,8 +22,10 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       dtype_(bundle_.dtype()),
       options_(cfg.options),
       notice_(cfg.notice) {
+  // Components every bundle of the type has load now; a component only an optional group has (FLUX.2-dev's
+  // upsampler_vision) loads on first use, so a run that does not use the group does not hold its weights.
   for (const auto& c : bundle_components(cfg.spec->type))
-    if (bundle_.holds(c) && !components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
+    if (c.optional.empty() && !components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
 }
 
 int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const {
@@ -81,7 +83,11 @@ std::string BundlePipeline::model_option(const std::string& name) const {
   throw std::logic_error(fmt::format("model type {} has no model option {}", spec_->type, name));
 }
 
-torch::jit::Module& BundlePipeline::component(const std::string& name) { return components_.at(name); }
+torch::jit::Module& BundlePipeline::component(const std::string& name) {
+  auto it = components_.find(name);
+  if (it == components_.end()) it = components_.emplace(name, bundle_.load(name, device_)).first;
+  return it->second;
+}
 
 EditResult BundlePipeline::edit(const EditRequest& request) {
   // The table's input rules, checked here too so that every caller of the engine gets them (the runner

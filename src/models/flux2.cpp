@@ -88,6 +88,7 @@ class Flux2 : public BundlePipeline {
             "FLUX.2-klein has no prompt upsampler (upstream upsamples only FLUX.2-dev's prompts); set "
             "DG_FLUX2_ENHANCER_MODE=api");
       upsampler_ = std::make_unique<Flux2Upsampler>(bundle_, tokenizer_, dev_, cfg.upsampling);
+      upsampler_vision_ = component("upsampler_vision");
       notice("prompt upsampling: FLUX.2's own Mistral, " + upsampler_->describe());
     }
   }
@@ -189,6 +190,8 @@ class Flux2 : public BundlePipeline {
     result.enhanced = EnhancedPrompt{u.text, u.status, secs};
     result.counters.emplace_back("upsample_prompt_tokens", static_cast<int64_t>(u.input_ids.size()));
     result.counters.emplace_back("upsample_new_tokens", static_cast<int64_t>(u.tokens.size()));
+    result.counters.emplace_back("upsample_truncated_tokens", u.truncated_tokens);
+    result.counters.emplace_back("upsample_vision_ms", static_cast<int64_t>(u.vision_ms));
     result.counters.emplace_back("upsample_prefill_ms", static_cast<int64_t>(u.stats.prefill_ms));
     result.counters.emplace_back("upsample_decode_ms", static_cast<int64_t>(u.stats.decode_ms));
     return u.text;
@@ -226,8 +229,7 @@ class Flux2 : public BundlePipeline {
   SchedulerConfig scheduler_;
   torch::jit::Module text_encoder_ = component("text_encoder"), transformer_ = component("transformer"),
                      vae_encoder_ = component("vae_encoder"), vae_decoder_ = component("vae_decoder");
-  torch::jit::Module upsampler_vision_ =
-      bundle_.has_optional("upsampler") ? component("upsampler_vision") : torch::jit::Module();
+  torch::jit::Module upsampler_vision_;  // loaded only when upsampling is on
   std::unique_ptr<Flux2Upsampler> upsampler_;
 };
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 
 #include "diffgentor/latents.hpp"
@@ -42,8 +43,13 @@ Flux2Upsampler::Flux2Upsampler(const Bundle& bundle, const Tokenizer& tokenizer,
   sampling_.temperature = settings.temperature.value_or(c_.temperature);
   max_new_tokens_ = settings.max_new_tokens.value_or(c_.max_new_tokens);
   const auto& te = bundle.config("text_encoder/config.json");
-  hidden_ = te.at("text_config").at("hidden_size").get<int64_t>();
-  vocab_ = te.at("text_config").at("vocab_size").get<int64_t>();
+  try {
+    hidden_ = te.at("text_config").at("hidden_size").get<int64_t>();
+    vocab_ = te.at("text_config").at("vocab_size").get<int64_t>();
+  } catch (const nlohmann::json::exception&) {
+    throw BundleError(
+        fmt::format("bundle {}: text_encoder/config.json has no text_config.hidden_size and vocab_size", bundle.dir()));
+  }
   if (c_.image_token_id != te.value("image_token_index", te.value("image_token_id", c_.image_token_id)))
     throw BundleError(origin + ": constants.upsampler.image_token_id differs from text_encoder/config.json's");
   if (!tokenizer_.token_to_id(c_.image_token) || *tokenizer_.token_to_id(c_.image_token) != c_.image_token_id)
@@ -84,9 +90,12 @@ Flux2Upsampler::Result Flux2Upsampler::run(torch::jit::Module& text_encoder, tor
   Result res;
   std::string image_tokens;
   if (!images.empty()) {  // several images are concatenated into one first (_validate_and_process_images)
+    const auto t0 = std::chrono::steady_clock::now();
     int gh = 0, gw = 0;
     res.image_embeds = embed_image(vision, concatenate_images(images), gh, gw);
     image_tokens = pixtral_image_tokens(gh, gw, c_);
+    res.image_embeds.sum().item<float>();  // kernels run asynchronously: wait for them, so the time is theirs
+    res.vision_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   const std::string text = upsampler_prompt(c_, instruction, image_tokens);
   for (int32_t id : tokenizer_.encode(text, c_.add_special_tokens)) res.input_ids.push_back(id);
@@ -94,9 +103,14 @@ Flux2Upsampler::Result Flux2Upsampler::run(torch::jit::Module& text_encoder, tor
     return std::count(res.input_ids.begin(), res.input_ids.begin() + static_cast<std::ptrdiff_t>(n), c_.image_token_id);
   };
   const int64_t M = res.image_embeds.defined() ? res.image_embeds.size(0) : 0;
-  if (image_rows(res.input_ids.size()) != M)
-    throw std::runtime_error(fmt::format("the upsampling prompt has {} image tokens for {} image embeddings",
-                                         image_rows(res.input_ids.size()), M));
+  if (image_rows(res.input_ids.size()) != M) {  // the instruction spells the image token itself
+    res.text = instruction;
+    res.status = fmt::format(
+        "fallback: the instruction holds the image token '{}' (the prompt has {} image "
+        "tokens for {} image embeddings)",
+        c_.image_token, image_rows(res.input_ids.size()), M);
+    return res;
+  }
   if (res.input_ids.size() > static_cast<std::size_t>(c_.max_length)) {
     // truncation=True at max_length 2048: the text's end is cut, as upstream cuts it; cutting image tokens is an
     // error upstream (the processor checks their count), so it is a fallback here.
@@ -108,6 +122,7 @@ Flux2Upsampler::Result Flux2Upsampler::run(torch::jit::Module& text_encoder, tor
           res.input_ids.size(), c_.max_length);
       return res;
     }
+    res.truncated_tokens = static_cast<int64_t>(res.input_ids.size()) - c_.max_length;
     res.input_ids.resize(static_cast<std::size_t>(c_.max_length));
   }
   const int64_t n = static_cast<int64_t>(res.input_ids.size());

@@ -40,12 +40,14 @@ class Flux2Upsampler {
     std::string text;  ///< the decoded new tokens (special tokens skipped)
     std::string status = "ok";
     std::vector<int64_t> input_ids, tokens;
-    at::Tensor image_embeds;  ///< [M, D], undefined without images
+    at::Tensor image_embeds;       ///< [M, D], undefined without images
+    int64_t truncated_tokens = 0;  ///< prompt tokens cut by the 2048-token limit (the instruction's end)
+    double vision_ms = 0;          ///< image preparation and the vision component
     ArStats stats;
   };
   /// Rewrites `instruction` for `images` (none: the text-to-image system message). A prompt that cannot be
-  /// formed (image tokens cut by the 2048-token limit) or an empty answer gives status "fallback: ..." with the
-  /// original text.
+  /// formed (image tokens cut by the 2048-token limit, or an image token the instruction itself spells) or an
+  /// empty answer gives status "fallback: ..." with the original text.
   Result run(torch::jit::Module& text_encoder, torch::jit::Module& vision, const std::string& instruction,
              const std::vector<Image>& images, uint64_t seed, const Hooks& hooks) const;
 

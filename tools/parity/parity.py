@@ -370,12 +370,13 @@ UPSAMPLE_STEPS = 33  # the prefill's logits and 32 decode steps
 
 
 def upsample_reference(pipe, pil: list, seed: int) -> dict:
-    """Flux2Pipeline.upsample_prompt's steps, called as it calls them: the images validated, concatenated and capped
-    by its own helpers, format_input's chat, apply_chat_template with its padding and truncation (the ids compared
-    are the unpadded ones), the vision features, generate() with its sampling settings after torch.manual_seed(seed),
-    and batch_decode of the new tokens. generate() is given the unpadded prompt: upstream pads to 2048 on the
-    tokenizer's padding side, and the tiny tokenizer pads on the right, where generating after the pads would
-    continue from a pad (docs/enhancement.md, "Parity and goldens"); unpadded equals left-padded."""
+    """Flux2Pipeline.upsample_prompt's steps, called as it calls them for a nested image list (a flat list of two
+    fails format_input's assertion in diffusers 0.40; docs/enhancement.md, "Deviations from diffusers"): the images
+    validated, concatenated and capped by its own helpers, format_input's chat, apply_chat_template with its
+    padding and truncation (the ids compared are the unpadded ones), the vision features, generate() with its
+    sampling settings after torch.manual_seed(seed), and batch_decode of the new tokens. generate() is given the
+    unpadded prompt: upstream pads to 2048 on the tokenizer's padding side, and the tiny tokenizer pads on the
+    right, where generating after the pads would continue from a pad; unpadded equals left-padded."""
     import torch
     from diffusers.pipelines.flux2 import pipeline_flux2 as fp
     te, processor = pipe.text_encoder, pipe.tokenizer

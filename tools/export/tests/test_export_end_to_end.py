@@ -192,6 +192,16 @@ class Flux2UpsamplerTest(ExportEndToEnd, unittest.TestCase):
         self.assertNotEqual(run.returncode, 0)
         self.assertIn("export_bundle --with_upsampler", run.stderr)
         self.assertFalse((self.tmp / "plain_out" / "results.csv").exists())
+        # --dry_run names the same stop, and for the bundle with the upsampler the enhancer it will run
+        dry = [BIN, "edit", "--device", "cpu", "--torch_dtype", "float32", "--input",
+               str(SOURCE / "examples" / "edit.csv"), "--output_dir", str(self.tmp / "dry"), "--prompt_enhance_type",
+               "flux2", "--dry_run", "--model_name"]
+        run = subprocess.run([*dry, str(plain)], capture_output=True, text=True)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("export_bundle --with_upsampler", run.stdout)
+        run = subprocess.run([*dry, str(self.bundle)], capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn("flux2 with the bundle's own Mistral", run.stdout)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def _hf_step(model, ids, pos, cache, **extra):
 
 
 def lm_cases(model, ctx):
-    """prefill with and without an image block, then decode after each prefill and from an empty cache."""
+    """prefill with and without an image block, then decode after each prefill."""
     from transformers import DynamicCache
     cfg, text_cfg = model.config, model.config.text_config
     image_id, m = int(cfg.image_token_id), cfg.spatial_merge_size
@@ -127,6 +127,9 @@ def upsampler_constant(model, snapshot) -> dict:
     if int(processor.patch_size) != int(model.config.vision_config.patch_size):
         raise ValueError(f"the processor's patch size {processor.patch_size} differs from the vision tower's "
                          f"{model.config.vision_config.patch_size}")
+    if int(processor.spatial_merge_size) != int(model.config.spatial_merge_size):
+        raise ValueError(f"the processor's spatial_merge_size {processor.spatial_merge_size} differs from the "
+                         f"model's {model.config.spatial_merge_size}")
     system_mark, text_mark = "\x00SYSTEM\x00", "\x00TEXT\x00"
     t2i = _render_pieces(processor, system_mark, text_mark, with_image=False)
     i2i = _render_pieces(processor, system_mark, text_mark, with_image=True)
