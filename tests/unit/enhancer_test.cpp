@@ -214,6 +214,16 @@ TEST(Enhancer, ImagesAreCappedAt2000PixelsOnTheLongestSide) {
   EXPECT_EQ(decode_image(b64decode(url1.substr(url1.find(',') + 1)), 1 << 30).width, 300);
 }
 
+// The UsageError enhancer_config raises for these settings ("" when it accepts them).
+static std::string usage_error(const EditOptions& o, const EnvLookup& env) {
+  try {
+    enhancer_config(o, env);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 TEST(Enhancer, ConfigurationFromTheEnvironment) {
   EditOptions o;
   o.output_dir = "out";
@@ -223,14 +233,7 @@ TEST(Enhancer, ConfigurationFromTheEnvironment) {
     auto it = vars.find(n);
     return it == vars.end() ? nullptr : it->second.c_str();
   };
-  auto usage = [&]() -> std::string {
-    try {
-      enhancer_config(o, env);
-    } catch (const UsageError& e) {
-      return e.what();
-    }
-    return "";
-  };
+  auto usage = [&] { return usage_error(o, env); };
   EXPECT_NE(usage().find("set DG_PROMPT_ENHANCER_API_KEY"), std::string::npos);
   vars["DG_PROMPT_ENHANCER_API_KEY"] = "k";
   EnhancerConfig c = enhancer_config(o, env);
@@ -282,14 +285,7 @@ TEST(Enhancer, Flux2DefaultModeUsesTheBundlesOwnModelAndNoApi) {
   c = enhancer_config(o, env);
   EXPECT_DOUBLE_EQ(*c.upsampling.temperature, 0.4);
   EXPECT_EQ(*c.upsampling.max_new_tokens, 64);
-  auto usage = [&]() -> std::string {
-    try {
-      enhancer_config(o, env);
-    } catch (const UsageError& e) {
-      return e.what();
-    }
-    return "";
-  };
+  auto usage = [&] { return usage_error(o, env); };
   for (const char* bad : {"0", "-1", "2.5", "warm"}) {
     vars["DG_FLUX2_UPSAMPLE_TEMPERATURE"] = bad;
     EXPECT_NE(usage().find("DG_FLUX2_UPSAMPLE_TEMPERATURE"), std::string::npos) << bad;
