@@ -36,9 +36,15 @@ struct TokenizeOptions {
   std::optional<std::string> text;                                         ///< else standard input
 };
 
+struct MergeOptions {
+  std::string output_dir;                 ///< the run's --output_dir
+  std::optional<std::string> output_csv;  ///< the run's --output_csv, if it had one
+};
+
 struct Command {
-  enum Kind { None, Models, Edit, MakeTiny, Tokenize } kind = None;
-  EditOptions edit;
+  enum Kind { None, Models, Edit, MakeTiny, Tokenize, Merge, Status } kind = None;
+  EditOptions edit;  ///< edit's options; `status` takes the same ones
+  MergeOptions merge;
   MakeTinyOptions tiny;
   TokenizeOptions tokenize;
   bool models_markdown = false;  ///< `models --markdown`: the table of docs/models/README.md

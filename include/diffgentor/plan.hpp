@@ -50,6 +50,9 @@ Plan make_plan(const EditOptions& options, const ModelSpec& spec, const EnvLooku
 /// results.csv's path for these options (--output_csv, else <output_dir>/results.csv).
 std::string results_path_of(const EditOptions& options);
 
+/// failures.csv beside a results file (`<stem>.failures.csv` for a results file not named results.csv).
+std::string failures_path_of(const std::string& results_path);
+
 /// The row's sampling parameters: the run's, with the row's own negative prompt where the model uses one.
 EffectiveParams row_params(const Plan& plan, const PlannedRow& row);
 

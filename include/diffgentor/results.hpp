@@ -94,6 +94,9 @@ RecordTable read_journals(const std::string& path);
 /// recorded in between.
 std::string journals_state(const std::string& path);
 
+/// `path` and the shard journals beside it (`<stem>.shard-R-of-N<ext>`), in a stable order.
+std::vector<std::string> journal_files(const std::string& path);
+
 /// The journal file of a shard: `path` itself for a single shard, else `<stem>.shard-R-of-N<ext>`.
 std::string shard_journal_path(const std::string& path, int rank, int count);
 

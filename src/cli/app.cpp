@@ -26,6 +26,7 @@
 #include "diffgentor/progress.hpp"
 #include "diffgentor/results.hpp"
 #include "diffgentor/runner.hpp"
+#include "diffgentor/scale_out.hpp"
 #include "diffgentor/tokenizer.hpp"
 
 namespace fs = std::filesystem;
@@ -300,6 +301,40 @@ int run_make_tiny(const MakeTinyOptions& t, const Backend& backend) {
   return kExitOk;
 }
 
+int run_merge(const MergeOptions& m) {
+  const std::string results =
+      m.output_csv ? *m.output_csv : (std::filesystem::path(m.output_dir) / "results.csv").string();
+  if (!std::filesystem::is_directory(m.output_dir))
+    throw UsageError(fmt::format("merge: --output_dir {} is not a folder", m.output_dir));
+  const MergeSummary s = merge_output(results, m.output_dir);
+  std::cout << fmt::format("merged {} file(s) into {}: {} row(s) done, {} failed and not done since ({})\n",
+                           s.sources.size(), results, s.results, s.failures, failures_path_of(results));
+  for (const auto& c : s.conflicts) std::cout << "  conflict    " << c << "\n";
+  for (const auto& l : s.removed_locks) std::cout << "  removed     stale lock " << l << "\n";
+  for (const auto& l : s.held_locks) std::cout << "  kept        " << l << " (a running process holds it)\n";
+  if (!s.held_locks.empty()) std::cout << "  note        a run is writing this folder: no lock file was removed\n";
+  std::cout << std::flush;
+  return s.conflicts.empty() ? kExitOk : kExitRowsFailed;
+}
+
+int run_status(Command& cmd) {
+  EditOptions& o = cmd.edit;
+  validate_options(o);
+  const ModelSpec& spec = resolve_model_type(o);
+  const std::vector<ShardStatus> shards = shard_status(o, spec, getenv_lookup);
+  ShardStatus total;
+  std::cout << fmt::format("diffgentor status: {} over {} shard(s), output {}\n", o.input, shards.size(), o.output_dir);
+  for (const auto& s : shards) {
+    std::cout << fmt::format("  shard {} of {}: {} rows, {} done, {} failed, {} pending\n", s.rank, s.count, s.rows,
+                             s.done, s.failed, s.pending);
+    total.rows += s.rows, total.done += s.done, total.failed += s.failed, total.pending += s.pending;
+  }
+  std::cout << fmt::format("  total: {} rows, {} done, {} failed, {} pending\n", total.rows, total.done, total.failed,
+                           total.pending)
+            << std::flush;
+  return kExitOk;
+}
+
 int run_tokenize(const TokenizeOptions& t) {
   if (t.model_name.has_value() == t.tokenizer.has_value())
     throw UsageError("tokenize needs exactly one of --model_name (a bundle) and --tokenizer (a tokenizer.json)");
@@ -350,6 +385,8 @@ int app_main(int argc, char** argv, const Backend& backend) {
     }
     if (cmd.kind == Command::MakeTiny) return run_make_tiny(cmd.tiny, backend);
     if (cmd.kind == Command::Tokenize) return run_tokenize(cmd.tokenize);
+    if (cmd.kind == Command::Merge) return run_merge(cmd.merge);
+    if (cmd.kind == Command::Status) return run_status(cmd);
     return run_edit(cmd, backend);
   } catch (const UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -201,13 +201,25 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
   tok->add_flag("--clean_up_tokenization_spaces", cmd.tokenize.clean_up_tokenization_spaces,
                 "With --decode: apply transformers' clean_up_tokenization (\" .\" -> \".\" and the like)");
   tok->add_option("text", cmd.tokenize.text, "Text to tokenize, or with --decode the ids (default: standard input)");
+  auto* merge = app.add_subcommand(
+      "merge", "Join every shard's results and failures into results.csv / failures.csv and remove stale locks");
+  merge->add_option("--output_dir", cmd.merge.output_dir, "The runs' output folder")->required();
+  merge->add_option("--output_csv", cmd.merge.output_csv, "The runs' --output_csv, if they had one");
+  auto* status = app.add_subcommand(
+      "status", "Rows done, failed and pending per shard for an edit command line (nothing is loaded or written)");
+  add_edit_options(*status, cmd.edit, cmd.verbose);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  cmd.kind = *models ? Command::Models : *tiny ? Command::MakeTiny : *tok ? Command::Tokenize : Command::Edit;
+  cmd.kind = *models   ? Command::Models
+             : *tiny   ? Command::MakeTiny
+             : *tok    ? Command::Tokenize
+             : *merge  ? Command::Merge
+             : *status ? Command::Status
+                       : Command::Edit;
   return std::nullopt;
 }
 

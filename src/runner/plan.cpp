@@ -17,6 +17,13 @@ std::string results_path_of(const EditOptions& o) {
   return o.output_csv ? *o.output_csv : (fs::path(o.output_dir) / "results.csv").string();
 }
 
+std::string failures_path_of(const std::string& results_path) {
+  const fs::path rp(results_path);
+  return (rp.parent_path() /
+          (rp.stem() == "results" ? std::string("failures.csv") : rp.stem().string() + ".failures.csv"))
+      .string();
+}
+
 EffectiveParams row_params(const Plan& plan, const PlannedRow& row) {
   EffectiveParams p = plan.params;
   if (row.input.negative_prompt && plan.spec->uses_negative_prompt()) p.negative_prompt = row.input.negative_prompt;
@@ -59,10 +66,7 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   plan.shard = resolve_shard(o.node_rank, o.num_nodes, env);
   plan.output_dir = o.output_dir;
   plan.results_path = results_path_of(o);
-  const fs::path rp(plan.results_path);
-  plan.failures_path =
-      (rp.parent_path() / (rp.stem() == "results" ? std::string("failures.csv") : rp.stem().string() + ".failures.csv"))
-          .string();
+  plan.failures_path = failures_path_of(plan.results_path);
   // What earlier runs finished (results.csv and any shard journals); a file that cannot be trusted stops here.
   plan.journals_state = journals_state(plan.results_path);
   const RecordTable done_records = read_journals(plan.results_path);

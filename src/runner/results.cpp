@@ -274,11 +274,9 @@ std::string shard_journal_path(const std::string& path, int rank, int count) {
       .string();
 }
 
-namespace {
+namespace {}  // namespace
 
-// `path` and its shard journals, merged by key (the latest finished_at wins); for a rewrite when `rewrite`.
-// `path` and the shard journals beside it (`<stem>.shard-R-of-N<ext>`), in a stable order.
-std::vector<std::string> journal_sources(const std::string& path) {
+std::vector<std::string> journal_files(const std::string& path) {
   const fs::path p(path);
   std::error_code ec;
   std::vector<std::string> sources{path};
@@ -294,9 +292,12 @@ std::vector<std::string> journal_sources(const std::string& path) {
   return sources;
 }
 
+namespace {
+
+// `path` and its shard journals, merged by key (the latest finished_at wins); for a rewrite when `rewrite`.
 RecordTable collect_journals(const std::string& path, bool rewrite) {
   RecordTable merged;
-  for (const auto& src : journal_sources(path)) {
+  for (const auto& src : journal_files(path)) {
     RecordTable t = rewrite && src == path ? load_for_rewrite(src) : RecordTable::load(src);
     merged.add_columns(t.columns);
     for (const auto& r : t.records) {
@@ -315,7 +316,7 @@ RecordTable read_journals(const std::string& path) { return collect_journals(pat
 
 std::string journals_state(const std::string& path) {
   std::string out;
-  for (const auto& src : journal_sources(path)) {
+  for (const auto& src : journal_files(path)) {
     struct stat st {};
     if (::stat(src.c_str(), &st) == 0)
       out += fmt::format("{} {} {}.{}\n", src, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
