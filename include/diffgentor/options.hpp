@@ -62,6 +62,8 @@ struct EditOptions {
   std::optional<int> node_rank;
   std::optional<int> num_nodes;
   std::optional<std::string> log_dir;
+  std::string progress = "bar";              ///< bar (the terminal line) | jsonl (events on stdout) | none
+  std::optional<std::string> progress_file;  ///< events as JSON lines appended to this file too
 };
 
 /// Merges the sampling flags over the spec's defaults (a flag always wins, whatever its value).

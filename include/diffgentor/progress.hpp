@@ -16,9 +16,29 @@ bool setup_logging(const std::optional<std::string>& log_file, bool verbose);
 /// "1h02m03s", "2m03s" or "3s".
 std::string format_duration(double seconds);
 
+/// Progress events for programs (docs/batch-runner.md, "Progress events"): one JSON object per line, each with
+/// "event" and "time" (UTC), written whole and flushed, to stdout (`--progress jsonl`) and/or appended to a file
+/// (`--progress_file`). Thread-safe; a write error is logged once and the events stop, the run goes on.
+class EventLog {
+ public:
+  EventLog(bool to_stdout, const std::optional<std::string>& file);
+  ~EventLog();
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+  bool enabled() const { return to_stdout_ || file_ != nullptr; }
+  /// Writes `fields` (a JSON object's text without braces is not accepted: pass a dumped object) as event `name`.
+  void emit(const std::string& name, const std::string& json_object);
+
+ private:
+  bool to_stdout_ = false;
+  std::FILE* file_ = nullptr;
+  std::string path_;
+  std::mutex mu_;
+};
+
 class Progress {
  public:
-  explicit Progress(std::size_t total);
+  explicit Progress(std::size_t total, bool bar = true);
   ~Progress();
   /// Counts a finished row and logs `line`, keeping the bar (if any) below it.
   void row_finished(bool ok, const std::string& line);
@@ -29,6 +49,7 @@ class Progress {
 
  private:
   std::size_t total_, done_ = 0, failed_ = 0;
+  bool bar_ = true;
   std::chrono::steady_clock::time_point start_;
   mutable std::mutex mu_;
 };

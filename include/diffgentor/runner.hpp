@@ -13,14 +13,16 @@
 #include "diffgentor/enhancer.hpp"
 #include "diffgentor/pipeline.hpp"
 #include "diffgentor/plan.hpp"
+#include "diffgentor/progress.hpp"
 
 namespace dg {
 
 struct RunSummary {
   std::size_t succeeded = 0;
   std::size_t failed = 0;
-  std::size_t not_run = 0;     ///< left for a later run after an interrupt
-  std::size_t unrecorded = 0;  ///< rows (counted in `failed`) whose record could not be written: redone later
+  std::size_t not_run = 0;            ///< left for a later run after an interrupt
+  std::size_t unrecorded = 0;         ///< rows (counted in `failed`) whose record could not be written: redone later
+  std::size_t enhance_fallbacks = 0;  ///< succeeded rows whose prompt enhancement fell back to the original
   bool interrupted = false;
   std::string merge_error;  ///< set when the final merge into results.csv failed (the journals keep the rows)
 };
@@ -33,8 +35,10 @@ struct LiveCounts {
 
 /// Runs `plan.todo` through `replicas`. `stop` (set by SIGINT/SIGTERM) stops taking new rows; rows
 /// already finished are written. Results and failures are merged into their files before returning.
+/// `events` receives row_start (a row enters the model stage), row_done and row_failed (docs/batch-runner.md,
+/// "Progress events").
 RunSummary run_batch(Plan& plan, const EditOptions& options, const std::vector<Pipeline*>& replicas,
                      const std::atomic<bool>& stop, const PromptEnhancer* enhancer = nullptr,
-                     LiveCounts* live = nullptr);
+                     LiveCounts* live = nullptr, EventLog* events = nullptr);
 
 }  // namespace dg

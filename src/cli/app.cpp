@@ -198,16 +198,45 @@ int run_edit(Command& cmd, const Backend& backend) {
                plan.shard.count, plan.shard.source, plan.selected, plan.shard_rows.size(), plan.already_done,
                plan.todo.size());
   spdlog::info("base seed {} ({})", plan.base_seed, plan.base_seed_source);
+  const auto run_started = std::chrono::steady_clock::now();
+  EventLog events(o.progress == "jsonl", o.progress_file);
+  events.emit(
+      "run_start",
+      nlohmann::json{{"input", o.input},
+                     {"model_name", o.model_name},
+                     {"model_type", spec.type},
+                     {"output_dir", o.output_dir},
+                     {"shard", {{"rank", plan.shard.rank}, {"count", plan.shard.count}, {"source", plan.shard.source}}},
+                     {"selected", plan.selected},
+                     {"shard_rows", plan.shard_rows.size()},
+                     {"already_done", plan.already_done},
+                     {"todo", plan.todo.size()},
+                     {"base_seed", plan.base_seed},
+                     {"devices", devices}}
+          .dump());
+  const auto nothing_to_do = [&] {
+    events.emit("run_end", nlohmann::json{{"succeeded", 0},
+                                          {"failed", 0},
+                                          {"skipped", plan.already_done},
+                                          {"not_run", 0},
+                                          {"enhance_fallbacks", 0},
+                                          {"interrupted", false},
+                                          {"wall_s", 0.0},
+                                          {"rows_per_s", 0.0},
+                                          {"results", plan.results_path}}
+                               .dump());
+    return kExitOk;
+  };
   if (plan.unrecorded_images)
     spdlog::info("{} image(s) have no record in {}: they are made again (identical for their seeds)",
                  plan.unrecorded_images, plan.results_path);
   if (const std::string why = nothing_selected(plan, o); !why.empty()) {
     spdlog::warn("nothing to do: {}", why);
-    return kExitOk;
+    return nothing_to_do();
   }
   if (plan.todo.empty() && plan.manifest.orphans.empty()) {
     spdlog::info("nothing to do: every selected row of this shard has its output and its record");
-    return kExitOk;
+    return nothing_to_do();
   }
   if (!spec.implemented())
     throw std::runtime_error(
@@ -270,16 +299,31 @@ int run_edit(Command& cmd, const Backend& backend) {
   }
   RunSummary s;
   try {
-    s = run_batch(plan, o, replicas, g_stop, enhancer.get(), &live);
+    s = run_batch(plan, o, replicas, g_stop, enhancer.get(), &live, &events);
   } catch (...) {
     stop_watchdog();
     throw;
   }
   stop_watchdog();
-  spdlog::info("done: {} succeeded, {} failed{}{}; results in {}{}", s.succeeded, s.failed,
-               s.unrecorded ? fmt::format(" ({} could not be recorded and are made again next run)", s.unrecorded) : "",
-               s.interrupted ? fmt::format(", {} left for a later run (interrupted)", s.not_run) : "",
-               plan.results_path, s.failed ? fmt::format(", failures in {}", plan.failures_path) : "");
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_started).count();
+  const double rate = wall > 0 ? double(s.succeeded) / wall : 0.0;
+  spdlog::info(
+      "done: {} succeeded, {} failed, {} skipped (done before){}{}{} in {} ({:.3f} rows/s); results in {}{}",
+      s.succeeded, s.failed, plan.already_done,
+      s.enhance_fallbacks ? fmt::format(", {} with the original prompt (enhancer fallback)", s.enhance_fallbacks) : "",
+      s.unrecorded ? fmt::format(" ({} could not be recorded and are made again next run)", s.unrecorded) : "",
+      s.interrupted ? fmt::format(", {} left for a later run (interrupted)", s.not_run) : "", format_duration(wall),
+      rate, plan.results_path, s.failed ? fmt::format(", failures in {}", plan.failures_path) : "");
+  events.emit("run_end", nlohmann::json{{"succeeded", s.succeeded},
+                                        {"failed", s.failed},
+                                        {"skipped", plan.already_done},
+                                        {"not_run", s.not_run},
+                                        {"enhance_fallbacks", s.enhance_fallbacks},
+                                        {"interrupted", s.interrupted},
+                                        {"wall_s", wall},
+                                        {"rows_per_s", rate},
+                                        {"results", plan.results_path}}
+                             .dump());
   if (!s.merge_error.empty())
     spdlog::error("{} is not up to date ({}); the shard journals beside it hold every row", plan.results_path,
                   s.merge_error);

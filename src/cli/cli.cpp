@@ -169,6 +169,15 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
       ->group(di);
 
   edit.add_option("--log_dir", o.log_dir, "Folder for the log file (default: <output_dir>/logs)")->group("Logging");
+  edit.add_option(
+          "--progress", o.progress,
+          "bar: the progress line on a terminal; jsonl: one JSON event per line on stdout (docs/batch-runner.md, "
+          "\"Progress events\"); none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bar", "jsonl", "none"}))
+      ->group("Logging");
+  edit.add_option("--progress_file", o.progress_file, "Append the JSON progress events to this file as well")
+      ->group("Logging");
 }
 
 }  // namespace

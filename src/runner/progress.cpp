@@ -7,7 +7,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <functional>
+#include <stdexcept>
 
 namespace dg {
 
@@ -68,8 +71,43 @@ std::string format_duration(double s) {
   return fmt::format("{}s", t);
 }
 
-Progress::Progress(std::size_t total) : total_(total), start_(std::chrono::steady_clock::now()) {
-  if (auto& sink = console_sink(); sink && total_ > 0) sink->set_bar([this] { return bar(); });
+Progress::Progress(std::size_t total, bool bar) : total_(total), bar_(bar), start_(std::chrono::steady_clock::now()) {
+  if (auto& sink = console_sink(); sink && total_ > 0 && bar_) sink->set_bar([this] { return this->bar(); });
+}
+
+EventLog::EventLog(bool to_stdout, const std::optional<std::string>& file) : to_stdout_(to_stdout) {
+  if (!file) return;
+  path_ = *file;
+  file_ = std::fopen(path_.c_str(), "a");
+  if (!file_) throw std::runtime_error(fmt::format("--progress_file {}: cannot open it for appending", path_));
+}
+
+EventLog::~EventLog() {
+  if (file_) std::fclose(file_);
+}
+
+void EventLog::emit(const std::string& name, const std::string& json_object) {
+  if (!enabled()) return;
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  // {"event": ..., "time": ..., <fields>}: the fields' object with its opening brace replaced.
+  const std::string rest = json_object.size() > 2 ? "," + json_object.substr(1) : "}";
+  const std::string line = fmt::format("{{\"event\":\"{}\",\"time\":\"{}.{:03}Z\"{}\n", name, stamp, ms, rest);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (to_stdout_) {
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fflush(stdout);
+  }
+  if (file_ && (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)) {
+    spdlog::error("--progress_file {}: cannot write ({}); no further events go there", path_, std::strerror(errno));
+    std::fclose(file_);
+    file_ = nullptr;
+  }
 }
 
 Progress::~Progress() {

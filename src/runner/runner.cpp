@@ -189,7 +189,8 @@ void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries, 
 }  // namespace
 
 RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipeline*>& replicas,
-                     const std::atomic<bool>& stop, const PromptEnhancer* enhancer, LiveCounts* live) {
+                     const std::atomic<bool>& stop, const PromptEnhancer* enhancer, LiveCounts* live,
+                     EventLog* events) {
   RunSummary summary;
   const std::size_t total = plan.todo.size();
   const int removed = remove_stale_temp_files(plan.output_dir);
@@ -247,6 +248,12 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
           route(std::move(*more));
         }
         if (stop) batch.clear();  // interrupted: rows not started stay for a later run
+        if (events)
+          for (const auto& w : batch)
+            events->emit("row_start",
+                         nlohmann::json{
+                             {"index", w.row->row->index}, {"images", w.request.images.size()}, {"batch", batch.size()}}
+                             .dump());
         if (!batch.empty()) run_model_batch(batch, *pipe, o.max_retries, stop);
         for (auto& w : batch) done.push_back(std::move(w));
         for (auto& w : done) to_write.push(std::move(w));
@@ -256,7 +263,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   }
 
   // Stage 3: write, on this thread.
-  Progress progress(total);
+  Progress progress(total, o.progress == "bar");
   std::size_t finished = 0;
   while (auto item = to_write.pop()) {
     Work& w = *item;
@@ -309,7 +316,20 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         r["finished_at"] = utc_now();
         results->append(r);
         ++summary.succeeded;
+        if (w.enhanced && !w.enhanced->ok()) ++summary.enhance_fallbacks;
         if (live) ++live->succeeded;
+        if (events)
+          events->emit("row_done", nlohmann::json{{"index", pr.row->index},
+                                                  {"output", pr.output_path},
+                                                  {"width", w.result.image.width},
+                                                  {"height", w.result.image.height},
+                                                  {"attempts", w.attempts},
+                                                  {"enhance_status", r["enhance_status"]},
+                                                  {"time_prepare_s", w.t_prepare},
+                                                  {"time_model_s", w.t_model},
+                                                  {"time_write_s", t_write},
+                                                  {"time_total_s", t_total}}
+                                       .dump());
         progress.row_finished(true, fmt::format("[{}/{}] index {} ok {}x{} in {:.2f}s (prepare {:.2f}s, model {:.2f}s, "
                                                 "write {:.2f}s) -> {}",
                                                 finished, total, idx, w.result.image.width, w.result.image.height,
@@ -324,6 +344,13 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
                           {"finished_at", utc_now()}});
         ++summary.failed;
         if (live) ++live->failed;
+        if (events)
+          events->emit("row_failed", nlohmann::json{{"index", pr.row->index},
+                                                    {"line", pr.row->line},
+                                                    {"stage", w.fail_stage},
+                                                    {"reason", w.fail_reason},
+                                                    {"attempts", w.attempts}}
+                                         .dump());
         progress.row_finished(
             false, fmt::format("[{}/{}] index {} FAILED at {}: {}", finished, total, idx, w.fail_stage, w.fail_reason));
       }
