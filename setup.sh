@@ -24,9 +24,12 @@ PACKAGES=(cmake ninja-build g++ ccache pkg-config python3 python3-venv
   libgtest-dev libgmock-dev
   clang-format git)  # the `format` and `references` tests
 
+# What `./setup.sh test` adds: a real Slurm cluster for the `slurm` test (tests/slurm/slurm_test.sh).
+TEST_PACKAGES=(slurmctld slurmd slurm-client munge)
+
 install_packages() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   # A python3 of another origin (pyenv, a container's own) with venv and ensurepip works as well as Debian's;
@@ -73,7 +76,8 @@ build() {
   cmake --build "$BUILD_DIR" -j "$(nproc)"
 }
 
-install_packages
+install_packages "${PACKAGES[@]}"
+[ "${1:-}" = test ] && install_packages "${TEST_PACKAGES[@]}"
 python_env
 build
 
