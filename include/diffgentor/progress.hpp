@@ -16,6 +16,9 @@ bool setup_logging(const std::optional<std::string>& log_file, bool verbose);
 /// "1h02m03s", "2m03s" or "3s".
 std::string format_duration(double seconds);
 
+/// Now in UTC with milliseconds, "2026-11-30T12:00:00.000Z" (results.csv's finished_at, the progress events).
+std::string utc_now();
+
 /// Progress events for programs (docs/batch-runner.md, "Progress events"): one JSON object per line, each with
 /// "event" and "time" (UTC), written whole and flushed, to stdout (`--progress jsonl`) and/or appended to a file
 /// (`--progress_file`). Thread-safe; a write error is logged once and the events stop, the run goes on.

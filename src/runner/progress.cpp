@@ -63,6 +63,17 @@ bool setup_logging(const std::optional<std::string>& log_file, bool verbose) {
   return tty;
 }
 
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, ms);
+}
+
 std::string format_duration(double s) {
   if (s < 0) s = 0;
   const long t = static_cast<long>(s + 0.5);
@@ -88,16 +99,9 @@ EventLog::~EventLog() {
 
 void EventLog::emit(const std::string& name, const std::string& json_object) {
   if (!enabled()) return;
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
   // {"event": ..., "time": ..., <fields>}: the fields' object with its opening brace replaced.
   const std::string rest = json_object.size() > 2 ? "," + json_object.substr(1) : "}";
-  const std::string line = fmt::format("{{\"event\":\"{}\",\"time\":\"{}.{:03}Z\"{}\n", name, stamp, ms, rest);
+  const std::string line = fmt::format("{{\"event\":\"{}\",\"time\":\"{}\"{}\n", name, utc_now(), rest);
   std::lock_guard<std::mutex> lock(mu_);
   if (to_stdout_) {
     std::fwrite(line.data(), 1, line.size(), stdout);
