@@ -86,6 +86,7 @@ class BundlePipeline : public Pipeline {
   std::function<void(const std::string&)> notice_;
   StageTap tap_;
   std::map<std::string, at::Tensor> inputs_;
+  std::function<void(int, int)> on_step_;  ///< the running row's EditRequest::on_step
 };
 
 }  // namespace dg

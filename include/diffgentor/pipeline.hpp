@@ -50,6 +50,8 @@ struct EditRequest {
   std::string instruction;
   uint64_t seed = 0;       ///< the row's effective seed
   EffectiveParams params;  ///< steps, guidance, true_cfg, negative prompt after all merging
+  /// Called after each denoising step with (steps done, steps in all), for progress; may be empty.
+  std::function<void(int step, int steps)> on_step;
 };
 
 /// An instruction rewritten inside the model stage (FLUX.2-dev's own upsampler), recorded in results.csv as the API

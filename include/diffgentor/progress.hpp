@@ -3,6 +3,8 @@
 /// and on a terminal a progress bar with rate and ETA kept on the last line under the log.
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -45,14 +47,18 @@ class Progress {
   ~Progress();
   /// Counts a finished row and logs `line`, keeping the bar (if any) below it.
   void row_finished(bool ok, const std::string& line);
+  /// A running row's denoising step, shown on the bar until the row leaves (`row_left`).
+  void row_step(int64_t index, int step, int steps);
+  void row_left(int64_t index);
   std::size_t done() const;
   std::size_t failed() const;
-  /// "[=====>     ] 12/40 (1 failed) 0.83 rows/s ETA 34s".
+  /// "[=====>     ] 12/40 (1 failed) 0.83 rows/s ETA 34s | index 13 step 3/28".
   std::string bar() const;
 
  private:
   std::size_t total_, done_ = 0, failed_ = 0;
   bool bar_ = true;
+  std::map<int64_t, std::pair<int, int>> steps_;  ///< running rows: (step, steps)
   std::chrono::steady_clock::time_point start_;
   mutable std::mutex mu_;
 };

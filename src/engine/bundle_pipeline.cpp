@@ -51,13 +51,20 @@ at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& sche
           fmt::format("num_inference_steps {} gives a schedule with NaN (this scheduler's "
                       "shift_terminal divides by zero for one step, as in diffusers); use 2 or more",
                       schedule.timesteps.size()));
-  if (!tap_) return euler_loop(noise, schedule, velocity);
+  const int steps = static_cast<int>(schedule.timesteps.size());
+  int done = 0;
+  const auto counted = [&](const at::Tensor& x, float t) {  // one velocity per step
+    at::Tensor v = velocity(x, t);
+    if (on_step_) on_step_(++done, steps);
+    return v;
+  };
+  if (!tap_) return euler_loop(noise, schedule, counted);
   tap("noise", noise);
   tap("sigmas", at::tensor(schedule.sigmas));
   tap("timesteps", at::tensor(schedule.timesteps));
   bool first = true;
   const at::Tensor out = euler_loop(noise, schedule, [&](const at::Tensor& x, float t) {
-    at::Tensor v = velocity(x, t);
+    at::Tensor v = counted(x, t);
     if (first) tap("noise_pred_0", v);
     first = false;
     return v;
@@ -100,6 +107,11 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   c10::InferenceMode guard;
   EditResult result;
   StageClock clock(result);
+  on_step_ = request.on_step;
+  struct Reset {
+    std::function<void(int, int)>& f;
+    ~Reset() { f = nullptr; }
+  } reset{on_step_};
   try {
     run(request, result, clock);
   } catch (const InputError&) {

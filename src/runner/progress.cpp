@@ -130,6 +130,16 @@ void Progress::row_finished(bool ok, const std::string& line) {
     spdlog::warn("{}", line);
 }
 
+void Progress::row_step(int64_t index, int step, int steps) {
+  std::lock_guard<std::mutex> lock(mu_);
+  steps_[index] = {step, steps};
+}
+
+void Progress::row_left(int64_t index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  steps_.erase(index);
+}
+
 std::size_t Progress::done() const {
   std::lock_guard<std::mutex> lock(mu_);
   return done_;
@@ -151,7 +161,9 @@ std::string Progress::bar() const {
   const double rate = elapsed > 0 ? double(done_) / elapsed : 0.0;
   const std::string eta = rate > 0 ? format_duration(double(total_ - done_) / rate) : "?";
   const std::string failed = failed_ ? fmt::format(" ({} failed)", failed_) : "";
-  return fmt::format("[{}] {}/{}{} {:.2f} rows/s ETA {}", b, done_, total_, failed, rate, eta);
+  std::string running;
+  for (const auto& [index, st] : steps_) running += fmt::format(" | index {} step {}/{}", index, st.first, st.second);
+  return fmt::format("[{}] {}/{}{} {:.2f} rows/s ETA {}{}", b, done_, total_, failed, rate, eta, running);
 }
 
 }  // namespace dg

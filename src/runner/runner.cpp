@@ -202,6 +202,8 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   BoundedQueue<Work> to_model(static_cast<std::size_t>(o.prefetch));
   BoundedQueue<Work> to_write(static_cast<std::size_t>(o.prefetch) + replicas.size() * o.batch_size);
 
+  Progress progress(total, o.progress == "bar");
+
   // Stage 1: prepare.
   std::atomic<std::size_t> next{0};
   const int workers = enhancer ? std::max(o.prefetch, enhancer->config().concurrency) : o.prefetch;
@@ -237,12 +239,17 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
           route(std::move(*more));
         }
         if (stop) batch.clear();  // interrupted: rows not started stay for a later run
-        if (events)
-          for (const auto& w : batch)
-            events->emit("row_start",
-                         nlohmann::json{
-                             {"index", w.row->row->index}, {"images", w.request.images.size()}, {"batch", batch.size()}}
-                             .dump());
+        for (auto& w : batch) {
+          const int64_t index = w.row->row->index;
+          if (events)
+            events->emit(
+                "row_start",
+                nlohmann::json{{"index", index}, {"images", w.request.images.size()}, {"batch", batch.size()}}.dump());
+          w.request.on_step = [&progress, events, index](int step, int steps) {
+            progress.row_step(index, step, steps);
+            if (events) events->emit("step", nlohmann::json{{"index", index}, {"step", step}, {"steps", steps}}.dump());
+          };
+        }
         if (!batch.empty()) run_model_batch(batch, *pipe, o.max_retries, stop);
         for (auto& w : batch) done.push_back(std::move(w));
         for (auto& w : done) to_write.push(std::move(w));
@@ -252,10 +259,10 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   }
 
   // Stage 3: write, on this thread.
-  Progress progress(total, o.progress == "bar");
   std::size_t finished = 0;
   while (auto item = to_write.pop()) {
     Work& w = *item;
+    progress.row_left(w.row->row->index);
     if (w.abandoned || (w.attempts == 0 && w.fail_stage.empty())) continue;  // stopped before it finished
     PlannedRow& pr = *w.row;
     const auto t0 = Clock::now();

@@ -31,8 +31,8 @@ TEST(ProgressE2E, JsonlEventsOnStdoutAndInAFile) {
   ws.image("a.png", 8, 8);
   const std::string m = ws.file("m.csv", "image,instruction\na.png,one\na.png,FAIL_ALWAYS two\na.png,three\n");
   const std::string file = ws.dir / "events.jsonl";
-  ProcessResult r =
-      ws.edit({"--input", m, "--progress", "jsonl", "--progress_file", file, "--max_retries", "0", "--seed", "5"});
+  ProcessResult r = ws.edit({"--input", m, "--progress", "jsonl", "--progress_file", file, "--max_retries", "0",
+                             "--seed", "5", "--num_inference_steps", "3"});
   ASSERT_EQ(r.exit_code, 1) << r.err;
   const std::vector<json> ev = events_of(r.out);  // stdout holds the events and nothing else
   ASSERT_GE(ev.size(), 2u);
@@ -51,6 +51,12 @@ TEST(ProgressE2E, JsonlEventsOnStdoutAndInAFile) {
   EXPECT_EQ(count["row_start"], 3);
   EXPECT_EQ(count["row_done"], 2);
   EXPECT_EQ(count["row_failed"], 1);
+  EXPECT_EQ(count["step"], 2 * 3);  // the rows that reached the denoising loop, 3 steps each
+  for (const auto& e : ev) {
+    if (e["event"] == "step") {
+      EXPECT_EQ(e["steps"], 3) << e.dump();
+    }
+  }
   for (const auto& e : ev)
     if (e["event"] == "row_failed") {
       EXPECT_EQ(e["index"], 1);
@@ -66,7 +72,8 @@ TEST(ProgressE2E, JsonlEventsOnStdoutAndInAFile) {
   EXPECT_NE(r.err.find("rows/s"), std::string::npos) << r.err;
 
   // Nothing left to do still opens and closes the stream; the finished rows count as skipped.
-  r = ws.edit({"--input", m, "--progress", "jsonl", "--filter_rows", "0,2", "--seed", "5"});
+  r = ws.edit(
+      {"--input", m, "--progress", "jsonl", "--filter_rows", "0,2", "--seed", "5", "--num_inference_steps", "3"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::vector<json> again = events_of(r.out);
   ASSERT_EQ(again.size(), 2u) << r.out;
