@@ -5,6 +5,7 @@
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "diffgentor/bundle_contract.hpp"
@@ -24,8 +25,13 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       notice_(cfg.notice) {
   // Components every bundle of the type has load now; a component only an optional group has (FLUX.2-dev's
   // upsampler_vision) loads on first use, so a run that does not use the group does not hold its weights.
+  std::vector<std::string> names;
   for (const auto& c : bundle_components(cfg.spec->type))
-    if (c.optional.empty() && !components_.count(c.name)) components_.emplace(c.name, bundle_.load(c.name, device_));
+    if (c.optional.empty() && std::find(names.begin(), names.end(), c.name) == names.end()) names.push_back(c.name);
+  for (std::size_t k = 0; k < names.size(); ++k) {  // the loading phase, for the log ("loading transformer 3/5")
+    notice(fmt::format("loading {} {}/{} on {}", names[k], k + 1, names.size(), device_));
+    components_.emplace(names[k], bundle_.load(names[k], device_));
+  }
 }
 
 int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const {

@@ -161,6 +161,8 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
        "--output_dir", d / "out", "--output_name_column", "output_name", "--num_inference_steps", "2", "--seed", "0"},
       d);
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The loading phase is in the log, component by component.
+  EXPECT_NE(r.err.find("loading transformer 3/5 on cpu"), std::string::npos) << r.err;
   const dg::RecordTable res = dg::RecordTable::load(d / "out/results.csv");
   ASSERT_EQ(res.records.size(), 3u);
   EXPECT_EQ(res.find("0")->at("width"), "1248");  // 96x64 input: calculate_dimensions(1024^2, 1.5)
