@@ -13,6 +13,9 @@ struct TensorSpec {
   std::string name;
   std::string dtype;               ///< "W" (the bundle dtype), "float32", "int64" or "bool"
   std::vector<std::string> shape;  ///< symbols or integers as text, e.g. {"B", "S", "64"}
+  /// For a mask input: the symbol it masks ("L" for Qwen's `encoder_hidden_states_mask` [B, L]), so calls whose
+  /// length differs batch into one, padded to the longest (docs/batching.md); "" otherwise.
+  std::string pads;
 };
 
 /// One method of one component. A component with two methods (GLM's transformer: forward and
@@ -29,8 +32,9 @@ struct ComponentSpec {
 };
 
 /// The `format_version` this build writes (torchscript/manifest.json). Version 2 changed only glm_image's
-/// signatures, so a bundle of any other type reads the same in both.
-inline constexpr int kBundleFormatVersion = 2;
+/// signatures and version 3 only the Qwen transformer's (the text mask), so a bundle of any other type reads the
+/// same in all three.
+inline constexpr int kBundleFormatVersion = 3;
 
 /// The oldest format_version whose signatures `model_type` still has (bundle_contract.json "min_format_version",
 /// default 1); the runtime reads that version up to kBundleFormatVersion.

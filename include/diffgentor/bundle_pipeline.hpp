@@ -7,9 +7,11 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 
 #include "diffgentor/bundle.hpp"
+#include "diffgentor/bundle_contract.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/pipeline.hpp"
 #include "diffgentor/scheduler.hpp"
@@ -30,7 +32,10 @@ class BundlePipeline : public Pipeline {
   /// Checks the request against the model table's input rules (InputError), then runs it under
   /// InferenceMode with a StageClock.
   EditResult edit(const EditRequest& request) final;
-  /// Installs a tap (empty = none). Not for concurrent rows: the parity runner uses one pipeline.
+  /// More than one request: one thread per row, their component calls gathered by a CallBatcher (docs/batching.md);
+  /// one by one while a stage input is set. A stage tap is then called from the rows' threads.
+  std::vector<BatchOutcome> edit_batch(const std::vector<EditRequest>& requests) final;
+  /// Installs a tap (empty = none). edit_batch calls it from each row's thread, so a tap that collects must lock.
   void set_stage_tap(StageTap tap) { tap_ = std::move(tap); }
   /// Hands the pipeline a value to use instead of computing it, for the parity harness (docs/parity.md); the
   /// names a pipeline reads are on its model page (GLM-Image: "ar_teacher_tokens", "prior_codes").
@@ -42,6 +47,7 @@ class BundlePipeline : public Pipeline {
   /// stages on `clock`.
   virtual void run(const EditRequest& request, EditResult& result, StageClock& clock) = 0;
   /// A component by its contract name (e.g. "transformer"); one of an optional group loads on first use.
+  /// Safe to call from the rows of a batch.
   torch::jit::Module& component(const std::string& name);
   /// The id of `<folder>/tokenizer_config.json`'s pad_token in `tokenizer`; the pipelines pad on the
   /// right, so any other padding_side is refused (pads reach the DiT unmasked, their place matters).
@@ -64,15 +70,30 @@ class BundlePipeline : public Pipeline {
   void tap(const char* stage, const at::Tensor& value) const {
     if (tap_) tap_(stage, value);
   }
-  /// euler_loop, tapping "noise", "sigmas", "timesteps", "noise_pred_0" and "final_latents".
-  at::Tensor denoise(const at::Tensor& noise, const Schedule& schedule,
-                     const std::function<at::Tensor(const at::Tensor& latents, float timestep)>& velocity) const;
-  /// denoise with plain classifier-free guidance, as the FLUX-family and LongCat pipelines combine it:
-  /// `branch(0, x, t)` is the conditional prediction; when `cfg`, `branch(1, x, t)` is the unconditional one
-  /// and the velocity is u + scale·(v − u) (diffusers' `neg + scale * (pos - neg)`).
-  at::Tensor denoise_cfg(
-      const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
-      const std::function<at::Tensor(int branch, const at::Tensor& latents, float timestep)>& branch) const;
+  /// Calls `method` of component `name`: alone, or with the other rows of a batch that edit_batch runs (their
+  /// calls that agree under the contract become one invocation, docs/batching.md).
+  c10::IValue call(const std::string& name, std::vector<c10::IValue> inputs, const std::string& method = "forward");
+
+  /// The DiT branches of a denoising loop. `inputs(b, x, t)` is the transformer's input list for branch b (0
+  /// conditional, 1 unconditional, only when `cfg`) at latents x [1, S_n, c] and scheduler timestep t;
+  /// `velocity(out)` reads branch b's prediction [1, S_n, c] from the transformer's output (drop the reference
+  /// tokens, cast); `combine(v, u)` is the guided velocity, default u + scale·(v − u) (diffusers' `neg + scale *
+  /// (pos - neg)`, the FLUX family, LongCat and GLM-Image).
+  struct Branches {
+    bool cfg = false;
+    double scale = 1.0;
+    std::function<std::vector<c10::IValue>(int branch, const at::Tensor& latents, float timestep)> inputs;
+    std::function<at::Tensor(const at::Tensor& out)> velocity;
+    std::function<at::Tensor(const at::Tensor& cond, const at::Tensor& uncond)> combine;
+  };
+  /// The Euler loop over `schedule` from `noise` (euler_loop), the branches of each step run as one call when
+  /// PipelineConfig::fuse_cfg and their inputs allow it. Taps "noise", "sigmas", "timesteps", "noise_pred_0" and
+  /// "final_latents"; reports steps to the row's on_step; adds the counters `transformer_calls` (branch
+  /// evaluations), `transformer_passes` (invocations of the module these took part in) and `transformer_batch` (the
+  /// most calls, of any rows, that one of those invocations ran) and `transformer_us` (microseconds inside those
+  /// invocations: against the stage time `denoise`, the loop's own cost; on the CPU only, CUDA runs them async).
+  at::Tensor denoise_cfg(const at::Tensor& noise, const Schedule& schedule, const Branches& branches,
+                         EditResult& result);
 
   const ModelSpec* spec_;
   std::string device_;
@@ -81,12 +102,18 @@ class BundlePipeline : public Pipeline {
   at::ScalarType dtype_;  ///< the run dtype (the contract's "W")
 
  private:
+  /// euler_loop, tapping "noise", "sigmas", "timesteps", "noise_pred_0" and "final_latents", reporting each step.
+  at::Tensor denoise(const at::Tensor& noise, const Schedule& schedule,
+                     const std::function<at::Tensor(const at::Tensor& latents, float timestep)>& velocity) const;
+
   std::map<std::string, torch::jit::Module> components_;
   std::map<std::string, std::string> options_;
   std::function<void(const std::string&)> notice_;
   StageTap tap_;
   std::map<std::string, at::Tensor> inputs_;
-  std::function<void(int, int)> on_step_;  ///< the running row's EditRequest::on_step
+  bool fuse_cfg_;
+  std::map<std::string, const ComponentSpec*> specs_;  ///< "component.method" -> its contract entry
+  std::mutex components_mu_;                           ///< component() from the rows of a batch
 };
 
 }  // namespace dg

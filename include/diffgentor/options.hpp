@@ -41,6 +41,9 @@ struct EditOptions {
   int prefetch = 4;  ///< prepared rows waiting ahead of the model stage (and threads preparing)
   // Editing
   int batch_size = 1;
+  /// auto | fused | split: a row's CFG branches in one DiT call or two; auto = split on the CPU, fused on CUDA
+  /// (docs/batching.md)
+  std::string cfg_batch = "auto";
   std::optional<int> num_inference_steps;
   std::optional<double> guidance_scale;
   std::optional<double> true_cfg_scale;

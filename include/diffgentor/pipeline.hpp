@@ -3,6 +3,7 @@
 /// Torch-free on purpose: images cross it as 8-bit RGB, so the runner, its tests and the I/O stages never
 /// include libtorch, and each model file owns its tensor work. Nothing here knows the command line.
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -72,6 +73,12 @@ struct EditResult {
   std::optional<EnhancedPrompt> enhanced;  ///< set when the pipeline rewrote the instruction itself
 };
 
+/// One row of Pipeline::edit_batch: its result, or the exception edit() would have thrown for it.
+struct BatchOutcome {
+  EditResult result;
+  std::exception_ptr error;
+};
+
 class Pipeline {
  public:
   virtual ~Pipeline() = default;
@@ -79,11 +86,17 @@ class Pipeline {
   /// failure the same request repeats, std::exception with a readable reason for anything else (the runner
   /// retries those with --max_retries).
   virtual EditResult edit(const EditRequest& request) = 0;
-  /// Runs several rows. The default runs them one by one; a model whose upstream pipeline batches
-  /// overrides it. The result order matches the request order.
-  virtual std::vector<EditResult> edit_batch(const std::vector<EditRequest>& requests) {
-    std::vector<EditResult> out;
-    for (const auto& r : requests) out.push_back(edit(r));
+  /// Runs several rows together (docs/batching.md); outcome k belongs to request k. The default runs them one by
+  /// one; BundlePipeline batches their component calls. A row's failure is its own outcome, not the batch's.
+  virtual std::vector<BatchOutcome> edit_batch(const std::vector<EditRequest>& requests) {
+    std::vector<BatchOutcome> out(requests.size());
+    for (std::size_t k = 0; k < requests.size(); ++k) {
+      try {
+        out[k].result = edit(requests[k]);
+      } catch (...) {
+        out[k].error = std::current_exception();
+      }
+    }
     return out;
   }
 };
@@ -108,6 +121,9 @@ struct PipelineConfig {
   /// has no logger of its own: libtorch's bundled fmt and the system's spdlog do not mix in one file.
   std::function<void(const std::string&)> notice;
   PromptUpsampling upsampling;
+  /// --cfg_batch: true runs a row's conditional and unconditional DiT branches as one batch-2 call where their
+  /// inputs allow it (docs/batching.md), false as two calls.
+  bool fuse_cfg = true;
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

@@ -100,6 +100,12 @@ std::vector<std::string> resolve_devices(const Backend& backend, const EditOptio
 }
 
 // Why a run has no row to look at, in the user's terms ("" when it has some).
+// --cfg_batch for one replica's device: auto fuses a row's CFG branches on CUDA and splits them on the CPU, where
+// the batch-2 call measured slower (docs/performance.md, "Batched denoising").
+bool fuse_cfg(const std::string& mode, const std::string& device) {
+  return mode == "fused" || (mode == "auto" && device.rfind("cuda", 0) == 0);
+}
+
 std::string nothing_selected(const Plan& plan, const EditOptions& o) {
   const Manifest& m = plan.manifest;
   if (m.rows.empty() && m.orphans.empty()) return fmt::format("the manifest {} has no data rows", m.path);
@@ -283,9 +289,9 @@ int run_edit(Command& cmd, const Backend& backend) {
     for (const auto& device : devices) {
       if (g_stop) break;
       spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
-      owned.push_back(
-          backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype, model_options,
-                                               [](const std::string& line) { spdlog::info("{}", line); }, upsampling}));
+      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype, model_options,
+                                                           [](const std::string& line) { spdlog::info("{}", line); },
+                                                           upsampling, fuse_cfg(o.cfg_batch, device)}));
       replicas.push_back(owned.back().get());
     }
   } catch (...) {

@@ -104,7 +104,14 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
 
   const char* ed = "Editing";
   edit.add_option("--batch_size", o.batch_size,
-                  "Rows handed to the model at once (models without batching run them one by one)")
+                  "Rows run through the model together: rows with the same input sizes and settings share one "
+                  "batched call per component (docs/batching.md)")
+      ->capture_default_str()
+      ->group(ed);
+  edit.add_option("--cfg_batch", o.cfg_batch,
+                  "fused: a row's conditional and unconditional branches in one batch-2 transformer call where their "
+                  "inputs allow it; split: two calls; auto: split on the CPU (measured faster), fused on CUDA")
+      ->check(CLI::IsMember({"auto", "fused", "split"}))
       ->capture_default_str()
       ->group(ed);
   edit.add_option("--num_inference_steps", o.num_inference_steps,

@@ -20,7 +20,7 @@ std::vector<TensorSpec> tensors(const nlohmann::json& list) {
   std::vector<TensorSpec> out;
   for (const auto& t : list)
     out.push_back({t.at("name").get<std::string>(), t.at("dtype").get<std::string>(),
-                   t.at("shape").get<std::vector<std::string>>()});
+                   t.at("shape").get<std::vector<std::string>>(), t.value("pads", "")});
   return out;
 }
 

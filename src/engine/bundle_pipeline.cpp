@@ -7,13 +7,31 @@
 
 #include <algorithm>
 #include <cmath>
+#include <thread>
 
 #include "diffgentor/bundle_contract.hpp"
+#include "diffgentor/call_batcher.hpp"
 #include "diffgentor/stage_clock.hpp"
 
 using nlohmann::json;
 
 namespace dg {
+
+namespace {
+
+// The running row's, per thread: the rows of a batch run on threads of their own (edit_batch).
+thread_local CallBatcher* t_batcher = nullptr;                          // set while the row is one of a batch
+thread_local const std::function<void(int, int)>* t_on_step = nullptr;  // the row's EditRequest::on_step
+
+// Runs a row's calls: with the other rows of its batch, or now; rethrows the first failure.
+void run_row_calls(const std::vector<ComponentCall*>& calls) {
+  if (t_batcher) return t_batcher->run(calls);
+  run_calls(calls);
+  for (const ComponentCall* c : calls)
+    if (c->error) std::rethrow_exception(c->error);
+}
+
+}  // namespace
 
 BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
     : spec_(cfg.spec),
@@ -22,7 +40,9 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       bundle_(Bundle::open(cfg.bundle_dir, *cfg.spec, cfg.dtype, cfg.device)),
       dtype_(bundle_.dtype()),
       options_(cfg.options),
-      notice_(cfg.notice) {
+      notice_(cfg.notice),
+      fuse_cfg_(cfg.fuse_cfg) {
+  for (const ComponentSpec& c : bundle_components(cfg.spec->type)) specs_.emplace(c.name + "." + c.method, &c);
   // Components every bundle of the type has load now; a component only an optional group has (FLUX.2-dev's
   // upsampler_vision) loads on first use, so a run that does not use the group does not hold its weights.
   std::vector<std::string> names;
@@ -61,7 +81,8 @@ at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& sche
   int done = 0;
   const auto counted = [&](const at::Tensor& x, float t) {  // one velocity per step
     at::Tensor v = velocity(x, t);
-    if (on_step_) on_step_(++done, steps);
+    ++done;
+    if (t_on_step && *t_on_step) (*t_on_step)(done, steps);
     return v;
   };
   if (!tap_) return euler_loop(noise, schedule, counted);
@@ -79,14 +100,49 @@ at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& sche
   return out;
 }
 
-at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& schedule, bool cfg, double scale,
-                                       const std::function<at::Tensor(int, const at::Tensor&, float)>& branch) const {
-  return denoise(noise, schedule, [&](const at::Tensor& x, float t) {
-    const at::Tensor v = branch(0, x, t);
-    if (!cfg) return v;
-    const at::Tensor u = branch(1, x, t);
-    return u + static_cast<float>(scale) * (v - u);
+at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& schedule, const Branches& b,
+                                       EditResult& result) {
+  torch::jit::Module& dit = component("transformer");
+  const ComponentSpec* spec = specs_.at("transformer.forward");
+  int64_t calls = 0, passes = 0, widest = 0;
+  double inside = 0;  // seconds inside the row's transformer invocations
+  const at::Tensor out = denoise(noise, schedule, [&](const at::Tensor& x, float t) {
+    const int n = b.cfg ? 2 : 1;
+    std::vector<ComponentCall> branch(static_cast<std::size_t>(n));
+    std::vector<ComponentCall*> ptrs;
+    for (int k = 0; k < n; ++k) {
+      branch[k].module = &dit;
+      branch[k].spec = spec;
+      branch[k].inputs = b.inputs(k, x, t);
+      branch[k].tag = fuse_cfg_ ? 0 : k;
+      ptrs.push_back(&branch[k]);
+    }
+    run_row_calls(ptrs);
+    calls += n;
+    passes += (n == 2 && branch[0].invocation == branch[1].invocation) ? 1 : n;
+    for (const ComponentCall& c : branch) widest = std::max(widest, c.shared);
+    inside += branch[0].seconds + (n == 2 && branch[1].invocation != branch[0].invocation ? branch[1].seconds : 0);
+    const at::Tensor v = b.velocity(branch[0].output.toTensor());
+    if (!b.cfg) return v;
+    const at::Tensor u = b.velocity(branch[1].output.toTensor());
+    return b.combine ? b.combine(v, u) : u + static_cast<float>(b.scale) * (v - u);
   });
+  result.counters.emplace_back("transformer_calls", calls);
+  result.counters.emplace_back("transformer_passes", passes);
+  result.counters.emplace_back("transformer_batch", widest);
+  result.counters.emplace_back("transformer_us", static_cast<int64_t>(inside * 1e6));
+  return out;
+}
+
+c10::IValue BundlePipeline::call(const std::string& name, std::vector<c10::IValue> inputs, const std::string& method) {
+  torch::jit::Module& m = component(name);
+  if (!t_batcher) return m.get_method(method)(std::move(inputs));
+  ComponentCall c;
+  c.module = &m;
+  c.spec = specs_.at(name + "." + method);
+  c.inputs = std::move(inputs);
+  t_batcher->run({&c});
+  return c.output;
 }
 
 std::string BundlePipeline::model_option(const std::string& name) const {
@@ -97,6 +153,7 @@ std::string BundlePipeline::model_option(const std::string& name) const {
 }
 
 torch::jit::Module& BundlePipeline::component(const std::string& name) {
+  std::lock_guard<std::mutex> lock(components_mu_);
   auto it = components_.find(name);
   if (it == components_.end()) it = components_.emplace(name, bundle_.load(name, device_)).first;
   return it->second;
@@ -113,11 +170,10 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   c10::InferenceMode guard;
   EditResult result;
   StageClock clock(result);
-  on_step_ = request.on_step;
+  t_on_step = &request.on_step;
   struct Reset {
-    std::function<void(int, int)>& f;
-    ~Reset() { f = nullptr; }
-  } reset{on_step_};
+    ~Reset() { t_on_step = nullptr; }
+  } reset;
   try {
     run(request, result, clock);
   } catch (const InputError&) {
@@ -126,6 +182,27 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
     throw InputError(e.what());               // are deterministic: they fail the same way on every attempt
   }
   return result;
+}
+
+std::vector<BatchOutcome> BundlePipeline::edit_batch(const std::vector<EditRequest>& requests) {
+  if (requests.size() < 2 || !inputs_.empty()) return Pipeline::edit_batch(requests);
+  std::vector<BatchOutcome> out(requests.size());
+  CallBatcher batcher(static_cast<int>(requests.size()));
+  std::vector<std::thread> rows;
+  for (std::size_t k = 0; k < requests.size(); ++k)
+    rows.emplace_back([&, k] {
+      c10::InferenceMode guard;  // over leave() too, which may run the other rows' last calls
+      t_batcher = &batcher;
+      try {
+        out[k].result = edit(requests[k]);
+      } catch (...) {
+        out[k].error = std::current_exception();
+      }
+      t_batcher = nullptr;
+      batcher.leave();
+    });
+  for (auto& t : rows) t.join();
+  return out;
 }
 
 }  // namespace dg

@@ -94,7 +94,7 @@ class Kontext : public BundlePipeline {
     };
     add_ids(0.0f, h / 2, w / 2);
     for (std::size_t i = 0; i < refs.size(); ++i) {  // the first reference has axis 0 = 1, further ones 2, 3, ...
-      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], dtype_, device_)}).toTensor();
+      const at::Tensor z = call("vae_encoder", {image_to_tensor(refs[i], dtype_, device_)}).toTensor();
       ref_tokens.push_back(pack_latents((z - shift_) * scale_));
       add_ids(1.0f + static_cast<float>(i), z.size(2) / 2, z.size(3) / 2);
     }
@@ -113,23 +113,24 @@ class Kontext : public BundlePipeline {
         flow_match_schedule(scheduler_, r.params.steps, compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps));
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
     const at::Tensor guidance = at::full({1}, static_cast<float>(r.params.guidance), f32);
-    int64_t calls = 0;
-    auto dit = [&](const at::Tensor& p, const at::Tensor& e, const at::Tensor& x, float t) {
-      ++calls;
-      return transformer_
-          .forward({at::cat({x, ref_cat}, 1), e, p, dit_timestep_tensor(t, dtype_, dev), guidance, img_ids, txt_ids})
-          .toTensor()
-          .slice(1, 0, Sn);
+    Branches dit;
+    dit.cfg = true_cfg;
+    dit.scale = r.params.true_cfg.value_or(1.0);
+    dit.inputs = [&](int branch, const at::Tensor& x, float t) -> std::vector<c10::IValue> {
+      return {at::cat({x, ref_cat}, 1),
+              branch ? neg_embeds : embeds,
+              branch ? neg_pooled : pooled,
+              dit_timestep_tensor(t, dtype_, dev),
+              guidance,
+              img_ids,
+              txt_ids};
     };
-    latents = denoise_cfg(latents, sched, true_cfg, r.params.true_cfg.value_or(1.0),
-                          [&](int branch, const at::Tensor& x, float t) {
-                            return branch ? dit(neg_pooled, neg_embeds, x, t) : dit(pooled, embeds, x, t);
-                          });
+    dit.velocity = [&](const at::Tensor& out) { return out.slice(1, 0, Sn); };
+    latents = denoise_cfg(latents, sched, dit, result);
     clock.lap("denoise");
     const at::Tensor z = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
-    result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
+    result.image = tensor_to_image(call("vae_decoder", {z}).toTensor());
     clock.lap("vae_decode");
-    result.counters.emplace_back("transformer_calls", calls);
   }
 
  private:
@@ -140,8 +141,10 @@ class Kontext : public BundlePipeline {
     auto ids_of = [&](const std::vector<int32_t>& v) {
       return at::tensor(std::vector<int64_t>(v.begin(), v.end())).view({1, static_cast<int64_t>(v.size())}).to(dev);
     };
-    const at::Tensor pooled = clip_.forward({ids_of(clip_tok_.encode_padded(prompt, 77, clip_pad_).ids)}).toTensor();
-    const at::Tensor embeds = t5_.forward({ids_of(t5_tok_.encode_padded(prompt, kT5Tokens, t5_pad_).ids)}).toTensor();
+    const at::Tensor pooled =
+        call("text_encoder", {ids_of(clip_tok_.encode_padded(prompt, 77, clip_pad_).ids)}).toTensor();
+    const at::Tensor embeds =
+        call("text_encoder_2", {ids_of(t5_tok_.encode_padded(prompt, kT5Tokens, t5_pad_).ids)}).toTensor();
     return {pooled, embeds};
   }
 
@@ -150,9 +153,6 @@ class Kontext : public BundlePipeline {
   double scale_ = 1.0, shift_ = 0.0;
   int64_t channels_ = 16;
   SchedulerConfig scheduler_;
-  torch::jit::Module clip_ = component("text_encoder"), t5_ = component("text_encoder_2"),
-                     transformer_ = component("transformer"), vae_encoder_ = component("vae_encoder"),
-                     vae_decoder_ = component("vae_decoder");
 };
 
 }  // namespace

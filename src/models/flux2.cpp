@@ -113,7 +113,7 @@ class Flux2 : public BundlePipeline {
     std::vector<at::Tensor> ref_tokens;
     std::vector<int64_t> ids = flux2_image_ids(0, height / 16, width / 16);
     for (std::size_t i = 0; i < refs.size(); ++i) {
-      const at::Tensor z = vae_encoder_.forward({image_to_tensor(refs[i], dtype_, device_)}).toTensor();
+      const at::Tensor z = call("vae_encoder", {image_to_tensor(refs[i], dtype_, device_)}).toTensor();
       const at::Tensor p = (patchify_2x2(z) - bn_mean_) / bn_std_;
       ref_tokens.push_back(to_tokens(p));
       const auto more = flux2_image_ids(10 + 10 * static_cast<int64_t>(i), p.size(2), p.size(3));
@@ -137,24 +137,25 @@ class Flux2 : public BundlePipeline {
     const double mu = compute_mu(MuRule::Flux2Empirical, scheduler_, Sn, r.params.steps);
     const Schedule sched = flow_match_schedule(scheduler_, r.params.steps, mu);
     const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
-    int64_t calls = 0;
-    auto dit = [&](const at::Tensor& text, const at::Tensor& x, float t) {
-      ++calls;
-      std::vector<c10::IValue> in{at::cat({x, refs_cat}, 1), text, dit_timestep_tensor(t, dtype_, dev)};
-      if (guidance_embeds_) in.emplace_back(at::full({1}, static_cast<float>(r.params.guidance), f32));
+    const at::Tensor guidance = at::full({1}, static_cast<float>(r.params.guidance), f32);
+    Branches dit;
+    dit.cfg = cfg;
+    dit.scale = r.params.guidance;
+    dit.inputs = [&](int branch, const at::Tensor& x, float t) {
+      std::vector<c10::IValue> in{at::cat({x, refs_cat}, 1), branch ? negative : embeds,
+                                  dit_timestep_tensor(t, dtype_, dev)};
+      if (guidance_embeds_) in.emplace_back(guidance);
       in.emplace_back(img_ids);
       in.emplace_back(txt_ids);
-      return transformer_.forward(in).toTensor().slice(1, 0, Sn);
+      return in;
     };
-    latents = denoise_cfg(latents, sched, cfg, r.params.guidance, [&](int branch, const at::Tensor& x, float t) {
-      return dit(branch ? negative : embeds, x, t);
-    });
+    dit.velocity = [&](const at::Tensor& out) { return out.slice(1, 0, Sn); };
+    latents = denoise_cfg(latents, sched, dit, result);
     clock.lap("denoise");
 
     const at::Tensor z = unpatchify_2x2(from_tokens(latents, h, w) * bn_std_ + bn_mean_);
-    result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
+    result.image = tensor_to_image(call("vae_decoder", {z}).toTensor());
     clock.lap("vae_decode");
-    result.counters.emplace_back("transformer_calls", calls);
   }
 
  private:
@@ -217,7 +218,7 @@ class Flux2 : public BundlePipeline {
             .to(dev);
     const at::Tensor pos =
         at::arange(kTextTokens, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, kTextTokens});
-    return text_encoder_.forward({ids, mask, pos}).toTensor();
+    return call("text_encoder", {ids, mask, pos}).toTensor();
   }
 
   bool klein_;
@@ -227,9 +228,8 @@ class Flux2 : public BundlePipeline {
   double eps_ = 1e-4;
   at::Tensor bn_mean_, bn_std_;
   SchedulerConfig scheduler_;
-  torch::jit::Module text_encoder_ = component("text_encoder"), transformer_ = component("transformer"),
-                     vae_encoder_ = component("vae_encoder"), vae_decoder_ = component("vae_decoder");
-  torch::jit::Module upsampler_vision_;  // loaded only when upsampling is on
+  torch::jit::Module text_encoder_ = component("text_encoder");  // also the prompt upsampler's LM
+  torch::jit::Module upsampler_vision_;                          // loaded only when upsampling is on
   std::unique_ptr<Flux2Upsampler> upsampler_;
 };
 

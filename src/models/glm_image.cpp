@@ -135,9 +135,8 @@ class GlmImage : public BundlePipeline {
       const GlmPatches p = glm_process_image(ref, processor_);
       const int64_t P = p.patches(), row = static_cast<int64_t>(p.pixel_values.size()) / P;
       const at::Tensor codes =
-          image_tokenizer_
-              .forward({f32_tensor(p.pixel_values, {P, row}, device_), i64_tensor(p.patch_pos, {P, 2}, device_),
-                        i64_tensor(p.patch_grid, {P, 2}, device_)})
+          call("image_tokenizer", {f32_tensor(p.pixel_values, {P, row}, device_),
+                                   i64_tensor(p.patch_pos, {P, 2}, device_), i64_tensor(p.patch_grid, {P, 2}, device_)})
               .toTensor()
               .to(at::kCPU)
               .contiguous();
@@ -155,15 +154,15 @@ class GlmImage : public BundlePipeline {
     std::vector<at::Tensor> ref_latents;
     for (std::size_t i = 0; i < refs.size(); ++i) {
       const at::Tensor z =
-          (vae_encoder_.forward({image_to_tensor(refs[i], dtype_, device_)}).toTensor() - latents_mean_) / latents_std_;
+          (call("vae_encoder", {image_to_tensor(refs[i], dtype_, device_)}).toTensor() - latents_mean_) / latents_std_;
       ref_latents.push_back(to_tokens(z));
       const int64_t hr = z.size(2) / 2, wr = z.size(3) / 2;
       const auto ids = upsample_ids_x2(ref_codes[i], grids[i].h, grids[i].w);
       auto [cos, sin] = rope(hr, wr);
-      const auto kv = transformer_
-                          .get_method("write_kv")(
-                              {z, i64_tensor(ids, {1, hr * wr}, device_),
-                               f32_tensor({float(refs[i].height), float(refs[i].width)}, {1, 2}, device_), cos, sin})
+      const auto kv = call("transformer",
+                           {z, i64_tensor(ids, {1, hr * wr}, device_),
+                            f32_tensor({float(refs[i].height), float(refs[i].width)}, {1, 2}, device_), cos, sin},
+                           "write_kv")
                           .toTuple();
       ks.push_back(kv->elements()[0].toTensor());
       vs.push_back(kv->elements()[1].toTensor());
@@ -183,25 +182,23 @@ class GlmImage : public BundlePipeline {
     auto [cos, sin] = rope(h, w);
     const Schedule sched = glm_image_schedule(scheduler_, r.params.steps, h * w, timesteps_);
     const at::Tensor noise = seeded_noise({1, latents_mean_.size(1), height / 8, width / 8}, r.seed, dtype_, device_);
-    int64_t calls = 0;
-    const at::Tensor latents =
-        denoise_cfg(noise, sched, cfg, r.params.guidance, [&](int branch, const at::Tensor& x, float t) {
-          ++calls;
-          const bool cond = branch == 0;
-          // The DiT is fed the scheduler's timestep minus one (`t.expand(B) - 1`), in float32.
-          const at::Tensor ts = at::full({1}, t, crop.options()) - 1.0f;
-          return transformer_
-              .forward({x.to(dtype_), cond ? glyph : negative, prior_ids, cond ? keep : drop, ts, size, crop, cos, sin,
-                        cond ? kv_k : kv_none, cond ? kv_v : kv_none})
-              .toTensor()
-              .to(at::kFloat);
-        });
+    Branches dit;
+    dit.cfg = cfg;
+    dit.scale = r.params.guidance;
+    dit.inputs = [&](int branch, const at::Tensor& x, float t) -> std::vector<c10::IValue> {
+      const bool cond = branch == 0;
+      // The DiT is fed the scheduler's timestep minus one (`t.expand(B) - 1`), in float32.
+      const at::Tensor ts = at::full({1}, t, crop.options()) - 1.0f;
+      return {x.to(dtype_),          cond ? glyph : negative, prior_ids, cond ? keep : drop, ts, size, crop, cos, sin,
+              cond ? kv_k : kv_none, cond ? kv_v : kv_none};
+    };
+    dit.velocity = [](const at::Tensor& out) { return out.to(at::kFloat); };
+    const at::Tensor latents = denoise_cfg(noise, sched, dit, result);
     clock.lap("denoise");
 
     const at::Tensor z = latents.to(dtype_) * latents_std_ + latents_mean_;
-    result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
+    result.image = tensor_to_image(call("vae_decoder", {z}).toTensor());
     clock.lap("vae_decode");
-    result.counters.emplace_back("transformer_calls", calls);
   }
 
  private:
@@ -214,10 +211,9 @@ class GlmImage : public BundlePipeline {
   // The glyph encoder's mask-1 rows of every glyph sequence, in order: [1, sum L, Dg].
   at::Tensor glyph_embeds(const std::string& prompt) {
     const GlyphBatch b = glm_glyph_batch(prompt, kGlyphMaxIds);
-    const at::Tensor hidden =
-        glyph_encoder_
-            .forward({i64_tensor(b.ids, {b.rows, b.cols}, device_), i64_tensor(b.mask, {b.rows, b.cols}, device_)})
-            .toTensor();
+    const at::Tensor hidden = call("glyph_encoder", {i64_tensor(b.ids, {b.rows, b.cols}, device_),
+                                                     i64_tensor(b.mask, {b.rows, b.cols}, device_)})
+                                  .toTensor();
     std::vector<int64_t> rows;
     for (int64_t k = 0; k < b.rows * b.cols; ++k)
       if (b.mask[static_cast<std::size_t>(k)]) rows.push_back(k);
@@ -329,9 +325,7 @@ class GlmImage : public BundlePipeline {
   at::Tensor latents_mean_, latents_std_;
   SchedulerConfig scheduler_;
   std::once_flag negative_note_;
-  torch::jit::Module glyph_encoder_ = component("glyph_encoder"), image_tokenizer_ = component("image_tokenizer"),
-                     ar_lm_ = component("ar_lm"), transformer_ = component("transformer"),
-                     vae_encoder_ = component("vae_encoder"), vae_decoder_ = component("vae_decoder");
+  torch::jit::Module ar_lm_ = component("ar_lm");
 };
 
 }  // namespace

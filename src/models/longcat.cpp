@@ -143,10 +143,9 @@ class LongCat : public BundlePipeline {
     const int64_t P = vis.patches();
     clock.lap("preprocess");
     const at::Tensor image_embeds =
-        vision_encoder_
-            .forward({at::tensor(vis.pixel_values).view({P, vis.row_size}).to(dev),
-                      at::tensor(vis.vision_pos).view({P, 2}).to(dev), at::tensor(vis.window_seg).to(dev),
-                      at::tensor(vis.image_seg).to(dev)})
+        call("vision_encoder", {at::tensor(vis.pixel_values).view({P, vis.row_size}).to(dev),
+                                at::tensor(vis.vision_pos).view({P, 2}).to(dev), at::tensor(vis.window_seg).to(dev),
+                                at::tensor(vis.image_seg).to(dev)})
             .toTensor();
     clock.lap("vision_encoder");
     const at::Tensor embeds = encode(r.instruction, vis, image_embeds);
@@ -155,7 +154,7 @@ class LongCat : public BundlePipeline {
     if (cfg) negative = encode(r.params.negative_prompt.value_or(""), vis, image_embeds);
     clock.lap("text_encoder");
 
-    const at::Tensor z = vae_encoder_.forward({image_to_tensor(vae_img, dtype_, device_)}).toTensor();
+    const at::Tensor z = call("vae_encoder", {image_to_tensor(vae_img, dtype_, device_)}).toTensor();
     const at::Tensor ref = pack_latents((z - shift_) * scale_);
     tap("prompt_embeds", embeds);
     if (cfg) tap("negative_prompt_embeds", negative);
@@ -176,21 +175,18 @@ class LongCat : public BundlePipeline {
 
     const Schedule sched =
         flow_match_schedule(scheduler_, r.params.steps, compute_mu(MuRule::Linear, scheduler_, Sn, r.params.steps));
-    int64_t calls = 0;
-    auto dit = [&](const at::Tensor& text, const at::Tensor& x, float t) {
-      ++calls;
-      return transformer_.forward({at::cat({x, ref}, 1), text, dit_timestep_tensor(t, dtype_, dev), img, txt})
-          .toTensor()
-          .slice(1, 0, Sn);
+    Branches dit;
+    dit.cfg = cfg;
+    dit.scale = r.params.guidance;
+    dit.inputs = [&](int branch, const at::Tensor& x, float t) -> std::vector<c10::IValue> {
+      return {at::cat({x, ref}, 1), branch ? negative : embeds, dit_timestep_tensor(t, dtype_, dev), img, txt};
     };
-    latents = denoise_cfg(latents, sched, cfg, r.params.guidance, [&](int branch, const at::Tensor& x, float t) {
-      return dit(branch ? negative : embeds, x, t);
-    });
+    dit.velocity = [&](const at::Tensor& out) { return out.slice(1, 0, Sn); };
+    latents = denoise_cfg(latents, sched, dit, result);
     clock.lap("denoise");
     const at::Tensor zz = unpack_latents(latents, h, w, channels_) / scale_ + shift_;
-    result.image = tensor_to_image(vae_decoder_.forward({zz}).toTensor());
+    result.image = tensor_to_image(call("vae_decoder", {zz}).toTensor());
     clock.lap("vae_decode");
-    result.counters.emplace_back("transformer_calls", calls);
   }
 
  private:
@@ -219,13 +215,12 @@ class LongCat : public BundlePipeline {
     const auto L = static_cast<int64_t>(ids.size());
     const at::Device& dev = dev_;
     const at::Tensor out =
-        text_encoder_
-            .forward({at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).view({1, L}).to(dev),
-                      at::tensor(std::vector<int64_t>(mask.begin(), mask.end())).view({1, L}).to(dev),
-                      at::tensor(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size, &mask))
-                          .view({3, 1, L})
-                          .to(dev),
-                      image_embeds})
+        call("text_encoder", {at::tensor(std::vector<int64_t>(ids.begin(), ids.end())).view({1, L}).to(dev),
+                              at::tensor(std::vector<int64_t>(mask.begin(), mask.end())).view({1, L}).to(dev),
+                              at::tensor(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size, &mask))
+                                  .view({3, 1, L})
+                                  .to(dev),
+                              image_embeds})
             .toTensor();
     return out.slice(1, prefix_len, L - static_cast<int64_t>(suffix.size())).contiguous();
   }
@@ -236,9 +231,6 @@ class LongCat : public BundlePipeline {
   double scale_ = 1.0, shift_ = 0.0;
   int64_t channels_ = 16;
   SchedulerConfig scheduler_;
-  torch::jit::Module vision_encoder_ = component("vision_encoder"), text_encoder_ = component("text_encoder"),
-                     transformer_ = component("transformer"), vae_encoder_ = component("vae_encoder"),
-                     vae_decoder_ = component("vae_decoder");
 };
 
 }  // namespace

@@ -85,10 +85,9 @@ class QwenImageEdit : public BundlePipeline {
     const int64_t P = vis.patches();
     clock.lap("preprocess");
     const at::Tensor image_embeds =
-        vision_encoder_
-            .forward({f32_tensor(vis.pixel_values, {P, vis.row_size}, device_),
-                      i64_tensor(vis.vision_pos, {P, 2}, device_), i64_tensor(vis.window_seg, {P}, device_),
-                      i64_tensor(vis.image_seg, {P}, device_)})
+        call("vision_encoder",
+             {f32_tensor(vis.pixel_values, {P, vis.row_size}, device_), i64_tensor(vis.vision_pos, {P, 2}, device_),
+              i64_tensor(vis.window_seg, {P}, device_), i64_tensor(vis.image_seg, {P}, device_)})
             .toTensor();
     clock.lap("vision_encoder");
 
@@ -108,7 +107,7 @@ class QwenImageEdit : public BundlePipeline {
     std::vector<at::Tensor> refs;
     std::vector<ImageShape> shapes{{1, int(height / 16), int(width / 16)}};
     for (const Image& img : vae_images) {
-      at::Tensor z = vae_encoder_.forward({image_to_tensor(img, dtype_, device_)}).toTensor();
+      at::Tensor z = call("vae_encoder", {image_to_tensor(img, dtype_, device_)}).toTensor();
       refs.push_back(pack_latents((z - mean) / stdv));
       shapes.push_back({1, img.height / 16, img.width / 16});
     }
@@ -135,30 +134,32 @@ class QwenImageEdit : public BundlePipeline {
     std::fill(modulate.begin(), modulate.begin() + Sn, 0);
     const at::Tensor modulate_index = i64_tensor(modulate, {1, S}, device_);
 
-    int64_t calls = 0;
-    auto dit = [&](const at::Tensor& embeds, const at::Tensor& txt_freqs, const at::Tensor& x, float t) {
-      ++calls;
-      return transformer_
-          .forward({at::cat({x, ref_tokens}, 1), embeds, dit_timestep_tensor(t, dtype_, dev_), img_freqs, txt_freqs,
-                    modulate_index})
-          .toTensor()
-          .slice(1, 0, Sn);
+    Branches dit;
+    dit.cfg = true_cfg;
+    // Every text token is real here; the mask is false only on the pads of a batch's shorter prompts.
+    const auto flags = at::TensorOptions().dtype(at::kBool).device(dev_);
+    const at::Tensor mask_pos = at::ones({1, prompt_embeds.size(1)}, flags),
+                     mask_neg = true_cfg ? at::ones({1, negative_embeds.size(1)}, flags) : at::Tensor();
+    dit.inputs = [&](int branch, const at::Tensor& x, float t) -> std::vector<c10::IValue> {
+      return {at::cat({x, ref_tokens}, 1),          branch ? negative_embeds : prompt_embeds,
+              dit_timestep_tensor(t, dtype_, dev_), img_freqs,
+              branch ? txt_neg : txt_pos,           modulate_index,
+              branch ? mask_neg : mask_pos};
     };
-    latents = denoise(latents, sched, [&](const at::Tensor& x, float t) {
-      const at::Tensor v = dit(prompt_embeds, txt_pos, x, t);
-      if (!true_cfg) return v;
-      const at::Tensor neg = dit(negative_embeds, txt_neg, x, t);
+    dit.velocity = [&](const at::Tensor& out) { return out.slice(1, 0, Sn); };
+    // QwenImageEditPipeline's true CFG: the combination rescaled to the conditional prediction's norm.
+    dit.combine = [&](const at::Tensor& v, const at::Tensor& neg) {
       const at::Tensor comb = neg + static_cast<float>(*r.params.true_cfg) * (v - neg);
       return comb * (at::linalg_vector_norm(v, 2, {-1}, true) / at::linalg_vector_norm(comb, 2, {-1}, true));
-    });
+    };
+    latents = denoise_cfg(latents, sched, dit, result);
     clock.lap("denoise");
 
     // Denormalise exactly as upstream: latents / bf16(1 / bf16(std)) + bf16(mean).
     at::Tensor z = unpack_latents(latents, h, w, C);
     z = z / (1.0 / at::tensor(latents_std_).view({1, -1, 1, 1}).to(dev_, dtype_)) + mean;
-    result.image = tensor_to_image(vae_decoder_.forward({z}).toTensor());
+    result.image = tensor_to_image(call("vae_decoder", {z}).toTensor());
     clock.lap("vae_decode");
-    result.counters.emplace_back("transformer_calls", calls);
   }
 
  private:
@@ -188,11 +189,10 @@ class QwenImageEdit : public BundlePipeline {
     if (L <= drop_) throw InputError("prompt shorter than the template prefix");
     const std::vector<int64_t> ids64(ids.begin(), ids.end());
     const at::Tensor out =
-        text_encoder_
-            .forward({i64_tensor(ids64, {1, L}, device_),
-                      at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
-                      i64_tensor(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
-                      image_embeds})
+        call("text_encoder",
+             {i64_tensor(ids64, {1, L}, device_), at::ones({1, L}, at::TensorOptions().dtype(at::kLong).device(dev_)),
+              i64_tensor(mrope_position_ids(ids, image_token_id_, vis, vision_.merge_size), {3, 1, L}, device_),
+              image_embeds})
             .toTensor();
     return out.slice(1, drop_, L).contiguous();
   }
@@ -205,9 +205,6 @@ class QwenImageEdit : public BundlePipeline {
   std::vector<int> axes_;
   SchedulerConfig scheduler_;
   int64_t drop_ = 64;
-  torch::jit::Module vision_encoder_ = component("vision_encoder"), text_encoder_ = component("text_encoder"),
-                     transformer_ = component("transformer"), vae_encoder_ = component("vae_encoder"),
-                     vae_decoder_ = component("vae_decoder");
 };
 
 }  // namespace

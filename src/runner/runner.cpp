@@ -4,9 +4,12 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <exception>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -34,6 +37,7 @@ struct Work {
   std::string fail_stage, fail_reason;
   std::optional<EnhanceOutcome> enhanced;
   int attempts = 0;
+  std::string batch;       ///< the indices of the rows it ran with (itself included), ';'-separated
   bool abandoned = false;  ///< cut short by a stop request: neither done nor failed, left for a later run
   double t_prepare = 0, t_model = 0, t_enhance = 0;
   Clock::time_point started;
@@ -54,6 +58,7 @@ const std::vector<std::string> kResultColumns = {"index",
                                                  "instruction_enhanced",
                                                  "enhance_status",
                                                  "attempts",
+                                                 "batch",
                                                  "time_prepare_s",
                                                  "time_enhance_s",
                                                  "time_model_s",
@@ -118,8 +123,30 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
 }
 
 // Runs one item through the pipeline with retries; a later attempt repeats the whole row.
-void run_one(Work& w, Pipeline& pipe, int max_retries, const std::atomic<bool>& stop) {
-  for (int attempt = 1; attempt <= max_retries + 1; ++attempt) {
+// Records an attempt's failure on `w`; returns whether another attempt may succeed.
+bool record_failure(Work& w, const std::exception_ptr& error) {
+  w.fail_stage = "model";
+  try {
+    std::rethrow_exception(error);
+  } catch (const InputError& e) {  // would fail the same way again: not retried
+    w.fail_stage = "input";
+    w.fail_reason = e.what();
+    return false;
+  } catch (const RepeatableError& e) {  // the same request repeats it exactly: not retried either
+    w.fail_reason = e.what();
+    return false;
+  } catch (const std::exception& e) {
+    w.fail_reason = e.what();
+  } catch (...) {
+    w.fail_reason = "unknown exception";
+  }
+  return true;
+}
+
+// Runs one item through the pipeline with retries, from attempt `first` (a row whose batched attempt failed goes
+// on from 2); a later attempt repeats the whole row.
+void run_one(Work& w, Pipeline& pipe, int max_retries, const std::atomic<bool>& stop, int first = 1) {
+  for (int attempt = first; attempt <= max_retries + 1; ++attempt) {
     w.attempts = attempt;
     const auto t0 = Clock::now();
     try {
@@ -127,20 +154,8 @@ void run_one(Work& w, Pipeline& pipe, int max_retries, const std::atomic<bool>& 
       w.t_model = since(t0);
       w.fail_stage.clear();
       return;
-    } catch (const InputError& e) {  // would fail the same way again: not retried
-      w.fail_stage = "input";
-      w.fail_reason = e.what();
-      return;
-    } catch (const RepeatableError& e) {  // the same request repeats it exactly: not retried either
-      w.fail_stage = "model";
-      w.fail_reason = e.what();
-      return;
-    } catch (const std::exception& e) {
-      w.fail_stage = "model";
-      w.fail_reason = e.what();
     } catch (...) {
-      w.fail_stage = "model";
-      w.fail_reason = "unknown exception";
+      if (!record_failure(w, std::current_exception())) return;
     }
     if (attempt <= max_retries && stop) {  // no new attempt after a stop request: the row is left for later
       w.abandoned = true;
@@ -151,27 +166,63 @@ void run_one(Work& w, Pipeline& pipe, int max_retries, const std::atomic<bool>& 
   }
 }
 
+// Rows that can share model invocations (docs/batching.md): the same number and sizes of inputs, steps and guidance
+// settings give the same output size and the same sequence of calls. Rows of other keys run in batches of their own.
+std::string batch_key(const EditRequest& r) {
+  std::string key = fmt::format("{}|{}|{}|{}", r.params.steps, r.params.guidance, r.params.true_cfg.value_or(-1),
+                                r.params.negative_prompt.has_value());
+  for (const Image& img : r.images) key += fmt::format("|{}x{}", img.width, img.height);
+  return key;
+}
+
+// Runs the rows a replica took: grouped by batch_key, each group of two or more through Pipeline::edit_batch, the
+// rest (and a grouped row that failed, with its retries) one by one. Records in `batch` the rows each ran with.
 void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries, const std::atomic<bool>& stop) {
-  if (batch.size() > 1) {
-    std::vector<EditRequest> reqs;
-    for (auto& w : batch) reqs.push_back(w.request);
-    const auto t0 = Clock::now();
-    try {
-      auto results = pipe.edit_batch(reqs);
-      if (results.size() == batch.size()) {
-        const double t = since(t0) / double(batch.size());
-        for (std::size_t k = 0; k < batch.size(); ++k)
-          batch[k].result = std::move(results[k]), batch[k].t_model = t, batch[k].attempts = 1;
-        return;
-      }
-      spdlog::warn("pipeline returned {} results for {} rows; running them one by one", results.size(), batch.size());
-    } catch (const std::exception& e) {
-      spdlog::warn("batch of {} rows failed ({}); running them one by one", batch.size(), e.what());
-    }
-  }
+  std::vector<std::vector<Work*>> groups;
+  std::map<std::string, std::size_t> group_of;
   for (auto& w : batch) {
-    if (stop) return;  // rows of the batch not started stay for a later run (the caller drops them)
-    run_one(w, pipe, max_retries, stop);
+    const auto [it, added] = group_of.emplace(batch_key(w.request), groups.size());
+    if (added) groups.emplace_back();
+    groups[it->second].push_back(&w);
+  }
+  for (auto& group : groups) {
+    std::sort(group.begin(), group.end(),
+              [](const Work* a, const Work* b) { return a->request.index < b->request.index; });
+    if (stop) return;  // rows not started stay for a later run (the caller drops them)
+    std::vector<std::string> indices;
+    for (const Work* w : group) indices.push_back(std::to_string(w->request.index));
+    const std::string members = fmt::format("{}", fmt::join(indices, ";"));
+    for (Work* w : group) w->batch = members;
+    if (group.size() == 1) {
+      run_one(*group[0], pipe, max_retries, stop);
+      continue;
+    }
+    std::vector<EditRequest> reqs;
+    for (const Work* w : group) reqs.push_back(w->request);
+    const auto t0 = Clock::now();
+    std::vector<BatchOutcome> outcomes = pipe.edit_batch(reqs);
+    const double t = since(t0) / double(group.size());
+    for (std::size_t k = 0; k < group.size(); ++k) {
+      Work& w = *group[k];
+      if (k < outcomes.size() && !outcomes[k].error) {
+        w.result = std::move(outcomes[k].result), w.t_model = t, w.attempts = 1;
+        continue;
+      }
+      // Its batched attempt failed (alone: the others' results stand): retried alone if the failure allows it.
+      w.attempts = 1;
+      if (!record_failure(w, k < outcomes.size()
+                                 ? outcomes[k].error
+                                 : std::make_exception_ptr(std::runtime_error("the pipeline returned no result"))) ||
+          max_retries == 0)
+        continue;
+      if (stop) {
+        w.abandoned = true;
+        continue;
+      }
+      spdlog::warn("index {}: attempt 1 of {} failed: {}", w.request.index, max_retries + 1, w.fail_reason);
+      w.batch = std::to_string(w.request.index);  // its result comes from running alone
+      run_one(w, pipe, max_retries, stop, 2);
+    }
   }
 }
 
@@ -233,8 +284,8 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         std::vector<Work> batch, done;
         auto route = [&](Work&& w) { (w.fail_stage.empty() ? batch : done).push_back(std::move(w)); };
         route(std::move(*first));
-        while (batch.size() < static_cast<std::size_t>(o.batch_size)) {
-          auto more = to_model.try_pop();
+        while (batch.size() < static_cast<std::size_t>(o.batch_size)) {  // a full batch unless the rows run out
+          auto more = to_model.pop();
           if (!more) break;
           route(std::move(*more));
         }
@@ -301,6 +352,7 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         r["enhance_status"] = w.enhanced ? w.enhanced->status : "";
         r["time_enhance_s"] = fmt::format("{:.4f}", w.t_enhance);
         r["attempts"] = std::to_string(w.attempts);
+        r["batch"] = w.batch;
         r["time_prepare_s"] = fmt::format("{:.4f}", w.t_prepare);
         r["time_model_s"] = fmt::format("{:.4f}", w.t_model);
         r["time_write_s"] = fmt::format("{:.4f}", t_write);

@@ -1,7 +1,11 @@
 // The product binary itself: help, models, version, dry run of the shipped example, usage errors.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include <nlohmann/json.hpp>
 #include "e2e_util.hpp"
@@ -167,10 +171,52 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   ASSERT_EQ(res.records.size(), 3u);
   EXPECT_EQ(res.find("0")->at("width"), "1248");  // 96x64 input: calculate_dimensions(1024^2, 1.5)
   EXPECT_EQ(res.find("0")->at("height"), "832");
-  EXPECT_EQ(res.find("1")->at("width"), "1024");                          // two images: size from the last (80x80)
-  EXPECT_EQ(res.find("1")->at("counters"), "{\"transformer_calls\":4}");  // true CFG: 2 calls per step
+  EXPECT_EQ(res.find("1")->at("width"), "1024");  // two images: size from the last (80x80)
+  // True CFG: 2 branch evaluations per step, by default (--cfg_batch auto) two calls on the CPU (docs/batching.md).
+  const auto counters = nlohmann::json::parse(res.find("1")->at("counters"));
+  EXPECT_EQ(counters.at("transformer_calls"), 4) << counters;
+  EXPECT_EQ(counters.at("transformer_passes"), 4) << counters;
+  EXPECT_EQ(counters.at("transformer_batch"), 1) << counters;
+  EXPECT_EQ(res.find("1")->at("batch"), "1");  // --batch_size 1: each row alone
   EXPECT_EQ(res.find("2")->at("model_type"), "qwen");
   EXPECT_EQ(read_image(d / "out/rings_water.jpg").width, 1024);
+}
+
+// --batch_size through the real binary: rows of one input size run as one batch (their batch recorded in
+// results.csv), a row of another size alone, and every image matches the one-row-at-a-time run to one level (the
+// float sums' order changes; tests/engine/batching_test.cpp bounds the latents).
+TEST(CliE2E, BatchSizeGroupsRowsOfOneSize) {
+  TempDir d;
+  Workspace ws;
+  const std::string bundle = d / "Qwen-Image-Edit-tiny";
+  ProcessResult r = diffgentor({"make-tiny", "--model_type", "qwen_singleimg", "--out", bundle}, d);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string a = ws.image("a.png", 96, 64, 1), b = ws.image("b.png", 80, 80, 2);
+  const std::string m =
+      ws.file("m.csv", "image,instruction\n" + a + ",make the sky purple\n" + a +
+                           ",add a small red boat on the water\n" + b + ",make it night\n" + a + ",snow\n");
+  std::map<std::string, dg::RecordTable> runs;
+  for (const std::string batch : {"1", "4"}) {
+    r = diffgentor({"edit", "--model_name", bundle, "--model_type", "qwen_singleimg", "--input", m, "--output_dir",
+                    d / ("out" + batch), "--num_inference_steps", "2", "--seed", "0", "--batch_size", batch,
+                    "--prefetch", "4", "--torch_dtype", "float32"},
+                   d);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    runs.emplace(batch, dg::RecordTable::load(d / ("out" + batch + "/results.csv")));
+  }
+  const dg::RecordTable& batched = runs.at("4");
+  for (const char* index : {"0", "1", "3"}) EXPECT_EQ(batched.find(index)->at("batch"), "0;1;3") << index;
+  EXPECT_EQ(batched.find("2")->at("batch"), "2");
+  EXPECT_EQ(runs.at("1").find("1")->at("batch"), "1");
+  EXPECT_EQ(nlohmann::json::parse(batched.find("0")->at("counters")).at("transformer_batch"), 3);  // 3 rows, CFG split
+  for (int k = 0; k < 4; ++k) {
+    const std::string name = fmt::format("{:06d}.png", k);
+    const dg::Image x = read_image(d / ("out1/" + name)), y = read_image(d / ("out4/" + name));
+    ASSERT_EQ(x.rgb.size(), y.rgb.size()) << name;
+    int worst = 0;
+    for (std::size_t i = 0; i < x.rgb.size(); ++i) worst = std::max(worst, std::abs(x.rgb[i] - y.rgb[i]));
+    EXPECT_LE(worst, 1) << name;
+  }
 }
 
 // GLM-Image end to end through the real binary: make-tiny, the example manifest (one row with two references,

@@ -112,29 +112,39 @@ TEST(RunnerE2E, JsonlNamesSeedsFilterAndOverrides) {
   EXPECT_EQ(six.at("output_image"), "six.webp");
 }
 
+// The same whether rows run alone or in one batch (--batch_size 5): a row that fails in a batch fails alone, its
+// batched attempt counts, and the rest of the batch keeps its results.
 TEST(RunnerE2E, ModelFailuresAreRetriedThenRecorded) {
-  Workspace ws;
-  ws.image("a.png", 8, 8);
-  const std::string m =
-      ws.file("m.csv",
-              "image,instruction\na.png,fine\na.png,FAIL_ONCE please\na.png,FAIL_ALWAYS\na.png,fine too\n"
-              "a.png,FAIL_REPEATABLY\n");
-  const ProcessResult r = ws.edit({"--input", m, "--max_retries", "1"});
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  const RecordTable res = ws.results();
-  EXPECT_EQ(res.records.size(), 3u);
-  EXPECT_EQ(res.find("1")->at("attempts"), "2");
-  const RecordTable fails = ws.failures();
-  ASSERT_EQ(fails.records.size(), 2u);
-  EXPECT_EQ(fails.records[0].at("index"), "2");
-  EXPECT_EQ(fails.records[0].at("stage"), "model");
-  EXPECT_EQ(fails.records[0].at("attempts"), "2");
-  EXPECT_NE(fails.records[0].at("reason").find("out of memory (simulated)"), std::string::npos);
-  // A failure the same request repeats (a seeded sampler) is recorded at once, without a second attempt.
-  EXPECT_EQ(fails.find("4")->at("stage"), "model");
-  EXPECT_EQ(fails.find("4")->at("attempts"), "1");
-  EXPECT_FALSE(fs::exists(ws.out + "/000002.png"));
-  EXPECT_TRUE(fs::exists(ws.out + "/000003.png"));
+  for (const char* batch : {"1", "5"}) {
+    SCOPED_TRACE(std::string("--batch_size ") + batch);
+    Workspace ws;
+    ws.image("a.png", 8, 8);
+    const std::string m =
+        ws.file("m.csv",
+                "image,instruction\na.png,fine\na.png,FAIL_ONCE please\na.png,FAIL_ALWAYS\na.png,fine too\n"
+                "a.png,FAIL_REPEATABLY\n");
+    const ProcessResult r = ws.edit({"--input", m, "--max_retries", "1", "--batch_size", batch, "--prefetch", "5"});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    const RecordTable res = ws.results();
+    EXPECT_EQ(res.records.size(), 3u);
+    EXPECT_EQ(res.find("1")->at("attempts"), "2");
+    EXPECT_EQ(res.find("1")->at("batch"), "1");  // its result comes from running alone
+    if (std::string(batch) == "5") {             // the rows that succeeded in the batch name the whole batch
+      EXPECT_EQ(res.find("0")->at("batch"), "0;1;2;3;4");
+      EXPECT_EQ(res.find("3")->at("batch"), "0;1;2;3;4");
+    }
+    const RecordTable fails = ws.failures();
+    ASSERT_EQ(fails.records.size(), 2u);
+    EXPECT_EQ(fails.records[0].at("index"), "2");
+    EXPECT_EQ(fails.records[0].at("stage"), "model");
+    EXPECT_EQ(fails.records[0].at("attempts"), "2");
+    EXPECT_NE(fails.records[0].at("reason").find("out of memory (simulated)"), std::string::npos);
+    // A failure the same request repeats (a seeded sampler) is recorded at once, without a second attempt.
+    EXPECT_EQ(fails.find("4")->at("stage"), "model");
+    EXPECT_EQ(fails.find("4")->at("attempts"), "1");
+    EXPECT_FALSE(fs::exists(ws.out + "/000002.png"));
+    EXPECT_TRUE(fs::exists(ws.out + "/000003.png"));
+  }
 }
 
 // Input that breaks a rule of the model fails with stage `input` on its first attempt: the image count at

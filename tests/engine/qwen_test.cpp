@@ -83,11 +83,12 @@ TEST(TinyComponents, ReactToEveryInput) {
   c10::InferenceMode guard;
   Bundle b = Bundle::open(tiny_bundle("qwen"), *find_model("qwen"), "float32", "cpu");
   auto changed = [](const at::Tensor& x, const at::Tensor& y) { return !at::allclose(x, y, 1e-6, 1e-7); };
-  // Transformer: hidden states, text, timestep, both RoPE tables, modulate_index (zero_cond_t).
+  // Transformer: hidden states, text, timestep, both RoPE tables, modulate_index (zero_cond_t), the text mask.
   torch::jit::Module dit = b.load("transformer", "cpu");
   const int64_t S = 8, L = 5;
-  std::vector<at::Tensor> in{at::randn({1, S, 64}), at::randn({1, L, 32}), at::full({1}, 0.5f),
-                             at::randn({S, 8, 2}),  at::randn({L, 8, 2}),  at::zeros({1, S}, at::kLong)};
+  std::vector<at::Tensor> in{at::randn({1, S, 64}),      at::randn({1, L, 32}), at::full({1}, 0.5f),
+                             at::randn({S, 8, 2}),       at::randn({L, 8, 2}),  at::zeros({1, S}, at::kLong),
+                             at::ones({1, L}, at::kBool)};
   in[5][0][S - 1] = 1;
   auto run_dit = [&](std::vector<at::Tensor> args) {
     return dit.forward(std::vector<c10::IValue>(args.begin(), args.end())).toTensor();
@@ -98,6 +99,8 @@ TEST(TinyComponents, ReactToEveryInput) {
     args[k] = args[k].clone();
     if (k == 5)
       args[k][0][S - 1] = 0;
+    else if (k == 6)
+      args[k][0][L - 1] = false;
     else if (k == 2)
       args[k] = at::full({1}, 0.25f);
     else

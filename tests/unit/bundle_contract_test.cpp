@@ -36,6 +36,7 @@ TEST(BundleContract, EveryTypeHasComponentsAndTheDocsNameThemAll) {
 
 TEST(BundleContract, TypesWhoseSignaturesChangedNeedTheNewerFormat) {
   EXPECT_EQ(dg::min_bundle_format_version("glm_image"), 2);  // prefill/decode, no image_seg, symbolic DiT shapes
-  EXPECT_EQ(dg::min_bundle_format_version("qwen"), 1);       // unchanged since version 1
+  EXPECT_EQ(dg::min_bundle_format_version("qwen"), 3);       // the DiT's text mask
+  EXPECT_EQ(dg::min_bundle_format_version("longcat"), 1);    // unchanged since version 1
   EXPECT_LE(dg::min_bundle_format_version("glm_image"), dg::kBundleFormatVersion);
 }

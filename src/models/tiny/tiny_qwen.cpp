@@ -91,7 +91,14 @@ const char* kTransformer = R"JIT(
 def time_embed(self, t: Tensor) -> Tensor:
     return torch.linear(torch.silu(torch.linear(self.sinusoid(t), self.t1, self.t1b)), self.t2, self.t2b)
 
-def block(self, img: Tensor, txt: Tensor, mod_img: Tensor, mod_txt: Tensor, cos: Tensor, sin: Tensor, wqkv: Tensor, wo: Tensor, f1: Tensor, f2: Tensor) -> Tensor:
+def masked_attention(self, q: Tensor, k: Tensor, v: Tensor, keep: Tensor) -> Tensor:
+    qf = torch.elu(q.float()) + 1.0
+    kf = (torch.elu(k.float()) + 1.0) * keep.unsqueeze(-1).unsqueeze(-1).float()
+    kv = torch.einsum('bnhd,bnhe->bhde', [kf, v.float()])
+    z = torch.einsum('bnhd,bhd->bnh', [qf, kf.sum(1)]).unsqueeze(-1)
+    return (torch.einsum('bnhd,bhde->bnhe', [qf, kv]) / z).to(v.dtype)
+
+def block(self, img: Tensor, txt: Tensor, mod_img: Tensor, mod_txt: Tensor, cos: Tensor, sin: Tensor, keep: Tensor, wqkv: Tensor, wo: Tensor, f1: Tensor, f2: Tensor) -> Tensor:
     B = img.size(0)
     S = img.size(1)
     L = txt.size(1)
@@ -106,11 +113,11 @@ def block(self, img: Tensor, txt: Tensor, mod_img: Tensor, mod_txt: Tensor, cos:
     q = self.rope(qkv.select(2, 0), cos, sin)
     k = self.rope(qkv.select(2, 1), cos, sin)
     v = qkv.select(2, 2)
-    o = torch.linear(self.linear_attention(q, k, v).reshape(B, N, d), wo)
+    o = torch.linear(self.masked_attention(q, k, v, keep).reshape(B, N, d), wo)
     img = img + o.narrow(1, L, S)
     return img + torch.linear(torch.gelu(torch.linear(torch.layer_norm(img, [d]), f1)), f2)
 
-def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep: Tensor, img_freqs: Tensor, txt_freqs: Tensor, modulate_index: Tensor) -> Tensor:
+def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep: Tensor, img_freqs: Tensor, txt_freqs: Tensor, modulate_index: Tensor, encoder_hidden_states_mask: Tensor) -> Tensor:
     x = torch.linear(hidden_states, self.img_in, self.img_in_b)
     e = encoder_hidden_states
     ef = e.float()
@@ -131,8 +138,9 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor, timestep
     freqs = torch.cat([txt_freqs, img_freqs], 0)
     cos = freqs.select(-1, 0).unsqueeze(1).to(x.dtype)
     sin = freqs.select(-1, 1).unsqueeze(1).to(x.dtype)
-    x = self.block(x, c, mod_img, mod_txt, cos, sin, self.qkv0, self.o0, self.f0a, self.f0b)
-    x = self.block(x, c, mod_img, mod_txt, cos, sin, self.qkv1, self.o1, self.f1a, self.f1b)
+    keep = torch.cat([encoder_hidden_states_mask, modulate_index >= 0], 1)  # image tokens: always kept
+    x = self.block(x, c, mod_img, mod_txt, cos, sin, keep, self.qkv0, self.o0, self.f0a, self.f0b)
+    x = self.block(x, c, mod_img, mod_txt, cos, sin, keep, self.qkv1, self.o1, self.f1a, self.f1b)
     d = x.size(-1)
     shift, scale = torch.linear(torch.silu(temb), self.out_w, self.out_b).chunk(2, -1)
     x = torch.layer_norm(x, [d]) * (1.0 + scale.unsqueeze(1)) + shift.unsqueeze(1)

@@ -96,7 +96,7 @@ class ManifestTest(unittest.TestCase):
     def test_fields_the_runtime_checks(self):
         m = self.build(records={"transformer": {"verified": [{"case": "x", "max_abs_err": 0.0}]}},
                        unused_inputs={"transformer": ["modulate_index"]})
-        self.assertEqual(m["format_version"], 2)
+        self.assertEqual(m["format_version"], 3)
         self.assertEqual(m["producer"]["torch"], "2.6.0")
         self.assertEqual(m["producer"]["name"], "diffgentor export_bundle")
         self.assertFalse(m["dtype_convertible"])

@@ -62,7 +62,7 @@ class QwenTextEncoder(nn.Module):
 
 class QwenImageDiT(nn.Module):
     """QwenImageTransformer2DModel.forward's top level (transformer_qwenimage.py) with the RoPE tables
-    ((cos, sin) per pair, from C++) and modulate_index as inputs; every block is upstream's."""
+    ((cos, sin) per pair, from C++), modulate_index and the text mask as inputs; every block is upstream's."""
 
     def __init__(self, transformer):
         super().__init__()
@@ -72,7 +72,8 @@ class QwenImageDiT(nn.Module):
         self.t = transformer
         self.zero_cond_t = bool(getattr(cfg, "zero_cond_t", False))
 
-    def forward(self, hidden_states, encoder_hidden_states, timestep, img_freqs, txt_freqs, modulate_index):
+    def forward(self, hidden_states, encoder_hidden_states, timestep, img_freqs, txt_freqs, modulate_index,
+                encoder_hidden_states_mask):
         t = self.t
         x = t.img_in(hidden_states)
         timestep = timestep.to(x.dtype)
@@ -84,7 +85,8 @@ class QwenImageDiT(nn.Module):
         temb = t.time_text_embed(timestep, x)
         rope = (torch.view_as_complex(img_freqs.contiguous()), torch.view_as_complex(txt_freqs.contiguous()))
         for block in t.transformer_blocks:
-            text, x = block(hidden_states=x, encoder_hidden_states=text, encoder_hidden_states_mask=None, temb=temb,
+            text, x = block(hidden_states=x, encoder_hidden_states=text,
+                            encoder_hidden_states_mask=encoder_hidden_states_mask.to(torch.bool), temb=temb,
                             image_rotary_emb=rope, joint_attention_kwargs=None, modulate_index=index)
         if self.zero_cond_t:
             temb = temb.chunk(2, dim=0)[0]

@@ -97,19 +97,27 @@ def qwen_vl_jobs(ctx_math: bool) -> list:
 def _qwen_dit_cases(t, ctx):
     cfg = t.config
     out = []
-    for shapes, L in (([(1, 8, 12), (1, 8, 12)], 20), ([(1, 10, 6), (1, 4, 8)], 9),
-                      ([(1, 6, 6), (1, 6, 6), (1, 8, 4)], 33)):
+    # (shapes, L, valid text lengths per row): one row, or a batch of two with the shorter prompt padded to the
+    # longer, as the runtime batches rows and CFG branches (docs/batching.md).
+    for shapes, L, valid in (([(1, 8, 12), (1, 8, 12)], 20, (20,)), ([(1, 10, 6), (1, 4, 8)], 9, (9,)),
+                             ([(1, 6, 6), (1, 6, 6), (1, 8, 4)], 33, (33,)), ([(1, 8, 8), (1, 4, 4)], 14, (14, 9))):
+        B = len(valid)
         S, Sn = sum(f * h * w for f, h, w in shapes), shapes[0][1] * shapes[0][2]
-        x = ctx.randn(1, S, cfg.in_channels)
-        text = ctx.randn(1, L, cfg.joint_attention_dim)
-        ts = torch.full((1,), 0.625, device=ctx.device)
+        x = ctx.randn(B, S, cfg.in_channels)
+        text = ctx.randn(B, L, cfg.joint_attention_dim)
+        mask = torch.arange(L)[None, :] < torch.tensor(valid)[:, None]
+        text = text * mask[..., None].to(text.dtype).to(ctx.device)  # the runtime pads with zeros
+        ts = torch.full((B,), 0.625, device=ctx.device)
         img, txt = inputs.qwen_rope_tables(shapes, L, tuple(cfg.axes_dims_rope))
         modulate = torch.cat([torch.zeros(Sn, dtype=torch.long), torch.ones(S - Sn, dtype=torch.long)])[None]
-        out.append(Case(f"S={S},L={L},refs={len(shapes) - 1}",
-                        (x, text, ts, img.to(ctx.device), txt.to(ctx.device), modulate.to(ctx.device)),
-                        lambda x=x, text=text, ts=ts, shapes=shapes: t(
-                            hidden_states=x, encoder_hidden_states=text, encoder_hidden_states_mask=None,
-                            timestep=ts.to(ctx.dtype), img_shapes=[shapes], return_dict=False)[0]))
+        mask = mask.to(ctx.device)
+        out.append(Case(f"S={S},L={L},B={B}" + (f",valid={valid}" if B > 1 else "") + f",refs={len(shapes) - 1}",
+                        (x, text, ts, img.to(ctx.device), txt.to(ctx.device), modulate.expand(B, S).to(ctx.device),
+                         mask),
+                        lambda x=x, text=text, ts=ts, shapes=shapes, mask=mask, B=B: t(
+                            hidden_states=x, encoder_hidden_states=text,
+                            encoder_hidden_states_mask=mask if B > 1 else None,
+                            timestep=ts.to(ctx.dtype), img_shapes=[shapes] * B, return_dict=False)[0]))
     return out
 
 
