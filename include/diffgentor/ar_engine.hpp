@@ -63,6 +63,8 @@ struct ArRequest {
   at::Tensor sample_logits;
   /// Called with each step's logits [1, V] f32 before sampling (step 0 = prefill).
   std::function<void(int64_t step, const at::Tensor& logits)> on_logits;
+  /// Called after each sampled token with (tokens so far, max_new_tokens), for progress.
+  std::function<void(int64_t tokens, int64_t max_tokens)> on_token;
 };
 
 /// Runs prefill, then decode steps, sampling with `sampler`; stops after `max_new_tokens` tokens or right after

@@ -55,6 +55,9 @@ class BundlePipeline : public Pipeline {
   /// The value of model option `name` (PipelineConfig::options, else the table's default); std::logic_error when
   /// the type's table row has no such option.
   std::string model_option(const std::string& name) const;
+  /// Reports the running row's progress in `phase` to its EditRequest::on_step ("ar", "upsample"; the Euler loop
+  /// reports "denoise" itself).
+  void report(const std::string& phase, int64_t step, int64_t steps) const;
   /// Passes a line to PipelineConfig::notice, if the caller gave one.
   void notice(const std::string& line) const {
     if (notice_) notice_(line);

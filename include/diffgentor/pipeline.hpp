@@ -51,8 +51,10 @@ struct EditRequest {
   std::string instruction;
   uint64_t seed = 0;       ///< the row's effective seed
   EffectiveParams params;  ///< steps, guidance, true_cfg, negative prompt after all merging
-  /// Called after each denoising step with (steps done, steps in all), for progress; may be empty.
-  std::function<void(int step, int steps)> on_step;
+  /// Progress inside the row, for the progress line and `step` events: (phase, steps done, steps in all) after each
+  /// step of a phase: "denoise" (the Euler loop), "ar" (GLM-Image's prior, one step per token) or "upsample"
+  /// (FLUX.2-dev's prompt upsampler, one per token; it may end early at its end token). May be empty.
+  std::function<void(const std::string& phase, int step, int steps)> on_step;
 };
 
 /// An instruction rewritten inside the model stage (FLUX.2-dev's own upsampler), recorded in results.csv as the API

@@ -47,8 +47,9 @@ class Progress {
   ~Progress();
   /// Counts a finished row and logs `line`, keeping the bar (if any) below it.
   void row_finished(bool ok, const std::string& line);
-  /// A running row's denoising step, shown on the bar until the row leaves (`row_left`).
-  void row_step(int64_t index, int step, int steps);
+  /// A running row's progress in a phase (EditRequest::on_step), shown on the bar until the row leaves (`row_left`):
+  /// "step 3/28" while denoising, "ar 120/1024" or "upsample 40/512" in the other phases.
+  void row_step(int64_t index, const std::string& phase, int step, int steps);
   void row_left(int64_t index);
   std::size_t done() const;
   std::size_t failed() const;
@@ -58,7 +59,11 @@ class Progress {
  private:
   std::size_t total_, done_ = 0, failed_ = 0;
   bool bar_ = true;
-  std::map<int64_t, std::pair<int, int>> steps_;  ///< running rows: (step, steps)
+  struct RowPhase {
+    std::string phase;  ///< as shown: "step" (denoising), "ar", "upsample"
+    int step = 0, steps = 0;
+  };
+  std::map<int64_t, RowPhase> steps_;  ///< running rows
   std::chrono::steady_clock::time_point start_;
   mutable std::mutex mu_;
 };

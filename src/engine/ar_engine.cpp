@@ -81,6 +81,7 @@ std::vector<int64_t> ar_generate(torch::jit::Module& lm, const ArRequest& r, Tok
       t0 = std::chrono::steady_clock::now();
     }
     out.push_back(token);
+    if (r.on_token) r.on_token(static_cast<int64_t>(out.size()), r.max_new_tokens);
     if (static_cast<int64_t>(out.size()) >= r.max_new_tokens) break;
     int64_t fed = token;
     if (r.teacher) {  // the reference run's token is fed, and its end decides where the run ends

@@ -20,8 +20,8 @@ namespace dg {
 namespace {
 
 // The running row's, per thread: the rows of a batch run on threads of their own (edit_batch).
-thread_local CallBatcher* t_batcher = nullptr;                          // set while the row is one of a batch
-thread_local const std::function<void(int, int)>* t_on_step = nullptr;  // the row's EditRequest::on_step
+thread_local CallBatcher* t_batcher = nullptr;  // set while the row is one of a batch
+thread_local const std::function<void(const std::string&, int, int)>* t_on_step = nullptr;  // EditRequest::on_step
 
 // Runs a row's calls: with the other rows of its batch, or now; rethrows the first failure.
 void run_row_calls(const std::vector<ComponentCall*>& calls) {
@@ -81,8 +81,7 @@ at::Tensor BundlePipeline::denoise(const at::Tensor& noise, const Schedule& sche
   int done = 0;
   const auto counted = [&](const at::Tensor& x, float t) {  // one velocity per step
     at::Tensor v = velocity(x, t);
-    ++done;
-    if (t_on_step && *t_on_step) (*t_on_step)(done, steps);
+    report("denoise", ++done, steps);
     return v;
   };
   if (!tap_) return euler_loop(noise, schedule, counted);
@@ -143,6 +142,10 @@ c10::IValue BundlePipeline::call(const std::string& name, std::vector<c10::IValu
   c.inputs = std::move(inputs);
   t_batcher->run({&c});
   return c.output;
+}
+
+void BundlePipeline::report(const std::string& phase, int64_t step, int64_t steps) const {
+  if (t_on_step && *t_on_step) (*t_on_step)(phase, static_cast<int>(step), static_cast<int>(steps));
 }
 
 std::string BundlePipeline::model_option(const std::string& name) const {

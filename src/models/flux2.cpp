@@ -173,6 +173,7 @@ class Flux2 : public BundlePipeline {
       hooks.teacher = &teacher;
     }
     hooks.sample_logits = stage_input("upsample_reference_logits");
+    hooks.on_token = [this](int64_t k, int64_t n) { report("upsample", k, n); };
     std::vector<at::Tensor> logits;
     if (tapping()) hooks.on_logits = [&](int64_t, const at::Tensor& l) { logits.push_back(l.to(at::kCPU)); };
     const Flux2Upsampler::Result u =

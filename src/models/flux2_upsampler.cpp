@@ -138,6 +138,7 @@ Flux2Upsampler::Result Flux2Upsampler::run(torch::jit::Module& text_encoder, tor
   req.teacher = hooks.teacher;
   req.sample_logits = hooks.sample_logits.defined() ? hooks.sample_logits.view({-1, vocab_}) : at::Tensor();
   req.on_logits = hooks.on_logits;
+  req.on_token = hooks.on_token;
   TokenSampler sampler(sampling_, dev_, seed);
   res.tokens = ar_generate(text_encoder, req, sampler, res.stats);
   // batch_decode(generated, skip_special_tokens=True): with a teacher the fed tokens are the ones decoded.

@@ -35,6 +35,7 @@ class Flux2Upsampler {
     const std::vector<int64_t>* teacher = nullptr;
     at::Tensor sample_logits;
     std::function<void(int64_t step, const at::Tensor& logits)> on_logits;
+    std::function<void(int64_t tokens, int64_t max_tokens)> on_token;  ///< progress, after each sampled token
   };
   struct Result {
     std::string text;  ///< the decoded new tokens (special tokens skipped)

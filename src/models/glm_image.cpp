@@ -280,6 +280,7 @@ class GlmImage : public BundlePipeline {
       if (step == 0) tap("ar_logits_0", logits);
       if (req.teacher) step_logits.push_back(logits);
     };
+    req.on_token = [this](int64_t k, int64_t n) { report("ar", k, n); };
     TokenSampler sampler(sampling_, dev_, r.seed);
     ArStats stats;
     std::vector<int64_t> codes = ar_generate(ar_lm_, req, sampler, stats);

@@ -130,9 +130,9 @@ void Progress::row_finished(bool ok, const std::string& line) {
     spdlog::warn("{}", line);
 }
 
-void Progress::row_step(int64_t index, int step, int steps) {
+void Progress::row_step(int64_t index, const std::string& phase, int step, int steps) {
   std::lock_guard<std::mutex> lock(mu_);
-  steps_[index] = {step, steps};
+  steps_[index] = {phase == "denoise" ? "step" : phase, step, steps};
 }
 
 void Progress::row_left(int64_t index) {
@@ -162,7 +162,8 @@ std::string Progress::bar() const {
   const std::string eta = rate > 0 ? format_duration(double(total_ - done_) / rate) : "?";
   const std::string failed = failed_ ? fmt::format(" ({} failed)", failed_) : "";
   std::string running;
-  for (const auto& [index, st] : steps_) running += fmt::format(" | index {} step {}/{}", index, st.first, st.second);
+  for (const auto& [index, st] : steps_)
+    running += fmt::format(" | index {} {} {}/{}", index, st.phase, st.step, st.steps);
   return fmt::format("[{}] {}/{}{} {:.2f} rows/s ETA {}{}", b, done_, total_, failed, rate, eta, running);
 }
 

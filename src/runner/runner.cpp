@@ -296,9 +296,11 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
             events->emit(
                 "row_start",
                 nlohmann::json{{"index", index}, {"images", w.request.images.size()}, {"batch", batch.size()}}.dump());
-          w.request.on_step = [&progress, events, index](int step, int steps) {
-            progress.row_step(index, step, steps);
-            if (events) events->emit("step", nlohmann::json{{"index", index}, {"step", step}, {"steps", steps}}.dump());
+          w.request.on_step = [&progress, events, index](const std::string& phase, int step, int steps) {
+            progress.row_step(index, phase, step, steps);
+            if (events)
+              events->emit("step",
+                           nlohmann::json{{"index", index}, {"phase", phase}, {"step", step}, {"steps", steps}}.dump());
           };
         }
         if (!batch.empty()) run_model_batch(batch, *pipe, o.max_retries, stop);

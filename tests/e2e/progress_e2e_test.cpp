@@ -55,6 +55,7 @@ TEST(ProgressE2E, JsonlEventsOnStdoutAndInAFile) {
   for (const auto& e : ev) {
     if (e["event"] == "step") {
       EXPECT_EQ(e["steps"], 3) << e.dump();
+      EXPECT_EQ(e["phase"], "denoise") << e.dump();
     }
   }
   for (const auto& e : ev)

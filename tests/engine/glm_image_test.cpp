@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "diffgentor/ar_engine.hpp"
 #include "diffgentor/glm_image_inputs.hpp"
@@ -250,6 +251,27 @@ TEST(GlmImage, SizesReferencesCfgAndSensitivity) {
   // bfloat16 runs too.
   Runner bf("glm_image", "bfloat16");
   EXPECT_EQ(bf.run({a}, "x", 3, 2).image.width, 160);
+}
+
+// The row's progress: the prior's tokens one by one ("ar"), then the denoising steps.
+TEST(GlmImage, ProgressReportsThePriorThenTheDenoisingSteps) {
+  Runner glm("glm_image", "float32");
+  EditRequest r;
+  r.images = {pattern(150, 100, 1)};
+  r.instruction = "x";
+  r.seed = 1;
+  r.params = merge_params(*glm.spec, {2, 1.5, std::nullopt, std::nullopt});
+  std::vector<std::tuple<std::string, int, int>> seen;
+  r.on_step = [&](const std::string& phase, int step, int steps) { seen.emplace_back(phase, step, steps); };
+  glm.pipe->edit(r);
+  ASSERT_EQ(seen.size(), 15u + 2u);  // the 3 x 5 target grid's tokens, then 2 steps
+  for (int k = 0; k < 15; ++k) {
+    EXPECT_EQ(std::get<0>(seen[k]), "ar");
+    EXPECT_EQ(std::get<1>(seen[k]), k + 1);
+    EXPECT_GE(std::get<2>(seen[k]), 15);  // the token budget
+  }
+  EXPECT_EQ(seen[15], std::make_tuple(std::string("denoise"), 1, 2));
+  EXPECT_EQ(seen[16], std::make_tuple(std::string("denoise"), 2, 2));
 }
 
 TEST(GlmImage, TimestepModeIsAModelOption) {

@@ -45,7 +45,7 @@ class TestPipeline : public Pipeline {
       if (failed_once_.insert(r.index).second) throw std::runtime_error("test pipeline: transient failure (simulated)");
     }
     if (r.on_step)  // the engine's step callback, as BundlePipeline::denoise calls it
-      for (int k = 1; k <= r.params.steps; ++k) r.on_step(k, r.params.steps);
+      for (int k = 1; k <= r.params.steps; ++k) r.on_step("denoise", k, r.params.steps);
     return {test_pipeline_output(r), {{"denoise", 0.001}}, {}, {}};
   }
 

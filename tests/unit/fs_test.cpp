@@ -72,8 +72,10 @@ TEST(Progress, DurationsAndBar) {
   EXPECT_NE(bar.find("2/4 (1 failed)"), std::string::npos) << bar;
   EXPECT_NE(bar.find("rows/s ETA"), std::string::npos);
   EXPECT_EQ(p.failed(), 1u);
-  p.row_step(7, 3, 28);  // a running row's denoising step shows until the row leaves
+  p.row_step(7, "denoise", 3, 28);  // a running row's denoising step shows until the row leaves
   EXPECT_NE(p.bar().find("| index 7 step 3/28"), std::string::npos) << p.bar();
+  p.row_step(8, "ar", 120, 1024);  // another phase by its name
+  EXPECT_NE(p.bar().find("| index 7 step 3/28 | index 8 ar 120/1024"), std::string::npos) << p.bar();
   p.row_left(7);
   EXPECT_EQ(p.bar().find("index 7"), std::string::npos) << p.bar();
 }
