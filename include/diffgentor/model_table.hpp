@@ -116,6 +116,11 @@ struct ParamOverrides {
 /// Merges `given` over the spec's defaults (a given value always wins, whatever it is).
 EffectiveParams merge_params(const ModelSpec& spec, const ParamOverrides& given);
 
+/// One line per parameter in `given` that `spec` does not use, naming the flag and the type: a true-CFG scale where
+/// there is no true CFG, a guidance scale for a true-CFG model (Qwen's transformer has no guidance embedding), a
+/// negative prompt where no negative branch runs (none for the type, or true CFG off by its scale).
+std::vector<std::string> unused_param_warnings(const ModelSpec& spec, const ParamOverrides& given);
+
 /// "qwen, qwen_singleimg, ..." for error messages (only the implemented types when asked).
 std::string model_type_list(bool implemented_only = false);
 

@@ -21,7 +21,9 @@ struct OutputName {
 /// The row's output name: the custom value when given, else the default. A custom name that is
 /// empty, absolute or escapes the output directory is rejected. Suffixes .png .jpg .jpeg .webp .bmp
 /// .tif .tiff are written as such; other image suffixes (.gif, .heic, .avif) are replaced by .png;
-/// anything else gets .png appended (so "shot.v2" becomes "shot.v2.png").
-OutputName make_output_name(const std::optional<std::string>& custom, int64_t index);
+/// anything else gets .png appended (so "shot.v2" becomes "shot.v2.png"). With `format` (png, jpg, webp:
+/// --output_format) the name's extension is then replaced by the format's ("a.jpeg" -> "a.png").
+OutputName make_output_name(const std::optional<std::string>& custom, int64_t index,
+                            const std::optional<std::string>& format = std::nullopt);
 
 }  // namespace dg

@@ -33,6 +33,11 @@ struct EditOptions {
   std::string output_dir;
   std::optional<std::string> output_csv;
   std::optional<std::string> output_name_column;
+  /// png | jpg | webp: every output in this format, its name's extension made to match; unset = by the name
+  std::optional<std::string> output_format;
+  int jpeg_quality = 95;
+  std::optional<int> webp_quality;  ///< 1..100 lossy; unset = lossless
+  bool metadata = true;             ///< embed the generation parameters (--no_metadata turns it off)
   std::string instruction_key = "instruction";
   std::optional<std::string> image_cache_dir;
   int64_t max_image_pixels = 178956970;  ///< PIL's decompression-bomb error threshold

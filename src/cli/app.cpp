@@ -250,6 +250,9 @@ int run_edit(Command& cmd, const Backend& backend) {
                     "--dry_run to check a manifest",
                     spec.type));
   warn_fixed_flags(o);
+  for (const std::string& line :
+       unused_param_warnings(spec, {o.num_inference_steps, o.guidance_scale, o.true_cfg_scale, o.negative_prompt}))
+    spdlog::warn("{}", line);
   warn_slow_cpu_dtype(o, devices);
   http_global_init();
 

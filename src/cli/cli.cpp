@@ -82,6 +82,17 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_option("--output_name_column", o.output_name_column,
                   "Manifest column holding each row's output file name (default: {index:06d}.png)")
       ->group(io);
+  edit.add_option("--output_format", o.output_format,
+                  "png, jpg or webp for every output (the name's extension is changed to match); default: from "
+                  "each output name, else png")
+      ->check(CLI::IsMember({"png", "jpg", "webp"}))
+      ->group(io);
+  edit.add_option("--jpeg_quality", o.jpeg_quality, "JPEG quality, 1..100")->capture_default_str()->group(io);
+  edit.add_option("--webp_quality", o.webp_quality, "WebP quality, 1..100 (lossy); default: lossless")->group(io);
+  edit.add_flag_callback(
+          "--no_metadata", [&o] { o.metadata = false; },
+          "Do not embed the generation parameters in the images (PNG iTXt / EXIF UserComment `parameters`)")
+      ->group(io);
   edit.add_option("--instruction_key", o.instruction_key, "Manifest column holding the instruction")
       ->capture_default_str()
       ->group(io);

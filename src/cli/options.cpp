@@ -92,6 +92,9 @@ void validate_options(const EditOptions& o) {
   if (o.input.empty()) throw UsageError("--input is required");
   if (o.output_dir.empty()) throw UsageError("--output_dir is required");
   if (o.output_name_column) require(!o.output_name_column->empty(), "--output_name_column", "''", "must not be empty");
+  require(o.jpeg_quality >= 1 && o.jpeg_quality <= 100, "--jpeg_quality", o.jpeg_quality, "must be 1..100");
+  if (o.webp_quality)
+    require(*o.webp_quality >= 1 && *o.webp_quality <= 100, "--webp_quality", *o.webp_quality, "must be 1..100");
   require(!o.instruction_key.empty(), "--instruction_key", "''", "must not be empty");
   require(o.max_image_pixels > 0, "--max_image_pixels", o.max_image_pixels, "must be > 0");
   // Transfers are timed in milliseconds: anything shorter would become "no timeout".

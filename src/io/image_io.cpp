@@ -162,7 +162,17 @@ Image decode_image(std::string_view bytes, int64_t max_pixels) {
   const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   cv::Mat bgr;
   try {
-    bgr = cv::imdecode(buf, cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION);
+    bgr = cv::imdecode(buf, cv::IMREAD_COLOR | cv::IMREAD_ANYDEPTH | cv::IMREAD_IGNORE_ORIENTATION);
+    // 16 bits per channel keep their high byte, as PIL opens a 16-bit RGB PNG (OpenCV's own 8-bit conversion
+    // rounds v / 256 instead); other depths take OpenCV's conversion.
+    if (bgr.depth() == CV_16U) {
+      cv::Mat high;
+      bgr.convertTo(high, CV_32S);
+      high.forEach<cv::Vec3i>([](cv::Vec3i& v, const int*) { v = cv::Vec3i(v[0] >> 8, v[1] >> 8, v[2] >> 8); });
+      high.convertTo(bgr, CV_8U);
+    } else if (bgr.depth() != CV_8U) {
+      bgr.convertTo(bgr, CV_8U);
+    }
   } catch (const cv::Exception& e) {
     throw ImageError(fmt::format("cannot decode image: {}", e.what()));
   }
@@ -191,7 +201,7 @@ Image decode_image(std::string_view bytes, int64_t max_pixels) {
   return img;
 }
 
-std::string encode_image(const Image& image, const std::string& extension) {
+std::string encode_image(const Image& image, const std::string& extension, const EncodeOptions& options) {
   if (image.empty() || image.rgb.size() != static_cast<std::size_t>(image.width) * image.height * 3)
     throw ImageError(
         fmt::format("cannot encode an image of {}x{} with {} bytes", image.width, image.height, image.rgb.size()));
@@ -199,9 +209,9 @@ std::string encode_image(const Image& image, const std::string& extension) {
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   std::vector<int> params;
   if (ext == ".jpg" || ext == ".jpeg")
-    params = {cv::IMWRITE_JPEG_QUALITY, 95};
+    params = {cv::IMWRITE_JPEG_QUALITY, options.jpeg_quality};
   else if (ext == ".webp")
-    params = {cv::IMWRITE_WEBP_QUALITY, 101};  // > 100: lossless
+    params = {cv::IMWRITE_WEBP_QUALITY, options.webp_quality.value_or(101)};  // > 100: lossless
   else if (ext == ".png")
     params = {cv::IMWRITE_PNG_COMPRESSION, 3};
   const cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.rgb.data()));

@@ -187,6 +187,29 @@ EffectiveParams merge_params(const ModelSpec& spec, const ParamOverrides& given)
   return p;
 }
 
+std::vector<std::string> unused_param_warnings(const ModelSpec& spec, const ParamOverrides& given) {
+  std::vector<std::string> out;
+  const EffectiveParams p = merge_params(spec, given);
+  if (given.true_cfg && !spec.uses_true_cfg() && !spec.optional_true_cfg)
+    out.push_back(fmt::format("--true_cfg_scale: model type {} has no true CFG (its guidance is {}); ignored",
+                              spec.type, cfg_kind_name(spec.cfg)));
+  if (given.guidance && spec.uses_true_cfg())
+    out.push_back(
+        fmt::format("--guidance_scale: model type {} guides with --true_cfg_scale (its transformer has no "
+                    "guidance embedding); ignored",
+                    spec.type));
+  if (given.negative_prompt) {
+    if (!spec.uses_negative_prompt())
+      out.push_back(fmt::format("--negative_prompt: model type {} runs no negative branch; ignored", spec.type));
+    else if ((spec.uses_true_cfg() || spec.optional_true_cfg) && p.true_cfg.value_or(1.0) <= 1.0)
+      out.push_back(
+          fmt::format("--negative_prompt: model type {} uses it only with --true_cfg_scale above 1 "
+                      "(true CFG is off); ignored",
+                      spec.type));
+  }
+  return out;
+}
+
 std::string model_type_list(bool implemented_only) {
   std::string out;
   for (const auto& spec : model_table()) {

@@ -11,7 +11,15 @@ namespace dg {
 
 std::string default_output_name(int64_t index) { return fmt::format("{:06d}.png", index); }
 
-OutputName make_output_name(const std::optional<std::string>& custom, int64_t index) {
+OutputName make_output_name(const std::optional<std::string>& custom, int64_t index,
+                            const std::optional<std::string>& format) {
+  if (format) {
+    OutputName named = make_output_name(custom, index);
+    if (!named.name.empty()) named.name = fs::path(named.name).replace_extension("." + *format).string();
+    for (const auto& part : fs::path(named.name))
+      if (part.string().size() > kMaxNameBytes) return {"", fmt::format("output name '{}' is too long", named.name)};
+    return named;
+  }
   if (!custom) return {default_output_name(index), ""};
   const std::string& raw = *custom;
   if (raw.find_first_not_of(" \t") == std::string::npos) return {"", "empty output name"};

@@ -76,8 +76,8 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   std::vector<OutputName> names;
   std::map<std::string, int> first_line;
   for (const auto& row : m.rows) {
-    names.push_back(
-        make_output_name(o.output_name_column ? m.value(row, *o.output_name_column) : std::nullopt, row.index));
+    names.push_back(make_output_name(o.output_name_column ? m.value(row, *o.output_name_column) : std::nullopt,
+                                     row.index, o.output_format));
     if (names.back().error.empty()) {
       auto [it, fresh] = first_line.emplace(names.back().name, row.line);
       if (!fresh)

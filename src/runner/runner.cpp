@@ -17,6 +17,7 @@
 #include "diffgentor/fs.hpp"
 #include "diffgentor/http.hpp"
 #include "diffgentor/image_io.hpp"
+#include "diffgentor/image_metadata.hpp"
 #include "diffgentor/progress.hpp"
 #include "diffgentor/queue.hpp"
 #include "diffgentor/results.hpp"
@@ -164,6 +165,25 @@ void run_one(Work& w, Pipeline& pipe, int max_retries, const std::atomic<bool>& 
     if (attempt <= max_retries)
       spdlog::warn("index {}: attempt {} of {} failed: {}", w.request.index, attempt, max_retries + 1, w.fail_reason);
   }
+}
+
+// What made a finished row's image, for the metadata embedded in it.
+ImageParameters image_parameters(const Plan& plan, const EditOptions& o, const Work& w) {
+  ImageParameters p;
+  p.instruction = w.row->input.instruction;
+  if (w.enhanced && w.enhanced->ok()) p.enhanced = w.enhanced->instruction;
+  const EffectiveParams& e = w.request.params;
+  p.negative = e.negative_prompt;
+  p.steps = e.steps;
+  p.guidance = e.guidance;
+  p.true_cfg = e.true_cfg;
+  p.seed = w.request.seed;
+  p.width = w.result.image.width;
+  p.height = w.result.image.height;
+  p.model = o.model_name;
+  p.model_type = plan.spec->type;
+  p.version = DG_VERSION;
+  return p;
 }
 
 // Rows that can share model invocations (docs/batching.md): the same number and sizes of inputs, steps and guidance
@@ -318,18 +338,6 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
     progress.row_left(w.row->row->index);
     if (w.abandoned || (w.attempts == 0 && w.fail_stage.empty())) continue;  // stopped before it finished
     PlannedRow& pr = *w.row;
-    const auto t0 = Clock::now();
-    if (w.fail_stage.empty()) {
-      try {
-        write_file_atomic(pr.output_path, encode_image(w.result.image, fs::path(pr.output_path).extension().string()));
-      } catch (const std::exception& e) {
-        w.fail_stage = "write";
-        w.fail_reason = fmt::format("{}: {}", pr.output_path, e.what());
-      }
-    }
-    const double t_write = since(t0), t_total = since(w.started);
-    const std::string idx = std::to_string(pr.row->index);
-    ++finished;
     if (w.fail_stage.empty() && w.result.enhanced) {  // rewritten in the model stage (FLUX.2-dev upsampler)
       const EnhancedPrompt& e = *w.result.enhanced;
       w.enhanced = EnhanceOutcome{e.instruction, e.status};
@@ -338,6 +346,21 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         spdlog::warn("index {}: prompt upsampling fell back to the original instruction: {}", pr.row->index,
                      e.status.substr(std::min<std::size_t>(10, e.status.size())));
     }
+    const auto t0 = Clock::now();
+    if (w.fail_stage.empty()) {
+      try {
+        const std::string ext = fs::path(pr.output_path).extension().string();
+        std::string bytes = encode_image(w.result.image, ext, {o.jpeg_quality, o.webp_quality});
+        if (o.metadata) bytes = embed_parameters(bytes, ext, parameters_text(image_parameters(plan, o, w)));
+        write_file_atomic(pr.output_path, bytes);
+      } catch (const std::exception& e) {
+        w.fail_stage = "write";
+        w.fail_reason = fmt::format("{}: {}", pr.output_path, e.what());
+      }
+    }
+    const double t_write = since(t0), t_total = since(w.started);
+    const std::string idx = std::to_string(pr.row->index);
+    ++finished;
     try {
       if (w.fail_stage.empty()) {
         Record r;

@@ -8,6 +8,7 @@
 
 #include "diffgentor/fs.hpp"
 #include "diffgentor/image_io.hpp"
+#include "diffgentor/image_metadata.hpp"
 #include "diffgentor/model_table.hpp"
 #include "diffgentor/options.hpp"
 #include "e2e_util.hpp"
@@ -197,6 +198,45 @@ TEST(RunnerE2E, ReplicasAndBatchesRunEveryRowOnce) {
   std::sort(calls.begin(), calls.end());
   EXPECT_EQ(calls, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
   EXPECT_EQ(ws.results().records.size(), 9u);
+}
+
+// --output_format names and writes every output in one format (its quality flag applied), each image carries
+// what made it, and --no_metadata leaves it out.
+TEST(RunnerE2E, OutputFormatQualityAndEmbeddedParameters) {
+  Workspace ws;
+  ws.image("a.png", 64, 48);
+  const std::string m =
+      ws.file("m.csv", "image,instruction,name\na.png,make it blue,first.png\na.png,\"snow, then rain\",second\n");
+  ProcessResult r = ws.edit({"--input", m, "--output_name_column", "name", "--output_format", "jpg", "--jpeg_quality",
+                             "40", "--seed", "9", "--num_inference_steps", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ws.results().find("0")->at("output_image"), "first.jpg");
+  EXPECT_EQ(ws.results().find("1")->at("output_image"), "second.jpg");
+  const std::string jpg = read_file_bytes(ws.out + "/first.jpg");
+  EXPECT_EQ(static_cast<uint8_t>(jpg[0]), 0xFF);  // a JPEG under its new name
+  const auto text = read_parameters(jpg);
+  ASSERT_TRUE(text);
+  EXPECT_EQ(text->substr(0, text->find('\n')), "make it blue");
+  EXPECT_NE(text->find("Steps: 3, "), std::string::npos) << *text;
+  EXPECT_NE(text->find("Seed: " + ws.results().find("0")->at("seed") + ", Size: 64x48"), std::string::npos) << *text;
+  EXPECT_NE(text->find("Model type: qwen, Version: diffgentor "), std::string::npos) << *text;
+  EXPECT_EQ(read_parameters(read_file_bytes(ws.out + "/second.jpg"))->substr(0, 15), "snow, then rain");
+  // Quality 40 against the default 95: a smaller file of the same picture.
+  Workspace hq;
+  hq.image("a.png", 64, 48);
+  r = hq.edit({"--input", hq.file("m.csv", "image,instruction\na.png,make it blue\n"), "--output_format", "jpg",
+               "--seed", "9", "--num_inference_steps", "3", "--no_metadata"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string best = read_file_bytes(hq.out + "/000000.jpg");
+  EXPECT_FALSE(read_parameters(best));  // --no_metadata
+  EXPECT_GT(best.size(), jpg.size());   // quality 95 against 40 (whose file also holds the parameters)
+  // WebP carries the same text.
+  Workspace wp;
+  wp.image("a.png", 64, 48);
+  r = wp.edit({"--input", wp.file("m.csv", "image,instruction\na.png,make it blue\n"), "--output_format", "webp",
+               "--seed", "9", "--num_inference_steps", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_parameters(read_file_bytes(wp.out + "/000000.webp"))->substr(0, 12), "make it blue");
 }
 
 TEST(RunnerE2E, UrlInputsAreDownloadedAndCached) {

@@ -53,8 +53,27 @@ TEST(BundleLocation, DirectoryModelRootAndHfCache) {
 
 TEST(BundleLocation, ErrorsSayWhereTheyLooked) {
   TempDir d;
-  write_text(d / "plain/model_index.json", "{}");
-  EXPECT_NE(not_found(d / "plain", env_of({})).find("not a diffgentor bundle"), std::string::npos);
+  write_text(d / "empty/readme.txt", "x");
+  EXPECT_NE(not_found(d / "empty", env_of({})).find("not a diffgentor bundle"), std::string::npos);
+  // A diffusers snapshot without torchscript/: what was found, and the export command that makes a bundle of it.
+  write_text(d / "plain/model_index.json",
+             R"({"_class_name": "QwenImageEditPlusPipeline", "_diffusers_version": "x"})");
+  std::string hint = not_found(d / "plain", env_of({}));
+  EXPECT_NE(
+      hint.find("found a diffusers snapshot at " + (d / "plain") + " (model_index.json: QwenImageEditPlusPipeline)"),
+      std::string::npos)
+      << hint;
+  EXPECT_NE(
+      hint.find("tools/export/export_bundle --model " + (d / "plain") + " --out " + (d / "plain") + "-diffgentor"),
+      std::string::npos)
+      << hint;
+  const std::string cached = d / "hub/models--org--raw/snapshots/abc";
+  write_text(cached + "/model_index.json", R"({"_class_name": "Flux2Pipeline"})");
+  hint = not_found("org/raw", env_of({{"HF_HUB_CACHE", d / "hub"}, {"DG_MODEL_ROOT", d / "root"}}));
+  EXPECT_NE(hint.find("found a diffusers snapshot at " + cached + " (model_index.json: Flux2Pipeline)"),
+            std::string::npos)
+      << hint;
+  EXPECT_NE(hint.find("--model org/raw --out " + (d / "root/org/raw")), std::string::npos) << hint;
   const std::string msg = not_found("org/absent", env_of({{"DG_MODEL_ROOT", d / "root"}, {"HF_HUB_CACHE", d / "hub"}}));
   EXPECT_NE(msg.find("no model bundle found for --model_name org/absent"), std::string::npos) << msg;
   EXPECT_NE(msg.find(d / "root/org/absent"), std::string::npos) << msg;

@@ -97,6 +97,25 @@ TEST(ModelTable, InputRulesAndParameterMerging) {
 }
 
 // docs/models/README.md shows the table as `diffgentor models --markdown` prints it.
+TEST(ModelTable, FlagsATypeDoesNotUseAreNamed) {
+  auto warnings = [](const char* type, ParamOverrides given) {
+    return dg::unused_param_warnings(*find_model(type), given);
+  };
+  const std::optional<std::string> neg("blurry");
+  EXPECT_TRUE(warnings("qwen", {40, std::nullopt, 4.0, neg}).empty());  // everything Qwen uses
+  auto w = warnings("flux2", {std::nullopt, 3.5, 4.0, neg});
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("--true_cfg_scale: model type flux2 has no true CFG"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("--negative_prompt: model type flux2 runs no negative branch"), std::string::npos) << w[1];
+  w = warnings("qwen", {std::nullopt, 2.0, 1.0, neg});  // guidance unused; true CFG off: the negative prompt too
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("--guidance_scale: model type qwen"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("only with --true_cfg_scale above 1"), std::string::npos) << w[1];
+  EXPECT_EQ(warnings("flux1_kontext", {std::nullopt, std::nullopt, std::nullopt, neg}).size(), 1u);  // no scale
+  EXPECT_TRUE(warnings("flux1_kontext", {std::nullopt, std::nullopt, 2.0, neg}).empty());
+  EXPECT_TRUE(warnings("longcat", {std::nullopt, 4.0, std::nullopt, neg}).empty());
+}
+
 TEST(ModelTable, TheDocsTableIsTheTable) {
   std::ifstream in(std::string(DG_SOURCE_DIR) + "/docs/models/README.md");
   ASSERT_TRUE(in) << "docs/models/README.md";

@@ -30,3 +30,13 @@ TEST(Naming, ExtensionsAndSubfolders) {
   EXPECT_EQ(make_output_name(std::string("sub/./dir/x.jpg"), 0).name, "sub/dir/x.jpg");
   EXPECT_EQ(make_output_name(std::string("a/../b.png"), 0).name, "b.png");
 }
+
+TEST(Naming, OutputFormatSetsTheExtension) {
+  const std::optional<std::string> jpg("jpg"), webp("webp");
+  EXPECT_EQ(make_output_name(std::nullopt, 3, jpg).name, "000003.jpg");
+  EXPECT_EQ(make_output_name(std::string("a.png"), 0, jpg).name, "a.jpg");
+  EXPECT_EQ(make_output_name(std::string("a.jpeg"), 0, webp).name, "a.webp");
+  EXPECT_EQ(make_output_name(std::string("shot.v2"), 0, jpg).name, "shot.v2.jpg");
+  EXPECT_EQ(make_output_name(std::string("sub/x.gif"), 0, std::optional<std::string>("png")).name, "sub/x.png");
+  EXPECT_NE(make_output_name(std::string("/abs.png"), 0, jpg).error, "");  // the same refusals
+}
