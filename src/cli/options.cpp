@@ -43,6 +43,16 @@ const ModelSpec& resolve_model_type(const EditOptions& opt) {
     if (j.is_object() && j.contains("model_type") && j["model_type"].is_string())
       if (const ModelSpec* spec = find_model(j["model_type"].get<std::string>())) return *spec;
   }
+  // A diffusers snapshot folder (no bundle yet) names its pipeline class, which the table maps to a type, so that
+  // the run gets as far as the bundle lookup and its export hint.
+  const std::filesystem::path index = std::filesystem::path(opt.model_name) / "model_index.json";
+  if (std::filesystem::is_regular_file(index, ec)) {
+    std::ifstream in(index);
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_object() && j.contains("_class_name") && j["_class_name"].is_string())
+      for (const auto& s : model_table())
+        if (s.pipeline_class == j["_class_name"].get<std::string>()) return s;
+  }
   std::string patterns;
   for (const auto& s : model_table())
     for (const auto& p : s.patterns) patterns += fmt::format("\n  {:<15} name contains '{}'", s.type, p.text);

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "diffgentor/cli.hpp"
+#include "process.hpp"
 
 using namespace dg;
 
@@ -116,6 +117,15 @@ TEST(Options, ValidationNamesTheFlag) {
             }).find("--num_gpus"),
             std::string::npos);
   EXPECT_NE(with([](EditOptions& o) { o.seed = -1; }).find("--seed"), std::string::npos);
+  {  // a folder whose name says nothing: its bundle manifest, else its diffusers pipeline class, names the type
+    dg::test::TempDir d;
+    dg::test::write_text(d / "snap/model_index.json", R"({"_class_name": "Flux2KleinPipeline"})");
+    EditOptions o;
+    o.model_name = d / "snap";
+    EXPECT_EQ(resolve_model_type(o).type, "flux2_klein");
+    dg::test::write_text(d / "snap/torchscript/manifest.json", R"({"model_type": "flux2"})");
+    EXPECT_EQ(resolve_model_type(o).type, "flux2");
+  }
   const std::string unknown = with([](EditOptions& o) { o.model_name = "some/model"; });
   EXPECT_NE(unknown.find("cannot detect the model type"), std::string::npos);
   EXPECT_NE(unknown.find("glm_image"), std::string::npos);
