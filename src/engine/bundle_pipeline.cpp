@@ -117,10 +117,11 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
       ptrs.push_back(&branch[k]);
     }
     run_row_calls(ptrs);
+    const bool fused = n == 2 && branch[0].invocation == branch[1].invocation;
     calls += n;
-    passes += (n == 2 && branch[0].invocation == branch[1].invocation) ? 1 : n;
+    passes += fused ? 1 : n;
     for (const ComponentCall& c : branch) widest = std::max(widest, c.shared);
-    inside += branch[0].seconds + (n == 2 && branch[1].invocation != branch[0].invocation ? branch[1].seconds : 0);
+    inside += branch[0].seconds + (n == 2 && !fused ? branch[1].seconds : 0);
     const at::Tensor v = b.velocity(branch[0].output.toTensor());
     if (!b.cfg) return v;
     const at::Tensor u = b.velocity(branch[1].output.toTensor());
@@ -134,13 +135,11 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
 }
 
 c10::IValue BundlePipeline::call(const std::string& name, std::vector<c10::IValue> inputs, const std::string& method) {
-  torch::jit::Module& m = component(name);
-  if (!t_batcher) return m.get_method(method)(std::move(inputs));
   ComponentCall c;
-  c.module = &m;
+  c.module = &component(name);
   c.spec = specs_.at(name + "." + method);
   c.inputs = std::move(inputs);
-  t_batcher->run({&c});
+  run_row_calls({&c});
   return c.output;
 }
 

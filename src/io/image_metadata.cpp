@@ -4,6 +4,7 @@
 #include "diffgentor/image_metadata.hpp"
 
 #include <fmt/format.h>
+#include <utf8proc.h>
 
 #include <array>
 #include <nlohmann/json.hpp>
@@ -53,45 +54,30 @@ uint32_t get(std::string_view s, std::size_t at, int bytes, bool big) {
 std::string utf16be(const std::string& text, std::size_t max_units) {
   std::string out;
   std::size_t units = 0;
-  for (std::size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    uint32_t cp = 0xFFFD;
-    if (len > 0 && i + static_cast<std::size_t>(len) <= text.size()) {
-      cp = len == 1 ? c : c & (0x7F >> len);
-      for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
-    }
-    i += static_cast<std::size_t>(len > 0 ? len : 1);
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  for (utf8proc_ssize_t i = 0, n = static_cast<utf8proc_ssize_t>(text.size()); i < n;) {
+    utf8proc_int32_t cp = 0;
+    const utf8proc_ssize_t len = utf8proc_iterate(p + i, n - i, &cp);
+    if (len < 0) cp = 0xFFFD;
+    i += len > 0 ? len : 1;
     const std::size_t need = cp >= 0x10000 ? 2 : 1;
     if (units + need > max_units) break;
     units += need;
     if (cp >= 0x10000) {
-      cp -= 0x10000;
-      put_be(out, 0xD800 + (cp >> 10), 2);
-      put_be(out, 0xDC00 + (cp & 0x3FF), 2);
+      const auto v = static_cast<uint32_t>(cp - 0x10000);
+      put_be(out, 0xD800 + (v >> 10), 2);
+      put_be(out, 0xDC00 + (v & 0x3FF), 2);
     } else {
-      put_be(out, cp, 2);
+      put_be(out, static_cast<uint32_t>(cp), 2);
     }
   }
   return out;
 }
 
 void put_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
+  utf8proc_uint8_t buf[4];
+  const utf8proc_ssize_t n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(cp), buf);
+  out.append(reinterpret_cast<const char*>(buf), static_cast<std::size_t>(n));
 }
 
 std::string utf16_to_utf8(std::string_view s, bool big) {
