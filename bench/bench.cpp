@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
     dit_s += counters.value("transformer_us", 0) * 1e-6;
     dit_calls += counters.value("transformer_calls", 0);
     dit_passes += counters.value("transformer_passes", 0);
-    steps_run += std::stoi(r.at("num_inference_steps"));
+    steps_run += std::stoi(r.at("effective_num_inference_steps"));
     stage["prepare (decode + enhance)"] += std::stod(r.at("time_prepare_s"));
     stage["write"] += std::stod(r.at("time_write_s"));
     stage["model (total)"] += std::stod(r.at("time_model_s"));

@@ -115,6 +115,7 @@ class BundlePipeline : public Pipeline {
   StageTap tap_;
   std::map<std::string, at::Tensor> inputs_;
   bool fuse_cfg_;
+  bool vae_slicing_;
   std::map<std::string, const ComponentSpec*> specs_;  ///< "component.method" -> its contract entry
   std::mutex components_mu_;                           ///< component() from the rows of a batch
 };

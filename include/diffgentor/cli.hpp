@@ -3,6 +3,7 @@
 /// binaries, which differ only in the Backend they pass (see backend.hpp).
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "diffgentor/backend.hpp"
 #include "diffgentor/options.hpp"
@@ -42,8 +43,9 @@ struct MergeOptions {
 };
 
 struct Command {
-  enum Kind { None, Models, Edit, MakeTiny, Tokenize, Merge, Status } kind = None;
-  EditOptions edit;  ///< edit's options; `status` takes the same ones
+  enum Kind { None, Models, Edit, MakeTiny, Tokenize, Merge, Status, Export } kind = None;
+  std::vector<std::string> export_args;  ///< `export`: everything after it, handed to the exporter
+  EditOptions edit;                      ///< edit's options; `status` takes the same ones
   MergeOptions merge;
   MakeTinyOptions tiny;
   TokenizeOptions tokenize;
@@ -54,6 +56,10 @@ struct Command {
 /// Parses argv. Returns an exit code when parsing already finished the program (help, version,
 /// errors: printed), else nullopt with `cmd` filled.
 std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const std::string& version_text);
+
+/// `diffgentor export ARGS...`: runs tools/export/export_bundle ARGS... with the project's Python ($DG_PYTHON, else
+/// the environment this build was configured with); the exporter replaces the process. Returns only on failure.
+int run_export(const std::vector<std::string>& args);
 
 /// The whole program: parse, validate, plan, load, run. Never throws.
 int app_main(int argc, char** argv, const Backend& backend);

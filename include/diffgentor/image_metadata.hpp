@@ -23,12 +23,13 @@ struct ImageParameters {
   std::string model;       ///< --model_name as given (a hub id or a folder)
   std::string model_type;  ///< the model table's type
   std::string version;     ///< diffgentor's version
+  std::string loras;       ///< the --lora set as results.csv's `loras` records it ("FILE:SCALE;..."), or ""
 };
 
 /// The text: the instruction, a "Negative prompt: ..." line when one applies, then one line of "Key: value" pairs
 /// ("Steps: 40, Sampler: FlowMatchEuler, CFG scale: 1, True CFG scale: 4, Seed: 7, Size: 1024x1024, Model: ...,
-/// Model type: qwen, Enhanced prompt: "...", Version: diffgentor 0.1.0"); a value holding a comma, colon or newline
-/// is JSON-quoted, as A1111 quotes it.
+/// Model type: qwen, LoRA: "a.safetensors:0.8", Enhanced prompt: "...", Version: diffgentor 0.1.0"); a value holding a
+/// comma, colon or newline is JSON-quoted, as A1111 quotes it.
 std::string parameters_text(const ImageParameters& p);
 
 /// `encoded` (an image file's bytes as encode_image wrote them for `extension`) with `text` embedded: .png gets an

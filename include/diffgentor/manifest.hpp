@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "diffgentor/model_table.hpp"
+
 namespace dg {
 
 struct ManifestError : std::runtime_error {
@@ -56,10 +58,15 @@ struct RowInput {
   std::string image_column;         ///< the column the images came from
   std::vector<std::string> images;  ///< local paths (resolved against the manifest's folder) or URLs
   std::string instruction;
-  std::optional<int64_t> seed;                 ///< the row's `seed` column
-  std::optional<std::string> negative_prompt;  ///< the row's `negative_prompt` column, when non-empty
-  std::vector<std::string> problems;           ///< "field: reason" for each problem found
+  std::optional<int64_t> seed;  ///< the row's `seed` column
+  /// The row's parameter columns that are non-empty (docs/batch-runner.md, "Per-row parameters"):
+  /// num_inference_steps, guidance_scale, true_cfg_scale, negative_prompt, width, height. They win over the flags.
+  ParamOverrides params;
+  std::vector<std::string> problems;  ///< "field: reason" for each problem found
 };
+
+/// The manifest columns that override a run's parameters for their row, in the order results.csv lists them.
+const std::vector<std::string>& param_columns();
 
 /// Interprets one row. `input_images` holds a JSON list or a single path/URL (no comma splitting:
 /// paths and URLs may contain commas). Relative paths resolve against the manifest's folder.

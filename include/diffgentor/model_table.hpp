@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dg {
@@ -44,6 +45,18 @@ struct ImageRules {
   std::optional<double> max_aspect;  ///< each image, long side / short side; unset: any
 };
 
+/// How a type's pipeline turns a requested output size into the one it makes (model_table.json "output_size"; a type
+/// without one has no height/width arguments upstream). Each side is floored to `multiple`; with `area` set the
+/// requested aspect ratio is first rescaled to that many pixels (FluxKontextPipeline.__call__'s max_area).
+struct OutputSizeRule {
+  int multiple = 16;
+  std::optional<double> area;
+};
+
+/// The largest output side diffgentor accepts from --width/--height or a row (no upstream pipeline states one; a
+/// 8192-px side is already 2.4x the largest size any supported model was trained at).
+constexpr int kMaxOutputSide = 8192;
+
 /// A setting a model type takes through `--model_option NAME=VALUE` (model_table.json "options").
 struct ModelOption {
   std::string name;
@@ -70,7 +83,8 @@ struct ModelSpec {
   std::string tiny_bundle;  ///< implemented: src/models/tiny/tiny_<tiny_bundle>.cpp, make_tiny_<tiny_bundle>()
   std::string docs;         ///< the type's page, e.g. "docs/models/qwen.md"; empty for planned types
   std::string notes;
-  std::vector<ModelOption> options;  ///< `--model_option` settings this type takes (usually none)
+  std::vector<ModelOption> options;           ///< `--model_option` settings this type takes (usually none)
+  std::optional<OutputSizeRule> output_size;  ///< unset: the output size cannot be chosen (LongCat)
 
   bool implemented() const { return status == ModelStatus::Implemented; }
   bool uses_true_cfg() const { return cfg == CfgKind::TrueCfgNormRescale; }
@@ -103,6 +117,9 @@ struct EffectiveParams {
   double guidance = 0;
   std::optional<double> true_cfg;              ///< set only for true-CFG models
   std::optional<std::string> negative_prompt;  ///< set only for models that use one
+  /// The requested output size, per side (unset: the type's own rule from its inputs); set only for types with an
+  /// output-size rule. Pipelines turn it into pixels with resolve_output_size.
+  std::optional<int> width, height;
 };
 
 /// What a user may give (flags today); unset fields take the spec's defaults.
@@ -111,6 +128,7 @@ struct ParamOverrides {
   std::optional<double> guidance;
   std::optional<double> true_cfg;
   std::optional<std::string> negative_prompt;
+  std::optional<int> width, height;
 };
 
 /// Merges `given` over the spec's defaults (a given value always wins, whatever it is).
@@ -120,6 +138,20 @@ EffectiveParams merge_params(const ModelSpec& spec, const ParamOverrides& given)
 /// there is no true CFG, a guidance scale for a true-CFG model (Qwen's transformer has no guidance embedding), a
 /// negative prompt where no negative branch runs (none for the type, or true CFG off by its scale).
 std::vector<std::string> unused_param_warnings(const ModelSpec& spec, const ParamOverrides& given);
+
+/// The same for the manifest's per-row parameter columns (`columns` as the manifest has them): one line per column the
+/// type never uses, whatever its value.
+std::vector<std::string> unused_column_warnings(const ModelSpec& spec, const std::vector<std::string>& columns);
+
+/// Why `value` cannot be the requested `side` ("width" or "height") for `spec`, or "": below the type's multiple,
+/// above kMaxOutputSide. A type without an output-size rule accepts anything (the value is unused and warned about).
+std::string output_size_problem(const ModelSpec& spec, const std::string& side, int value);
+
+/// The output size (width, height) a row gets: each requested side over the type's default for it (the size its
+/// pipeline derives from the inputs when none is asked for), then the type's OutputSizeRule. Without a request the
+/// default is returned unchanged; a type without a rule always gets the default.
+std::pair<int, int> resolve_output_size(const ModelSpec& spec, const EffectiveParams& params, int default_width,
+                                        int default_height);
 
 /// "qwen, qwen_singleimg, ..." for error messages (only the implemented types when asked).
 std::string model_type_list(bool implemented_only = false);

@@ -53,7 +53,10 @@ struct EditOptions {
   std::optional<double> guidance_scale;
   std::optional<double> true_cfg_scale;
   std::optional<std::string> negative_prompt;
-  std::vector<std::string> model_options;  ///< --model_option NAME=VALUE, checked against the model table
+  std::optional<int> width, height;  ///< requested output size (docs/batch-runner.md, "Output size")
+  std::vector<std::string> model_options;
+  std::vector<std::string> loras;  ///< --lora FILE[:SCALE], in order (docs/lora.md)  ///< --model_option NAME=VALUE,
+                                   ///< checked against the model table
   // Execution
   int max_retries = 3;
   double grace_seconds = 20.0;  ///< after SIGINT/SIGTERM, how long rows in flight may take before they are abandoned
@@ -76,6 +79,9 @@ struct EditOptions {
 
 /// Merges the sampling flags over the spec's defaults (a flag always wins, whatever its value).
 EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt);
+
+/// The sampling and size flags the user gave (unset = not given), as merge_params takes them.
+ParamOverrides param_overrides(const EditOptions& opt);
 
 /// The engine's part of the options (--device, --torch_dtype, --threads).
 EngineOptions engine_options(const EditOptions& opt);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "diffgentor/image.hpp"
+#include "diffgentor/lora.hpp"
 #include "diffgentor/model_table.hpp"
 
 namespace dg {
@@ -126,6 +127,11 @@ struct PipelineConfig {
   /// --cfg_batch: true runs a row's conditional and unconditional DiT branches as one batch-2 call where their
   /// inputs allow it (docs/batching.md), false as two calls.
   bool fuse_cfg = true;
+  /// --enable_vae_slicing: the VAE encodes and decodes the rows of a batch one at a time (diffusers'
+  /// enable_vae_slicing), bounding its activation memory by one image; off: one call for the batch.
+  bool vae_slicing = false;
+  /// --lora: merged into the transformer's weights when it loads, in this order (docs/lora.md).
+  std::vector<LoraSpec> loras;
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

@@ -26,12 +26,16 @@ struct PlannedRow {
 struct Plan {
   Manifest manifest;
   const ModelSpec* spec = nullptr;
-  EffectiveParams params;
+  EffectiveParams params;    ///< the run's: flags over the model's defaults
+  ParamOverrides overrides;  ///< the flags given (rows' parameter columns go over them)
+  /// Manifest parameter columns the model type never uses (logged at start-up and in the dry run).
+  std::vector<std::string> column_warnings;
   Shard shard;
   int64_t base_seed = 0;
   bool base_seed_random = false;
   std::string base_seed_source = "--seed";  ///< where the base seed came from, for the log and the dry run
   std::string torch_dtype;
+  std::string loras;           ///< the --lora set as results.csv records it ("FILE:SCALE;..."), "" for none
   std::string journals_state;  ///< journals_state(results_path) when the plan read what is done
   std::string output_dir, results_path, failures_path;
   std::size_t selected = 0;                   ///< rows after --filter_rows
@@ -53,11 +57,12 @@ std::string results_path_of(const EditOptions& options);
 /// failures.csv beside a results file (`<stem>.failures.csv` for a results file not named results.csv).
 std::string failures_path_of(const std::string& results_path);
 
-/// The row's sampling parameters: the run's, with the row's own negative prompt where the model uses one.
+/// The row's sampling parameters and requested size: its parameter columns over the flags over the model's defaults.
 EffectiveParams row_params(const Plan& plan, const PlannedRow& row);
 
-/// The settings that decide a row's image, as results.csv records them (model type, dtype, seed, steps,
-/// guidance, true CFG, negative prompt); resume compares them with a finished row's record.
+/// The settings that decide a row's image, as results.csv records them (model type, dtype, LoRAs and the effective_*
+/// and requested_* columns: seed, steps, guidance, true CFG, negative prompt, requested size); resume compares them
+/// with a finished row's record.
 Record row_settings(const Plan& plan, const PlannedRow& row);
 
 /// The base seed an earlier run recorded for a row of this shard (positions [begin, end) of `selected`, the

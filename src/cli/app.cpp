@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -63,10 +64,12 @@ void warn_fixed_flags(const EditOptions& o) {
     spdlog::warn("--attention_backend {}: the attention kernel is fixed when the bundle is exported; ignored",
                  *o.attention_backend);
   if (o.enable_compile) spdlog::warn("--enable_compile: TorchScript bundles are optimised by the JIT at load; ignored");
-  if (o.enable_cpu_offload || o.enable_vae_slicing || o.enable_vae_tiling)
+  if (o.enable_cpu_offload || o.enable_vae_tiling)
     spdlog::warn(
-        "--enable_cpu_offload/--enable_vae_slicing/--enable_vae_tiling: no model in this build uses them "
-        "yet; ignored");
+        "--enable_cpu_offload/--enable_vae_tiling: not implemented in this build yet (every component stays on the "
+        "device; the VAE decodes each image whole); ignored");
+  if (o.enable_vae_slicing && o.batch_size == 1)
+    spdlog::info("--enable_vae_slicing: with --batch_size 1 every VAE call already holds one image");
 }
 
 // Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo's flags). Without
@@ -187,7 +190,17 @@ int run_edit(Command& cmd, const Backend& backend) {
       enhancer = std::make_unique<PromptEnhancer>(std::move(ec));
   }
   const std::map<std::string, std::string> model_options = checked_model_options(spec, o);
+  for (const auto& [flag, side] : {std::pair{"--width", o.width}, std::pair{"--height", o.height}})
+    if (side)
+      if (const std::string why = output_size_problem(spec, flag + 2, *side); !why.empty())
+        throw UsageError(fmt::format("{}: {}", flag, why));
   const std::vector<std::string> devices = resolve_devices(backend, o);
+  if (o.enable_cpu_offload &&
+      std::all_of(devices.begin(), devices.end(), [](const std::string& d) { return d.rfind("cuda", 0) != 0; }))
+    throw UsageError(fmt::format(
+        "--enable_cpu_offload: this run is on the CPU (--device {} -> {}); offloading keeps components in CPU memory "
+        "while another runs on the GPU, so there is nothing to offload. Drop the flag, or run on cuda",
+        o.device, fmt::join(devices, ", ")));
 
   if (o.dry_run) return dry_run(cmd, spec, devices, enhancer.get(), upsampling, backend);
 
@@ -250,9 +263,8 @@ int run_edit(Command& cmd, const Backend& backend) {
                     "--dry_run to check a manifest",
                     spec.type));
   warn_fixed_flags(o);
-  for (const std::string& line :
-       unused_param_warnings(spec, {o.num_inference_steps, o.guidance_scale, o.true_cfg_scale, o.negative_prompt}))
-    spdlog::warn("{}", line);
+  for (const std::string& line : unused_param_warnings(spec, param_overrides(o))) spdlog::warn("{}", line);
+  for (const std::string& line : plan.column_warnings) spdlog::warn("{}", line);
   warn_slow_cpu_dtype(o, devices);
   http_global_init();
 
@@ -292,9 +304,17 @@ int run_edit(Command& cmd, const Backend& backend) {
     for (const auto& device : devices) {
       if (g_stop) break;
       spdlog::info("loading {} from {} on {}", spec.type, bundle, device);
-      owned.push_back(backend.make_pipeline(PipelineConfig{&spec, bundle, device, o.torch_dtype, model_options,
-                                                           [](const std::string& line) { spdlog::info("{}", line); },
-                                                           upsampling, fuse_cfg(o.cfg_batch, device)}));
+      PipelineConfig cfg{&spec,
+                         bundle,
+                         device,
+                         o.torch_dtype,
+                         model_options,
+                         [](const std::string& line) { spdlog::info("{}", line); },
+                         upsampling,
+                         fuse_cfg(o.cfg_batch, device),
+                         o.enable_vae_slicing};
+      for (const std::string& l : o.loras) cfg.loras.push_back(parse_lora_spec(l));
+      owned.push_back(backend.make_pipeline(cfg));
       replicas.push_back(owned.back().get());
     }
   } catch (...) {
@@ -440,6 +460,7 @@ int app_main(int argc, char** argv, const Backend& backend) {
     if (cmd.kind == Command::Tokenize) return run_tokenize(cmd.tokenize);
     if (cmd.kind == Command::Merge) return run_merge(cmd.merge);
     if (cmd.kind == Command::Status) return run_status(cmd);
+    if (cmd.kind == Command::Export) return run_export(cmd.export_args);
     return run_edit(cmd, backend);
   } catch (const UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";

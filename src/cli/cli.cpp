@@ -137,6 +137,16 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
   edit.add_option("--negative_prompt", o.negative_prompt,
                   "Negative prompt (default: the model's; a row's 'negative_prompt' column wins)")
       ->group(ed);
+  edit.add_option("--width", o.width,
+                  "Output width in pixels, floored as the model's pipeline floors it (default: the model's rule from "
+                  "the input; a row's 'width' column wins)")
+      ->group(ed);
+  edit.add_option("--height", o.height, "Output height in pixels (as --width)")->group(ed);
+  edit.add_option("--lora", o.loras,
+                  "FILE[:SCALE]: a LoRA (.safetensors) merged into the transformer at load, scale default 1 "
+                  "(repeatable; docs/lora.md)")
+      ->take_all()
+      ->group(ed);
   edit.add_option("--model_option", o.model_options,
                   "NAME=VALUE: a setting of the model type (repeatable; `diffgentor models` lists each type's)")
       ->take_all()
@@ -235,6 +245,12 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
   auto* status = app.add_subcommand(
       "status", "Rows done, failed and pending per shard for an edit command line (nothing is loaded or written)");
   add_edit_options(*status, cmd.edit, cmd.verbose);
+  auto* exp =
+      app.add_subcommand("export",
+                         "Export a diffusers checkpoint to a bundle: tools/export/export_bundle in the project's "
+                         "Python environment; every argument goes to it (`diffgentor export --help`)");
+  exp->prefix_command();
+  exp->set_help_flag();  // --help goes to the exporter, which knows its flags
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -246,7 +262,9 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
              : *tok    ? Command::Tokenize
              : *merge  ? Command::Merge
              : *status ? Command::Status
+             : *exp    ? Command::Export
                        : Command::Edit;
+  if (*exp) cmd.export_args = exp->remaining();
   return std::nullopt;
 }
 

@@ -9,12 +9,17 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "diffgentor/lora.hpp"
 #include "diffgentor/selection.hpp"
 
 namespace dg {
 
 EffectiveParams effective_params(const ModelSpec& spec, const EditOptions& opt) {
-  return merge_params(spec, {opt.num_inference_steps, opt.guidance_scale, opt.true_cfg_scale, opt.negative_prompt});
+  return merge_params(spec, param_overrides(opt));
+}
+
+ParamOverrides param_overrides(const EditOptions& opt) {
+  return {opt.num_inference_steps, opt.guidance_scale, opt.true_cfg_scale, opt.negative_prompt, opt.width, opt.height};
 }
 
 EngineOptions engine_options(const EditOptions& opt) { return {opt.device, opt.torch_dtype, opt.threads}; }
@@ -115,6 +120,15 @@ void validate_options(const EditOptions& o) {
   if (o.num_inference_steps)
     require(*o.num_inference_steps >= 1 && *o.num_inference_steps <= 1000, "--num_inference_steps",
             *o.num_inference_steps, "must be in 1..1000");
+  for (const auto& [flag, side] : {std::pair{"--width", o.width}, std::pair{"--height", o.height}})
+    if (side)
+      require(*side >= 1 && *side <= kMaxOutputSide, flag, *side,
+              fmt::format("must be in 1..{}", kMaxOutputSide).c_str());
+  for (const std::string& text : o.loras) {
+    const LoraSpec l = parse_lora_spec(text);
+    std::error_code ec;
+    require(std::filesystem::is_regular_file(l.path, ec), "--lora", text, "names no file (FILE or FILE:SCALE)");
+  }
   require_finite("--guidance_scale", o.guidance_scale);
   require_finite("--true_cfg_scale", o.true_cfg_scale);
   require_finite("--download_timeout", o.download_timeout);

@@ -161,4 +161,81 @@ torch::jit::Module Bundle::load(const std::string& component, const std::string&
   return mod;
 }
 
+namespace {
+
+at::Tensor float_tensor(const SafeTensor& t, const std::string& path, const std::string& target) {
+  const std::map<std::string, at::ScalarType> types = {
+      {"F32", at::kFloat}, {"F16", at::kHalf}, {"BF16", at::kBFloat16}, {"F64", at::kDouble}};
+  const auto it = types.find(t.dtype);
+  if (it == types.end() || t.shape.size() != 2)
+    throw BundleError(
+        fmt::format("LoRA {}: layer {} is a {}-D {} tensor, not a 2-D float matrix (only Linear layers "
+                    "are merged)",
+                    path, target, t.shape.size(), t.dtype));
+  return at::from_blob(const_cast<char*>(t.bytes.data()), t.shape, at::TensorOptions().dtype(it->second))
+      .to(at::kFloat);
+}
+
+}  // namespace
+
+std::string merge_lora(torch::jit::Module& module, const std::vector<LoraLayer>& layers, double scale,
+                       const std::string& path) {
+  // Every dotted suffix of each 2-D weight's module path (and its kohya spelling) -> the parameter; "" = two match.
+  std::map<std::string, std::string> dotted, kohya;
+  std::map<std::string, at::Tensor> weights;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) {
+    if (p.value.dim() != 2 || p.name.size() < 7 || p.name.compare(p.name.size() - 7, 7, ".weight") != 0) continue;
+    weights.emplace(p.name, p.value);
+    const std::string base = p.name.substr(0, p.name.size() - 7);
+    std::vector<std::size_t> starts{0};
+    for (std::size_t i = 0; i < base.size(); ++i)
+      if (base[i] == '.') starts.push_back(i + 1);
+    for (const std::size_t pos : starts) {
+      const std::string suffix = base.substr(pos);
+      std::string k = suffix;
+      std::replace(k.begin(), k.end(), '.', '_');
+      for (auto* index : {&dotted, &kohya}) {
+        const std::string& key = index == &dotted ? suffix : k;
+        auto [it, fresh] = index->emplace(key, p.name);
+        if (!fresh && it->second != p.name) it->second.clear();
+      }
+    }
+  }
+  std::vector<std::string> unmatched;
+  std::map<int64_t, int> ranks;
+  torch::NoGradGuard no_grad;
+  for (const LoraLayer& layer : layers) {
+    const auto& index = layer.kohya ? kohya : dotted;
+    const auto it = index.find(layer.target);
+    if (it == index.end() || it->second.empty()) {
+      unmatched.push_back(layer.target + (it == index.end() ? "" : " (ambiguous)"));
+      continue;
+    }
+    at::Tensor w = weights.at(it->second);
+    const at::Tensor down = float_tensor(*layer.down, path, layer.target),
+                     up = float_tensor(*layer.up, path, layer.target);
+    const int64_t rank = down.size(0);
+    if (up.size(1) != rank || up.size(0) != w.size(0) || down.size(1) != w.size(1))
+      throw BundleError(fmt::format("LoRA {}: layer {}: up [{}, {}] x down [{}, {}] does not fit {} [{}, {}]", path,
+                                    layer.target, up.size(0), up.size(1), down.size(0), down.size(1), it->second,
+                                    w.size(0), w.size(1)));
+    const double factor = scale * layer.alpha.value_or(static_cast<double>(rank)) / static_cast<double>(rank);
+    const at::Tensor delta = at::mm(up, down).mul_(factor);
+    w.copy_(w.to(at::kFloat).add_(delta.to(w.device())).to(w.scalar_type()));
+    ++ranks[rank];
+  }
+  if (!unmatched.empty()) {
+    const std::size_t show = std::min<std::size_t>(unmatched.size(), 5);
+    throw BundleError(fmt::format(
+        "LoRA {}: {} of {} layers match no weight of the transformer ({}{}): a LoRA for another model, or in a naming "
+        "this runtime does not map (docs/lora.md)",
+        path, unmatched.size(), layers.size(), fmt::join(unmatched.begin(), unmatched.begin() + show, ", "),
+        unmatched.size() > show ? ", ..." : ""));
+  }
+  std::vector<std::string> r;
+  for (const auto& [rank, n] : ranks) r.push_back(fmt::format("{} at rank {}", n, rank));
+  return fmt::format("LoRA {}: {} layers merged into the transformer at scale {} ({})", path, layers.size(), scale,
+                     fmt::join(r, ", "));
+}
+
 }  // namespace dg

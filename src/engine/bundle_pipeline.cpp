@@ -22,6 +22,8 @@ namespace {
 // The running row's, per thread: the rows of a batch run on threads of their own (edit_batch).
 thread_local CallBatcher* t_batcher = nullptr;  // set while the row is one of a batch
 thread_local const std::function<void(const std::string&, int, int)>* t_on_step = nullptr;  // EditRequest::on_step
+thread_local int t_row = 0;                  // the row's position in its batch, from 1 (0: not in a batch)
+thread_local int64_t t_vae_decode_rows = 0;  // rows the row's VAE decode ran with (the counter vae_decoder_batch)
 
 // Runs a row's calls: with the other rows of its batch, or now; rethrows the first failure.
 void run_row_calls(const std::vector<ComponentCall*>& calls) {
@@ -41,7 +43,8 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       dtype_(bundle_.dtype()),
       options_(cfg.options),
       notice_(cfg.notice),
-      fuse_cfg_(cfg.fuse_cfg) {
+      fuse_cfg_(cfg.fuse_cfg),
+      vae_slicing_(cfg.vae_slicing) {
   for (const ComponentSpec& c : bundle_components(cfg.spec->type)) specs_.emplace(c.name + "." + c.method, &c);
   // Components every bundle of the type has load now; a component only an optional group has (FLUX.2-dev's
   // upsampler_vision) loads on first use, so a run that does not use the group does not hold its weights.
@@ -51,6 +54,16 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
   for (std::size_t k = 0; k < names.size(); ++k) {  // the loading phase, for the log ("loading transformer 3/5")
     notice(fmt::format("loading {} {}/{} on {}", names[k], k + 1, names.size(), device_));
     components_.emplace(names[k], bundle_.load(names[k], device_));
+  }
+  for (const LoraSpec& lora : cfg.loras) {  // merged once, at load: the rows then run the adapted weights for free
+    const SafetensorsFile file = read_safetensors(lora.path);
+    std::vector<LoraLayer> layers;
+    try {
+      layers = lora_layers(file, lora.path);
+    } catch (const std::invalid_argument& e) {
+      throw BundleError(e.what());
+    }
+    notice(merge_lora(component("transformer"), layers, lora.scale, lora.path));
   }
 }
 
@@ -139,7 +152,10 @@ c10::IValue BundlePipeline::call(const std::string& name, std::vector<c10::IValu
   c.module = &component(name);
   c.spec = specs_.at(name + "." + method);
   c.inputs = std::move(inputs);
+  const bool vae = name.rfind("vae_", 0) == 0;
+  if (vae && vae_slicing_) c.tag = -t_row;  // a tag of its own per row: never merged with another row's call
   run_row_calls({&c});
+  if (name == "vae_decoder") t_vae_decode_rows = std::max(t_vae_decode_rows, c.shared);
   return c.output;
 }
 
@@ -173,11 +189,13 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   EditResult result;
   StageClock clock(result);
   t_on_step = &request.on_step;
+  t_vae_decode_rows = 0;
   struct Reset {
     ~Reset() { t_on_step = nullptr; }
   } reset;
   try {
     run(request, result, clock);
+    if (t_vae_decode_rows > 0) result.counters.emplace_back("vae_decoder_batch", t_vae_decode_rows);
   } catch (const InputError&) {
     throw;
   } catch (const std::invalid_argument& e) {  // the numeric code's refusals (a schedule that cannot exist, ...)
@@ -195,6 +213,7 @@ std::vector<BatchOutcome> BundlePipeline::edit_batch(const std::vector<EditReque
     rows.emplace_back([&, k] {
       c10::InferenceMode guard;  // over leave() too, which may run the other rows' last calls
       t_batcher = &batcher;
+      t_row = static_cast<int>(k) + 1;
       try {
         out[k].result = edit(requests[k]);
       } catch (...) {

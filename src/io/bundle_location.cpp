@@ -28,8 +28,8 @@ std::string export_hint(const fs::path& snapshot, const std::string& model, cons
   }
   return fmt::format(
       "found a diffusers snapshot at {} (model_index.json: {}) but no torchscript/ folder: diffgentor runs exported "
-      "bundles. Make one with\n  tools/export/export_bundle --model {} --out {}\n(in the project's Python "
-      "environment, docs/exporting.md), then pass --model_name {}",
+      "bundles. Make one with\n  diffgentor export --model {} --out {}\n(docs/exporting.md), then pass "
+      "--model_name {}",
       snapshot.string(), cls, model, out, out);
 }
 

@@ -264,6 +264,7 @@ std::string parameters_text(const ImageParameters& p) {
   if (p.true_cfg) t += fmt::format(", True CFG scale: {}", *p.true_cfg);
   t += fmt::format(", Seed: {}, Size: {}x{}, Model: {}, Model type: {}", p.seed, p.width, p.height, value(p.model),
                    p.model_type);
+  if (!p.loras.empty()) t += ", LoRA: " + value(p.loras);
   if (!p.enhanced.empty()) t += ", Enhanced prompt: " + value(p.enhanced);
   return t + ", Version: diffgentor " + p.version;
 }

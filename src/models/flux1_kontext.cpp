@@ -76,7 +76,10 @@ class Kontext : public BundlePipeline {
       const auto [pw, ph] = kontext_preferred_resolution(img.width, img.height);
       refs.push_back(resize_pil(img, pw, ph, ResampleFilter::Lanczos));
     }
-    const auto [width, height] = kontext_output_size(refs.front().width, refs.front().height);
+    // Unrequested: the first reference's preferred resolution at max_area. Requested: each side given over that, then
+    // the same max_area rescale of the requested aspect (FluxKontextPipeline.__call__), so 512x512 becomes 1024x1024.
+    const auto [dw, dh] = kontext_output_size(refs.front().width, refs.front().height);
+    const auto [width, height] = resolve_output_size(*spec_, r.params, dw, dh);
     clock.lap("preprocess");
 
     const auto [pooled, embeds] = encode(r.instruction);

@@ -98,7 +98,10 @@ class Flux2 : public BundlePipeline {
 
     std::vector<Image> refs;
     for (const Image& img : r.images) refs.push_back(flux2_reference(img));
-    const int64_t height = refs.front().height, width = refs.front().width;  // output from the first reference
+    // height = height or image_height (the first reference), floored to vae_scale_factor * 2 by prepare_latents
+    // (Flux2Pipeline.__call__).
+    const auto [rw, rh] = resolve_output_size(*spec_, r.params, refs.front().width, refs.front().height);
+    const int64_t height = rh, width = rw;
     clock.lap("preprocess");
 
     std::string instruction = r.instruction;

@@ -116,7 +116,20 @@ class GlmImage : public BundlePipeline {
       const auto [w, h] = glm_reference_size(img.width, img.height, processor_);
       refs.push_back(w == img.width && h == img.height ? img : resize_pil(img, w, h, ResampleFilter::Lanczos));
     }
-    const int64_t height = refs.front().height, width = refs.front().width;
+    // Output: the first reference's snapped size, or the requested one floored to 32 (the AR processor's unit; the
+    // DiT grid must match its grid). A requested size obeys the references' bounds: the prior's token budget and
+    // the glyph/position tables were sized for them.
+    const auto [rw, rh] = resolve_output_size(*spec_, r.params, refs.front().width, refs.front().height);
+    if (r.params.width || r.params.height) {
+      if (std::max(rw, rh) > processor_.longest_edge())
+        throw InputError(
+            fmt::format("requested output {}x{}: GLM-Image's longest side is {} px (the processor's "
+                        "max_pixels)",
+                        rw, rh, processor_.longest_edge()));
+      if (std::max(rw, rh) > 4 * std::min(rw, rh))
+        throw InputError(fmt::format("requested output {}x{}: GLM-Image needs an aspect ratio of at most 4", rw, rh));
+    }
+    const int64_t height = rh, width = rw;
     const ArGrid target{height / 32, width / 32};
     clock.lap("preprocess");
 

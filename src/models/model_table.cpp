@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "diffgentor/resize.hpp"
 
 namespace dg {
 
@@ -71,6 +74,10 @@ ModelSpec spec_from(const nlohmann::json& row) {
       throw std::logic_error(
           fmt::format("model_table.json: {}: option {} defaults to a value it does not accept", s.type, name));
     s.options.push_back(std::move(opt));
+  }
+  if (row.contains("output_size") && !row.at("output_size").is_null()) {
+    const auto& o = row.at("output_size");
+    s.output_size = OutputSizeRule{o.at("multiple").get<int>(), optional_of<double>(o, "area")};
   }
   if (s.implemented() && (s.pipeline.empty() || s.tiny_bundle.empty() || s.docs.empty()))
     throw std::logic_error(
@@ -184,29 +191,81 @@ EffectiveParams merge_params(const ModelSpec& spec, const ParamOverrides& given)
   } else if (spec.uses_negative_prompt() || spec.uses_true_cfg()) {
     p.negative_prompt = given.negative_prompt.value_or(spec.default_negative_prompt.value_or(""));
   }
+  if (spec.output_size) p.width = given.width, p.height = given.height;
   return p;
 }
+
+std::string output_size_problem(const ModelSpec& spec, const std::string& side, int value) {
+  if (!spec.output_size) return "";
+  const int m = spec.output_size->multiple;
+  if (value < m || value > kMaxOutputSide)
+    return fmt::format("{} {} is outside {}..{} (model type {} floors each side to a multiple of {})", side, value, m,
+                       kMaxOutputSide, spec.type, m);
+  return "";
+}
+
+std::pair<int, int> resolve_output_size(const ModelSpec& spec, const EffectiveParams& params, int default_width,
+                                        int default_height) {
+  if (!spec.output_size || (!params.width && !params.height)) return {default_width, default_height};
+  const OutputSizeRule& rule = *spec.output_size;
+  double w = params.width.value_or(default_width), h = params.height.value_or(default_height);
+  if (rule.area) {  // FluxKontextPipeline: the requested aspect ratio at max_area pixels, Python round()
+    const double ar = w / h;
+    w = round_half_even(std::sqrt(*rule.area * ar));
+    h = round_half_even(std::sqrt(*rule.area / ar));
+  }
+  const auto floor_to = [&](double v) {
+    return std::max(rule.multiple, static_cast<int>(v) / rule.multiple * rule.multiple);
+  };
+  return {floor_to(w), floor_to(h)};
+}
+
+namespace {
+
+// Why `spec` never uses the parameter `name` (a flag or column name without dashes), or "" when it may.
+std::string never_used(const ModelSpec& spec, const std::string& name) {
+  if (name == "true_cfg_scale" && !spec.uses_true_cfg() && !spec.optional_true_cfg)
+    return fmt::format("model type {} has no true CFG (its guidance is {})", spec.type, cfg_kind_name(spec.cfg));
+  if (name == "guidance_scale" && spec.uses_true_cfg())
+    return fmt::format("model type {} guides with true_cfg_scale (its transformer has no guidance embedding)",
+                       spec.type);
+  if (name == "negative_prompt" && !spec.uses_negative_prompt())
+    return fmt::format("model type {} runs no negative branch", spec.type);
+  if ((name == "width" || name == "height") && !spec.output_size)
+    return fmt::format(
+        "model type {} makes its output at the size it derives from the input (its pipeline takes "
+        "no height/width)",
+        spec.type);
+  return "";
+}
+
+}  // namespace
 
 std::vector<std::string> unused_param_warnings(const ModelSpec& spec, const ParamOverrides& given) {
   std::vector<std::string> out;
   const EffectiveParams p = merge_params(spec, given);
-  if (given.true_cfg && !spec.uses_true_cfg() && !spec.optional_true_cfg)
-    out.push_back(fmt::format("--true_cfg_scale: model type {} has no true CFG (its guidance is {}); ignored",
-                              spec.type, cfg_kind_name(spec.cfg)));
-  if (given.guidance && spec.uses_true_cfg())
+  const std::pair<const char*, bool> flags[] = {{"true_cfg_scale", given.true_cfg.has_value()},
+                                                {"guidance_scale", given.guidance.has_value()},
+                                                {"negative_prompt", given.negative_prompt.has_value()},
+                                                {"width", given.width.has_value()},
+                                                {"height", given.height.has_value()}};
+  for (const auto& [name, set] : flags)
+    if (const std::string why = set ? never_used(spec, name) : ""; !why.empty())
+      out.push_back(fmt::format("--{}: {}; ignored", name, why));
+  if (given.negative_prompt && spec.uses_negative_prompt() && (spec.uses_true_cfg() || spec.optional_true_cfg) &&
+      p.true_cfg.value_or(1.0) <= 1.0)
     out.push_back(
-        fmt::format("--guidance_scale: model type {} guides with --true_cfg_scale (its transformer has no "
-                    "guidance embedding); ignored",
+        fmt::format("--negative_prompt: model type {} uses it only with --true_cfg_scale above 1 "
+                    "(true CFG is off); ignored",
                     spec.type));
-  if (given.negative_prompt) {
-    if (!spec.uses_negative_prompt())
-      out.push_back(fmt::format("--negative_prompt: model type {} runs no negative branch; ignored", spec.type));
-    else if ((spec.uses_true_cfg() || spec.optional_true_cfg) && p.true_cfg.value_or(1.0) <= 1.0)
-      out.push_back(
-          fmt::format("--negative_prompt: model type {} uses it only with --true_cfg_scale above 1 "
-                      "(true CFG is off); ignored",
-                      spec.type));
-  }
+  return out;
+}
+
+std::vector<std::string> unused_column_warnings(const ModelSpec& spec, const std::vector<std::string>& columns) {
+  std::vector<std::string> out;
+  for (const std::string& c : columns)
+    if (const std::string why = never_used(spec, c); !why.empty())
+      out.push_back(fmt::format("manifest column '{}': {}; its values are ignored", c, why));
   return out;
 }
 

@@ -66,7 +66,7 @@ class QwenImageEdit : public BundlePipeline {
       throw InputError(fmt::format("the instruction is {} tokens; {} takes at most {}: shorten it", n,
                                    plus_ ? "Qwen-Image-Edit-2509/2511" : "Qwen-Image-Edit", kMaxTextTokens));
     // Sizes (docs/models/qwen.md): VLM image at 384^2 (Plus) or 1024^2 area, VAE image at 1024^2 area,
-    // output from the last (Plus) or first image, floored to 16.
+    // output from the last (Plus) or first image, or the requested size, floored to 16.
     std::vector<Image> vlm_images, vae_images;
     for (const Image& img : r.images) {
       const double ratio = double(img.width) / img.height;
@@ -78,7 +78,10 @@ class QwenImageEdit : public BundlePipeline {
     }
     const Image& size_src = plus_ ? r.images.back() : r.images.front();
     const auto [ow, oh] = calculate_dimensions(kImageArea, double(size_src.width) / size_src.height);
-    const int64_t height = oh / 16 * 16, width = ow / 16 * 16;
+    // height = height or calculated_height, floored to vae_scale_factor * 2 (QwenImageEdit[Plus]Pipeline.__call__);
+    // the references keep their own sizes.
+    const auto [rw, rh] = resolve_output_size(*spec_, r.params, ow / 16 * 16, oh / 16 * 16);
+    const int64_t height = rh, width = rw;
 
     // Vision tower once per row: the negative prompt reuses the same image embeddings.
     const VisionInputs vis = process_qwen_images(vlm_images, vision_);

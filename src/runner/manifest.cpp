@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -48,6 +49,19 @@ std::optional<int64_t> parse_int(const std::string& raw) {
   try {
     const long long v = std::stoll(s, &used, 10);
     if (used == s.size()) return static_cast<int64_t>(v);
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+// A finite decimal number (the whole field), as the flags' float options take it.
+std::optional<double> parse_number(const std::string& raw) {
+  const std::string s = trim(raw);
+  if (s.empty()) return std::nullopt;
+  std::size_t used = 0;
+  try {
+    const double v = std::stod(s, &used);
+    if (used == s.size() && std::isfinite(v)) return v;
   } catch (const std::exception&) {
   }
   return std::nullopt;
@@ -273,8 +287,38 @@ RowInput interpret_row(const Manifest& m, const ManifestRow& row) {
     else
       in.seed = *v;
   }
-  if (auto np = m.value(row, "negative_prompt"); np && !np->empty()) in.negative_prompt = *np;
+  // The per-row parameters, checked as their flags are (src/cli/options.cpp): a bad value fails this row only.
+  const auto integer = [&](const char* name, int lo, int hi, std::optional<int>& out) {
+    const auto raw = m.value(row, name);
+    if (!raw || trim(*raw).empty()) return;
+    const auto v = parse_int(*raw);
+    if (!v || *v < lo || *v > hi)
+      in.problems.push_back(fmt::format("{}: '{}' is not an integer in {}..{}", name, *raw, lo, hi));
+    else
+      out = static_cast<int>(*v);
+  };
+  const auto scale = [&](const char* name, std::optional<double>& out) {
+    const auto raw = m.value(row, name);
+    if (!raw || trim(*raw).empty()) return;
+    const auto v = parse_number(*raw);
+    if (!v || *v < 0)
+      in.problems.push_back(fmt::format("{}: '{}' is not a finite number >= 0", name, *raw));
+    else
+      out = *v;
+  };
+  integer("num_inference_steps", 1, 1000, in.params.steps);
+  scale("guidance_scale", in.params.guidance);
+  scale("true_cfg_scale", in.params.true_cfg);
+  if (auto np = m.value(row, "negative_prompt"); np && !np->empty()) in.params.negative_prompt = *np;
+  integer("width", 1, kMaxOutputSide, in.params.width);
+  integer("height", 1, kMaxOutputSide, in.params.height);
   return in;
+}
+
+const std::vector<std::string>& param_columns() {
+  static const std::vector<std::string> columns = {"num_inference_steps", "guidance_scale", "true_cfg_scale",
+                                                   "negative_prompt",     "width",          "height"};
+  return columns;
 }
 
 }  // namespace dg

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "diffgentor/http.hpp"
+#include "diffgentor/lora.hpp"
 
 namespace fs = std::filesystem;
 
@@ -25,30 +26,43 @@ std::string failures_path_of(const std::string& results_path) {
 }
 
 EffectiveParams row_params(const Plan& plan, const PlannedRow& row) {
-  EffectiveParams p = plan.params;
-  if (row.input.negative_prompt && plan.spec->uses_negative_prompt()) p.negative_prompt = row.input.negative_prompt;
-  return p;
+  ParamOverrides p = plan.overrides;
+  const ParamOverrides& r = row.input.params;
+  if (r.steps) p.steps = r.steps;
+  if (r.guidance) p.guidance = r.guidance;
+  if (r.true_cfg) p.true_cfg = r.true_cfg;
+  if (r.negative_prompt) p.negative_prompt = r.negative_prompt;
+  if (r.width) p.width = r.width;
+  if (r.height) p.height = r.height;
+  return merge_params(*plan.spec, p);
 }
 
 Record row_settings(const Plan& plan, const PlannedRow& row) {
   const EffectiveParams p = row_params(plan, row);
+  const auto side = [](const std::optional<int>& v) { return v ? std::to_string(*v) : std::string(); };
   return {{"model_type", plan.spec->type},
           {"torch_dtype", plan.torch_dtype},
-          {"seed", std::to_string(row.seed)},
-          {"num_inference_steps", std::to_string(p.steps)},
-          {"guidance_scale", fmt::format("{}", p.guidance)},
-          {"true_cfg_scale", p.true_cfg ? fmt::format("{}", *p.true_cfg) : ""},
-          {"negative_prompt", p.negative_prompt.value_or("")}};
+          {"loras", plan.loras},
+          {"effective_seed", std::to_string(row.seed)},
+          {"effective_num_inference_steps", std::to_string(p.steps)},
+          {"effective_guidance_scale", fmt::format("{}", p.guidance)},
+          {"effective_true_cfg_scale", p.true_cfg ? fmt::format("{}", *p.true_cfg) : ""},
+          {"effective_negative_prompt", p.negative_prompt.value_or("")},
+          {"requested_width", side(p.width)},
+          {"requested_height", side(p.height)}};
 }
 
 namespace {
 
 // What differs between a finished row's record and this run's settings for it ("" when nothing does). A
-// column the record lacks (an older results file) is not compared.
+// column the record lacks is not compared; a record of an older results file, which kept the effective values
+// under the plain names (seed, num_inference_steps, ...), is compared under those.
 std::string settings_difference(const Record& done, const Record& now) {
   std::vector<std::string> diffs;
+  const std::string prefix = "effective_";
   for (const auto& [key, value] : now) {
     auto it = done.find(key);
+    if (it == done.end() && key.rfind(prefix, 0) == 0) it = done.find(key.substr(prefix.size()));
     if (it != done.end() && it->second != value)
       diffs.push_back(fmt::format("{} '{}' -> '{}'", key, it->second, value));
   }
@@ -62,7 +76,14 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   plan.manifest = load_manifest(o.input, {o.instruction_key, o.output_name_column});
   plan.spec = &spec;
   plan.params = effective_params(spec, o);
+  plan.overrides = param_overrides(o);
   plan.torch_dtype = o.torch_dtype;
+  std::vector<std::string> loras;
+  for (const std::string& l : o.loras) {
+    const LoraSpec s = parse_lora_spec(l);
+    loras.push_back(fmt::format("{}:{}", s.path, s.scale));
+  }
+  plan.loras = fmt::format("{}", fmt::join(loras, ";"));
   plan.shard = resolve_shard(o.node_rank, o.num_nodes, env);
   plan.output_dir = o.output_dir;
   plan.results_path = results_path_of(o);
@@ -71,6 +92,10 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   plan.journals_state = journals_state(plan.results_path);
   const RecordTable done_records = read_journals(plan.results_path);
   read_journals(plan.failures_path);  // a failures file that cannot be trusted stops the run here too
+  std::vector<std::string> given_columns;
+  for (const std::string& c : param_columns())
+    if (plan.manifest.column(c) >= 0) given_columns.push_back(c);
+  plan.column_warnings = unused_column_warnings(spec, given_columns);
   // Output names must be unique over the whole manifest, or two rows would write one file.
   const Manifest& m = plan.manifest;
   std::vector<OutputName> names;
@@ -117,6 +142,10 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
     if (const std::string why = image_count_problem(spec, pr.input.images.size());
         !why.empty() && !pr.input.images.empty())
       pr.problems.push_back(fmt::format("{}: {}", pr.input.image_column, why));
+    for (const auto& [name, v] :
+         {std::pair{"width", pr.input.params.width}, std::pair{"height", pr.input.params.height}})
+      if (v)
+        if (const std::string why = output_size_problem(spec, name, *v); !why.empty()) pr.problems.push_back(why);
     if (!pr.output.error.empty())
       pr.problems.push_back(fmt::format("output name: {}", pr.output.error));
     else
@@ -184,6 +213,10 @@ std::string format_plan(const Plan& plan, const EditOptions& o, const std::strin
   std::string params = fmt::format("steps {}, guidance {}", plan.params.steps, plan.params.guidance);
   if (plan.params.true_cfg) params += fmt::format(", true_cfg {}", *plan.params.true_cfg);
   if (plan.params.negative_prompt) params += fmt::format(", negative_prompt \"{}\"", *plan.params.negative_prompt);
+  if (plan.params.width || plan.params.height)
+    params += fmt::format(", output size {}x{} requested",
+                          plan.params.width ? std::to_string(*plan.params.width) : std::string("(model's)"),
+                          plan.params.height ? std::to_string(*plan.params.height) : std::string("(model's)"));
   out += fmt::format("  sampling    {}\n", params);
   out += fmt::format("  seeds       base {}{}; row seed = base + index unless the row has a seed\n", plan.base_seed,
                      plan.base_seed_source.empty() ? "" : " (" + plan.base_seed_source + ")");
@@ -225,6 +258,7 @@ std::string format_plan(const Plan& plan, const EditOptions& o, const std::strin
     ++bad;
     problems += fmt::format("    line {}: malformed record, index unreadable: {}\n", orphan.line, orphan.reason);
   }
+  for (const std::string& w : plan.column_warnings) out += fmt::format("  warning     {}\n", w);
   out += bad ? fmt::format("  problems    {} row(s):\n{}", bad, problems) : "  problems    none\n";
   if (problem_rows) *problem_rows = bad;
   return out;

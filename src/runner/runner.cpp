@@ -48,14 +48,17 @@ const std::vector<std::string> kResultColumns = {"index",
                                                  "output_image",
                                                  "model_type",
                                                  "torch_dtype",
-                                                 "seed",
+                                                 "loras",
+                                                 "effective_seed",
                                                  "base_seed",
-                                                 "num_inference_steps",
-                                                 "guidance_scale",
-                                                 "true_cfg_scale",
-                                                 "negative_prompt",
-                                                 "width",
-                                                 "height",
+                                                 "effective_num_inference_steps",
+                                                 "effective_guidance_scale",
+                                                 "effective_true_cfg_scale",
+                                                 "effective_negative_prompt",
+                                                 "requested_width",
+                                                 "requested_height",
+                                                 "effective_width",
+                                                 "effective_height",
                                                  "instruction_enhanced",
                                                  "enhance_status",
                                                  "attempts",
@@ -183,14 +186,16 @@ ImageParameters image_parameters(const Plan& plan, const EditOptions& o, const W
   p.model = o.model_name;
   p.model_type = plan.spec->type;
   p.version = DG_VERSION;
+  p.loras = plan.loras;
   return p;
 }
 
 // Rows that can share model invocations (docs/batching.md): the same number and sizes of inputs, steps and guidance
 // settings give the same output size and the same sequence of calls. Rows of other keys run in batches of their own.
 std::string batch_key(const EditRequest& r) {
-  std::string key = fmt::format("{}|{}|{}|{}", r.params.steps, r.params.guidance, r.params.true_cfg.value_or(-1),
-                                r.params.negative_prompt.has_value());
+  std::string key =
+      fmt::format("{}|{}|{}|{}|{}x{}", r.params.steps, r.params.guidance, r.params.true_cfg.value_or(-1),
+                  r.params.negative_prompt.has_value(), r.params.width.value_or(0), r.params.height.value_or(0));
   for (const Image& img : r.images) key += fmt::format("|{}x{}", img.width, img.height);
   return key;
 }
@@ -371,8 +376,8 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         r["index"] = idx;
         r["output_image"] = pr.output.name;
         r["base_seed"] = std::to_string(plan.base_seed);
-        r["width"] = std::to_string(w.result.image.width);
-        r["height"] = std::to_string(w.result.image.height);
+        r["effective_width"] = std::to_string(w.result.image.width);
+        r["effective_height"] = std::to_string(w.result.image.height);
         r["instruction_enhanced"] = w.enhanced ? w.enhanced->instruction : "";
         r["enhance_status"] = w.enhanced ? w.enhanced->status : "";
         r["time_enhance_s"] = fmt::format("{:.4f}", w.t_enhance);

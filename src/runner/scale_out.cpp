@@ -22,8 +22,17 @@ namespace {
 
 // The columns that decide a row's image and where it went: two records of one row that differ in these were
 // made by different runs.
-const char* const kDecisive[] = {"output_image",        "model_type",     "torch_dtype",    "seed",
-                                 "num_inference_steps", "guidance_scale", "true_cfg_scale", "negative_prompt"};
+const char* const kDecisive[] = {"output_image",
+                                 "model_type",
+                                 "torch_dtype",
+                                 "loras",
+                                 "effective_seed",
+                                 "effective_num_inference_steps",
+                                 "effective_guidance_scale",
+                                 "effective_true_cfg_scale",
+                                 "effective_negative_prompt",
+                                 "requested_width",
+                                 "requested_height"};
 
 void find_conflicts(const std::vector<std::string>& sources, std::vector<std::string>& out) {
   std::map<std::string, std::pair<std::string, Record>> first;  // key -> (file, record)

@@ -54,6 +54,8 @@ TEST(CliE2E, HelpListsEveryFlagAndModelsListsEveryType) {
                            "--guidance_scale",
                            "--true_cfg_scale",
                            "--negative_prompt",
+                           "--width",
+                           "--height",
                            "--max_retries",
                            "--filter_rows",
                            "--resume",
@@ -141,6 +143,16 @@ TEST(CliE2E, UsageAndStartupErrors) {
   EXPECT_NE(r.err.find("known types: qwen, qwen_singleimg"), std::string::npos) << r.err;
   r = with({"--prompt_enhance_type", "flux2"});
   EXPECT_EQ(r.exit_code, 2);
+  r = with({"--device", "cpu", "--enable_cpu_offload"});  // nothing to offload on the CPU: refused with the reason
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--enable_cpu_offload: this run is on the CPU (--device cpu -> cpu)"), std::string::npos)
+      << r.err;
+  r = with({"--lora", d / "nope.safetensors:0.5"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--lora " + (d / "nope.safetensors:0.5") + ": names no file"), std::string::npos) << r.err;
+  r = with({"--width", "8"});  // below Qwen's multiple of 16
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--width: width 8 is outside 16..8192"), std::string::npos) << r.err;
   if (diffgentor({"--version"}, d).out.find("CUDA not available") != std::string::npos) {  // no GPU here (CI)
     r = with({"--device", "cuda"});
     EXPECT_EQ(r.exit_code, 2);
@@ -169,9 +181,9 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   EXPECT_NE(r.err.find("loading transformer 3/5 on cpu"), std::string::npos) << r.err;
   const dg::RecordTable res = dg::RecordTable::load(d / "out/results.csv");
   ASSERT_EQ(res.records.size(), 3u);
-  EXPECT_EQ(res.find("0")->at("width"), "1248");  // 96x64 input: calculate_dimensions(1024^2, 1.5)
-  EXPECT_EQ(res.find("0")->at("height"), "832");
-  EXPECT_EQ(res.find("1")->at("width"), "1024");  // two images: size from the last (80x80)
+  EXPECT_EQ(res.find("0")->at("effective_width"), "1248");  // 96x64 input: calculate_dimensions(1024^2, 1.5)
+  EXPECT_EQ(res.find("0")->at("effective_height"), "832");
+  EXPECT_EQ(res.find("1")->at("effective_width"), "1024");  // two images: size from the last (80x80)
   // True CFG: 2 branch evaluations per step, by default (--cfg_batch auto) two calls on the CPU (docs/batching.md).
   const auto counters = nlohmann::json::parse(res.find("1")->at("counters"));
   EXPECT_EQ(counters.at("transformer_calls"), 4) << counters;
@@ -180,6 +192,17 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   EXPECT_EQ(res.find("1")->at("batch"), "1");  // --batch_size 1: each row alone
   EXPECT_EQ(res.find("2")->at("model_type"), "qwen");
   EXPECT_EQ(read_image(d / "out/rings_water.jpg").width, 1024);
+  // A LoRA made for another model stops the load, naming the file and the layers it could not place.
+  const std::string lora = DG_SOURCE_DIR "/tests/data/lora/kohya.safetensors";
+  r = diffgentor({"edit", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv", "--output_dir",
+                  d / "out_lora", "--output_name_column", "output_name", "--lora", lora},
+                 d);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("LoRA " + lora +
+                       ": 1 of 1 layers match no weight of the transformer "
+                       "(transformer_blocks_0_attn_to_q)"),
+            std::string::npos)
+      << r.err;
 }
 
 // --batch_size through the real binary: rows of one input size run as one batch (their batch recorded in
@@ -196,11 +219,28 @@ TEST(CliE2E, BatchSizeGroupsRowsOfOneSize) {
       ws.file("m.csv", "image,instruction\n" + a + ",make the sky purple\n" + a +
                            ",add a small red boat on the water\n" + b + ",make it night\n" + a + ",snow\n");
   std::map<std::string, dg::RecordTable> runs;
-  for (const std::string batch : {"1", "4"}) {
-    r = diffgentor({"edit", "--model_name", bundle, "--model_type", "qwen_singleimg", "--input", m, "--output_dir",
-                    d / ("out" + batch), "--num_inference_steps", "2", "--seed", "0", "--batch_size", batch,
-                    "--prefetch", "4", "--torch_dtype", "float32"},
-                   d);
+  for (const std::string batch : {"1", "4", "4s"}) {  // 4s: batch 4 with --enable_vae_slicing
+    std::vector<std::string> args{"edit",
+                                  "--model_name",
+                                  bundle,
+                                  "--model_type",
+                                  "qwen_singleimg",
+                                  "--input",
+                                  m,
+                                  "--output_dir",
+                                  d / ("out" + batch),
+                                  "--num_inference_steps",
+                                  "2",
+                                  "--seed",
+                                  "0",
+                                  "--batch_size",
+                                  batch.substr(0, 1),
+                                  "--prefetch",
+                                  "4",
+                                  "--torch_dtype",
+                                  "float32"};
+    if (batch == "4s") args.push_back("--enable_vae_slicing");
+    r = diffgentor(args, d);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     runs.emplace(batch, dg::RecordTable::load(d / ("out" + batch + "/results.csv")));
   }
@@ -208,14 +248,130 @@ TEST(CliE2E, BatchSizeGroupsRowsOfOneSize) {
   for (const char* index : {"0", "1", "3"}) EXPECT_EQ(batched.find(index)->at("batch"), "0;1;3") << index;
   EXPECT_EQ(batched.find("2")->at("batch"), "2");
   EXPECT_EQ(runs.at("1").find("1")->at("batch"), "1");
-  EXPECT_EQ(nlohmann::json::parse(batched.find("0")->at("counters")).at("transformer_batch"), 3);  // 3 rows, CFG split
-  for (int k = 0; k < 4; ++k) {
-    const std::string name = fmt::format("{:06d}.png", k);
-    const dg::Image x = read_image(d / ("out1/" + name)), y = read_image(d / ("out4/" + name));
-    ASSERT_EQ(x.rgb.size(), y.rgb.size()) << name;
-    int worst = 0;
-    for (std::size_t i = 0; i < x.rgb.size(); ++i) worst = std::max(worst, std::abs(x.rgb[i] - y.rgb[i]));
-    EXPECT_LE(worst, 1) << name;
+  const auto counters = nlohmann::json::parse(batched.find("0")->at("counters"));
+  EXPECT_EQ(counters.at("transformer_batch"), 3);  // 3 rows, CFG split
+  EXPECT_EQ(counters.at("vae_decoder_batch"), 3);  // one decode for the three
+  // VAE slicing: the same batch, but each row's decode alone.
+  const auto sliced = nlohmann::json::parse(runs.at("4s").find("0")->at("counters"));
+  EXPECT_EQ(sliced.at("transformer_batch"), 3);
+  EXPECT_EQ(sliced.at("vae_decoder_batch"), 1);
+  EXPECT_EQ(nlohmann::json::parse(runs.at("1").find("0")->at("counters")).at("vae_decoder_batch"), 1);
+  for (const char* run : {"4", "4s"})
+    for (int k = 0; k < 4; ++k) {
+      const std::string name = fmt::format("{:06d}.png", k);
+      const dg::Image x = read_image(d / ("out1/" + name)), y = read_image(d / ("out" + std::string(run) + "/" + name));
+      ASSERT_EQ(x.rgb.size(), y.rgb.size()) << name;
+      int worst = 0;
+      for (std::size_t i = 0; i < x.rgb.size(); ++i) worst = std::max(worst, std::abs(x.rgb[i] - y.rgb[i]));
+      EXPECT_LE(worst, 1) << run << " " << name;
+    }
+}
+
+// Per-row parameter columns and the output size through the real binary: a row's columns win over the flags, a bad
+// value fails its row before the model runs, the user's columns stay as they were in results.csv beside the
+// effective_* ones, and the requested size is part of what resume compares.
+TEST(CliE2E, PerRowParametersAndOutputSize) {
+  TempDir d;
+  Workspace ws;
+  const std::string bundle = d / "Qwen-Image-Edit-tiny";
+  ProcessResult r = diffgentor({"make-tiny", "--model_type", "qwen_singleimg", "--out", bundle}, d);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string a = ws.image("a.png", 96, 64, 1);
+  const std::string m =
+      ws.file("m.csv",
+              "image,instruction,num_inference_steps,true_cfg_scale,guidance_scale,width,height,note\n" + a +
+                  ",make it blue,3,1,,100,60,first\n" +   // floored to 96x48
+                  a + ",make it red,,,,,,second\n" +      // the flags: 2 steps, width 80
+                  a + ",make it green,abc,,,,,third\n" +  // a bad value fails the row
+                  a + ",make it gray,,,,8,,fourth\n");    // below Qwen's multiple of 16
+  const std::vector<std::string> run{"edit",
+                                     "--model_name",
+                                     bundle,
+                                     "--model_type",
+                                     "qwen_singleimg",
+                                     "--input",
+                                     m,
+                                     "--output_dir",
+                                     d / "out",
+                                     "--seed",
+                                     "0",
+                                     "--num_inference_steps",
+                                     "2",
+                                     "--width",
+                                     "80"};
+  r = diffgentor(run, d);
+  ASSERT_EQ(r.exit_code, 1) << r.err;  // two rows failed
+  EXPECT_NE(r.err.find("manifest column 'guidance_scale': model type qwen_singleimg guides with true_cfg_scale"),
+            std::string::npos)
+      << r.err;
+  const dg::RecordTable res = dg::RecordTable::load(d / "out/results.csv");
+  ASSERT_EQ(res.records.size(), 2u);
+  const auto& r0 = *res.find("0");
+  EXPECT_EQ(r0.at("num_inference_steps"), "3");  // the user's columns, as they were
+  EXPECT_EQ(r0.at("width"), "100");
+  EXPECT_EQ(r0.at("note"), "first");
+  EXPECT_EQ(r0.at("effective_num_inference_steps"), "3");
+  EXPECT_EQ(r0.at("effective_true_cfg_scale"), "1");
+  EXPECT_EQ(r0.at("requested_width"), "100");
+  EXPECT_EQ(r0.at("effective_width"), "96");
+  EXPECT_EQ(r0.at("effective_height"), "48");
+  EXPECT_EQ(nlohmann::json::parse(r0.at("counters")).at("transformer_calls"), 3);  // true CFG off by the row
+  const dg::Image img0 = read_image(d / "out/000000.png");
+  EXPECT_EQ(img0.width, 96);
+  EXPECT_EQ(img0.height, 48);
+  const auto& r1 = *res.find("1");
+  EXPECT_EQ(r1.at("num_inference_steps"), "");
+  EXPECT_EQ(r1.at("effective_num_inference_steps"), "2");
+  EXPECT_EQ(r1.at("requested_width"), "80");
+  EXPECT_EQ(r1.at("requested_height"), "");
+  EXPECT_EQ(r1.at("effective_width"), "80");
+  EXPECT_EQ(r1.at("effective_height"), "832");  // calculate_dimensions(1024^2, 1.5) for the unrequested side
+  EXPECT_EQ(nlohmann::json::parse(r1.at("counters")).at("transformer_calls"), 4);  // 2 steps, true CFG 4.0
+  const dg::RecordTable fails = dg::RecordTable::load(d / "out/failures.csv");
+  ASSERT_EQ(fails.records.size(), 2u);
+  EXPECT_EQ(fails.find("2")->at("stage"), "input");
+  EXPECT_NE(fails.find("2")->at("reason").find("num_inference_steps: 'abc' is not an integer in 1..1000"),
+            std::string::npos);
+  EXPECT_EQ(fails.find("3")->at("stage"), "input");
+  EXPECT_NE(fails.find("3")->at("reason").find("width 8 is outside 16..8192"), std::string::npos)
+      << fails.find("3")->at("reason");
+  // Another requested width is another image: resume refuses to mix the two.
+  std::vector<std::string> other = run;
+  other.back() = "64";
+  r = diffgentor(other, d);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("index 1: requested_width '80' -> '64'"), std::string::npos) << r.err;
+  // A flag below the type's multiple stops the run at start-up.
+  other.back() = "8";
+  r = diffgentor(other, d);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--width: width 8 is outside 16..8192"), std::string::npos) << r.err;
+}
+
+// --width/--height on the other types: floored to 16 (FLUX.2), to 32 (GLM-Image), unused with a warning (LongCat).
+TEST(CliE2E, OutputSizeFlagsFollowEachPipeline) {
+  TempDir d;
+  Workspace ws;
+  const std::string a = ws.image("a.png", 96, 64, 1);
+  const std::string m = ws.file("m.csv", "image,instruction\n" + a + ",make it blue\n");
+  const struct {
+    const char* type;
+    int width, height;
+  } cases[] = {{"flux2_klein", 64, 96}, {"glm_image", 64, 96}, {"longcat", 1264, 848}};
+  for (const auto& c : cases) {
+    const std::string bundle = d / (std::string("b_") + c.type), out = d / (std::string("out_") + c.type);
+    ProcessResult r = diffgentor({"make-tiny", "--model_type", c.type, "--out", bundle}, d);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = diffgentor({"edit", "--model_name", bundle, "--model_type", c.type, "--input", m, "--output_dir", out, "--seed",
+                    "0", "--num_inference_steps", "2", "--width", "79", "--height", "100"},
+                   d);
+    ASSERT_EQ(r.exit_code, 0) << c.type << r.err;
+    const dg::Image img = read_image(out + "/000000.png");
+    EXPECT_EQ(img.width, c.width) << c.type;  // longcat: calculate_dimensions(1024^2, 1.5), rounded up to 16
+    EXPECT_EQ(img.height, c.height) << c.type;
+    if (std::string(c.type) == "longcat")
+      EXPECT_NE(r.err.find("--width: model type longcat makes its output at the size it derives"), std::string::npos)
+          << r.err;
   }
 }
 
@@ -248,9 +404,9 @@ TEST(CliE2E, GlmImageTinyBatchResumesAndTakesItsModelOption) {
   const dg::RecordTable res = dg::RecordTable::load(d / "out/results.csv");
   ASSERT_EQ(res.records.size(), 3u);
   // 96x64 snaps to 96x64 (multiples of 32, short side >= 64); the two-image row takes the first's size.
-  EXPECT_EQ(res.find("0")->at("width"), "96");
-  EXPECT_EQ(res.find("0")->at("height"), "64");
-  EXPECT_EQ(res.find("1")->at("width"), "64");
+  EXPECT_EQ(res.find("0")->at("effective_width"), "96");
+  EXPECT_EQ(res.find("0")->at("effective_height"), "64");
+  EXPECT_EQ(res.find("1")->at("effective_width"), "64");
   EXPECT_EQ(res.find("1")->at("model_type"), "glm_image");
   EXPECT_NE(res.find("0")->at("counters").find("\"ar_tokens\":6"), std::string::npos) << res.find("0")->at("counters");
   const auto first = read_text(d / "out/sunset_purple.png");

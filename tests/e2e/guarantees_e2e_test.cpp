@@ -220,7 +220,7 @@ TEST(GuaranteesE2E, ResumeRefusesOutputsMadeWithOtherSettings) {
   EXPECT_NE(r.err.find("seed '0' -> '7'"), std::string::npos) << r.err;
   r = ws.edit({"--input", m, "--seed", "0", "--num_inference_steps", "3", "--no_resume"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(ws.results().records.at(0).at("num_inference_steps"), "3");
+  EXPECT_EQ(ws.results().records.at(0).at("effective_num_inference_steps"), "3");
 }
 
 // 6. and 13. Only regular files are read: a FIFO, a device, a directory fail their row at once.

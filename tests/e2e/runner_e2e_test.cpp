@@ -41,13 +41,14 @@ TEST(RunnerE2E, SingleAndMultiImageRowsWithRecordedParameters) {
   for (int k = 0; k < 3; ++k) {
     const Record& rec = *res.find(std::to_string(k));
     EXPECT_EQ(rec.at("output_image"), fmt::format("{:06d}.png", k));
-    EXPECT_EQ(rec.at("seed"), std::to_string(100 + k));
+    EXPECT_EQ(rec.at("effective_seed"), std::to_string(100 + k));
     EXPECT_EQ(rec.at("base_seed"), "100");
-    EXPECT_EQ(rec.at("num_inference_steps"), "40");  // qwen's default
-    EXPECT_EQ(rec.at("true_cfg_scale"), "4");
-    EXPECT_EQ(rec.at("negative_prompt"), " ");
+    EXPECT_EQ(rec.at("effective_num_inference_steps"), "40");  // qwen's default
+    EXPECT_EQ(rec.at("effective_true_cfg_scale"), "4");
+    EXPECT_EQ(rec.at("effective_negative_prompt"), " ");
     EXPECT_EQ(rec.at("instruction"), instructions[k]);
-    EXPECT_EQ(rec.at("width"), std::to_string(sizes[k].first));
+    EXPECT_EQ(rec.at("effective_width"), std::to_string(sizes[k].first));
+    EXPECT_EQ(rec.at("requested_width"), "");
     EXPECT_EQ(rec.at("stage_times"), "{\"denoise\":0.001}");
     EXPECT_FALSE(rec.at("finished_at").empty());
 
@@ -74,7 +75,7 @@ TEST(RunnerE2E, SeedsReproduceAndDiffer) {
   EXPECT_EQ(read_file_bytes(ws.out + "/000000.png"), first);
   ASSERT_EQ(ws.edit({"--input", m, "--seed", "8", "--no_resume"}).exit_code, 0);
   EXPECT_NE(read_file_bytes(ws.out + "/000000.png"), first);
-  EXPECT_EQ(ws.results().find("0")->at("seed"), "8");
+  EXPECT_EQ(ws.results().find("0")->at("effective_seed"), "8");
 
   // Without --seed a random base is drawn, logged and recorded; the recorded seed reproduces the row.
   const ProcessResult r = ws.edit({"--input", m, "--no_resume"});
@@ -105,11 +106,13 @@ TEST(RunnerE2E, JsonlNamesSeedsFilterAndOverrides) {
   const RecordTable res = ws.results();
   ASSERT_EQ(res.records.size(), 2u);
   const Record& six = *res.find("6");
-  EXPECT_EQ(six.at("seed"), "42");
+  EXPECT_EQ(six.at("seed"), "42");  // the manifest's own columns, as written
   EXPECT_EQ(six.at("negative_prompt"), "ugly");
-  EXPECT_EQ(six.at("num_inference_steps"), "3");
-  EXPECT_EQ(six.at("guidance_scale"), "0");
-  EXPECT_EQ(six.at("true_cfg_scale"), "1");
+  EXPECT_EQ(six.at("effective_seed"), "42");
+  EXPECT_EQ(six.at("effective_negative_prompt"), "ugly");
+  EXPECT_EQ(six.at("effective_num_inference_steps"), "3");
+  EXPECT_EQ(six.at("effective_guidance_scale"), "0");
+  EXPECT_EQ(six.at("effective_true_cfg_scale"), "1");
   EXPECT_EQ(six.at("output_image"), "six.webp");
 }
 
@@ -218,7 +221,8 @@ TEST(RunnerE2E, OutputFormatQualityAndEmbeddedParameters) {
   ASSERT_TRUE(text);
   EXPECT_EQ(text->substr(0, text->find('\n')), "make it blue");
   EXPECT_NE(text->find("Steps: 3, "), std::string::npos) << *text;
-  EXPECT_NE(text->find("Seed: " + ws.results().find("0")->at("seed") + ", Size: 64x48"), std::string::npos) << *text;
+  EXPECT_NE(text->find("Seed: " + ws.results().find("0")->at("effective_seed") + ", Size: 64x48"), std::string::npos)
+      << *text;
   EXPECT_NE(text->find("Model type: qwen, Version: diffgentor "), std::string::npos) << *text;
   EXPECT_EQ(read_parameters(read_file_bytes(ws.out + "/second.jpg"))->substr(0, 15), "snow, then rain");
   // Quality 40 against the default 95: a smaller file of the same picture.

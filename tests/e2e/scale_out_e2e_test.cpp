@@ -92,15 +92,15 @@ TEST(ScaleOutE2E, MergeJoinsShardsReportsConflictsAndClearsStaleLocks) {
   // A row recorded by two shards with different settings is reported; the later record is kept.
   RecordTable other = RecordTable::load(ws.out + "/results.shard-1-of-2.csv");
   Record copy = res.records[0];  // index 0, from shard 0
-  copy["seed"] = "999";
+  copy["effective_seed"] = "999";
   copy["finished_at"] = "2999-01-01T00:00:00.000Z";
   other.upsert(copy);
   std::ofstream(ws.out + "/results.shard-1-of-2.csv") << other.to_csv();
   r = tool(ws, {"merge", "--output_dir", ws.out});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.out.find("conflict    index 0:"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("differ in seed ('3' vs '999')"), std::string::npos) << r.out;
-  EXPECT_EQ(ws.results().find("0")->at("seed"), "999");
+  EXPECT_NE(r.out.find("differ in effective_seed ('3' vs '999')"), std::string::npos) << r.out;
+  EXPECT_EQ(ws.results().find("0")->at("effective_seed"), "999");
   EXPECT_EQ(ws.results().records.size(), 6u);
 
   r = tool(ws, {"merge", "--output_dir", ws.out + "/nowhere"});

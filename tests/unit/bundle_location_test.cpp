@@ -63,9 +63,8 @@ TEST(BundleLocation, ErrorsSayWhereTheyLooked) {
       hint.find("found a diffusers snapshot at " + (d / "plain") + " (model_index.json: QwenImageEditPlusPipeline)"),
       std::string::npos)
       << hint;
-  EXPECT_NE(
-      hint.find("tools/export/export_bundle --model " + (d / "plain") + " --out " + (d / "plain") + "-diffgentor"),
-      std::string::npos)
+  EXPECT_NE(hint.find("diffgentor export --model " + (d / "plain") + " --out " + (d / "plain") + "-diffgentor"),
+            std::string::npos)
       << hint;
   const std::string cached = d / "hub/models--org--raw/snapshots/abc";
   write_text(cached + "/model_index.json", R"({"_class_name": "Flux2Pipeline"})");

@@ -48,9 +48,12 @@ TEST(ImageMetadata, TextInTheA1111Style) {
   p.enhanced.clear();
   p.guidance = 2.5;
   p.model = "/models/a,b";
-  EXPECT_EQ(parameters_text(p),
-            "make the sky purple\nSteps: 40, Sampler: FlowMatchEuler, CFG scale: 2.5, Seed: 1234567890123, Size: "
-            "1024x768, Model: \"/models/a,b\", Model type: qwen, Version: diffgentor 0.1.0");
+  p.loras = "lightning.safetensors:1;style.safetensors:0.5";
+  EXPECT_EQ(
+      parameters_text(p),
+      "make the sky purple\nSteps: 40, Sampler: FlowMatchEuler, CFG scale: 2.5, Seed: 1234567890123, Size: "
+      "1024x768, Model: \"/models/a,b\", Model type: qwen, LoRA: \"lightning.safetensors:1;style.safetensors:0.5\", "
+      "Version: diffgentor 0.1.0");
 }
 
 TEST(ImageMetadata, EmbeddedAndReadBackInEveryFormat) {

@@ -39,13 +39,43 @@ TEST(Manifest, CsvWithJsonListsRelativePathsAndUrls) {
   EXPECT_TRUE(r0.problems.empty());
   EXPECT_EQ(r0.images, (std::vector<std::string>{d / "a.png", d / "sub/b,c.png"}));  // no comma split
   EXPECT_EQ(r0.seed, 7);
-  EXPECT_EQ(r0.negative_prompt, "blurry");
+  EXPECT_EQ(r0.params.negative_prompt, "blurry");
 
   const RowInput r1 = interpret_row(m, m.rows[1]);
   EXPECT_EQ(r1.images, (std::vector<std::string>{"https://example.org/x.png?a=1,b=2"}));
   EXPECT_FALSE(r1.seed.has_value());
-  EXPECT_FALSE(r1.negative_prompt.has_value());
+  EXPECT_FALSE(r1.params.negative_prompt.has_value());
   EXPECT_EQ(interpret_row(m, m.rows[2]).images[0], "/abs/p.png");
+}
+
+// The per-row parameter columns: parsed and range-checked as their flags are, each problem naming its field; an
+// empty cell is "not given".
+TEST(Manifest, ParameterColumnsArePerRowOverrides) {
+  TempDir d;
+  write_text(d / "m.csv",
+             "image,instruction,num_inference_steps,guidance_scale,true_cfg_scale,negative_prompt,width,height\n"
+             "a.png,one,8,3.5,4,blurry,1024,768\n"
+             "a.png,two,,,,,,\n"
+             "a.png,three,0,-1,nan,,9000,1.5\n");
+  const Manifest m = load_manifest(d / "m.csv", {});
+  const RowInput r0 = interpret_row(m, m.rows[0]);
+  EXPECT_TRUE(r0.problems.empty());
+  EXPECT_EQ(r0.params.steps, 8);
+  EXPECT_EQ(r0.params.guidance, 3.5);
+  EXPECT_EQ(r0.params.true_cfg, 4.0);
+  EXPECT_EQ(r0.params.negative_prompt, "blurry");
+  EXPECT_EQ(r0.params.width, 1024);
+  EXPECT_EQ(r0.params.height, 768);
+  const RowInput r1 = interpret_row(m, m.rows[1]);
+  EXPECT_TRUE(r1.problems.empty());
+  EXPECT_FALSE(r1.params.steps || r1.params.guidance || r1.params.true_cfg || r1.params.negative_prompt ||
+               r1.params.width || r1.params.height);
+  const RowInput r2 = interpret_row(m, m.rows[2]);
+  const std::vector<std::string> expected = {
+      "num_inference_steps: '0' is not an integer in 1..1000", "guidance_scale: '-1' is not a finite number >= 0",
+      "true_cfg_scale: 'nan' is not a finite number >= 0", "width: '9000' is not an integer in 1..8192",
+      "height: '1.5' is not an integer in 1..8192"};
+  EXPECT_EQ(r2.problems, expected);
 }
 
 TEST(Manifest, ImageColumnFallbacksAndIndexColumn) {

@@ -116,6 +116,46 @@ TEST(ModelTable, FlagsATypeDoesNotUseAreNamed) {
   EXPECT_TRUE(warnings("longcat", {std::nullopt, 4.0, std::nullopt, neg}).empty());
 }
 
+// Each type's output-size rule as its upstream pipeline applies it (upstream Qwen and FLUX.2
+// floor to vae_scale_factor * 2 = 16, FluxKontextPipeline rescales the requested aspect to max_area = 1024^2 and then
+// floors, GLM-Image's processor floors to 32, LongCatImageEditPipeline takes no height/width).
+TEST(ModelTable, OutputSizeFollowsEachPipelinesRule) {
+  auto size = [](const char* type, std::optional<int> w, std::optional<int> h, int dw, int dh) {
+    ParamOverrides given;
+    given.width = w, given.height = h;
+    const ModelSpec& spec = *find_model(type);
+    return resolve_output_size(spec, merge_params(spec, given), dw, dh);
+  };
+  using P = std::pair<int, int>;
+  EXPECT_EQ(size("qwen", std::nullopt, std::nullopt, 1248, 832), P(1248, 832));  // no request: the default
+  EXPECT_EQ(size("qwen", 1000, std::nullopt, 1248, 832), P(992, 832));           // height = height or calculated
+  EXPECT_EQ(size("qwen_singleimg", 1023, 777, 1024, 1024), P(1008, 768));
+  EXPECT_EQ(size("flux2", 79, 100, 512, 512), P(64, 96));
+  EXPECT_EQ(size("flux1_kontext", 768, 1344, 1024, 1024), P(768, 1344));  // already ~1024^2: kept
+  EXPECT_EQ(size("flux1_kontext", 512, 512, 1024, 1024), P(1024, 1024));  // rescaled up to max_area
+  // 2048x1024: W = round(sqrt(2^20 * 2)) = 1448, H = round(sqrt(2^20 / 2)) = 724 -> floored to 1440x720.
+  EXPECT_EQ(size("flux1_kontext", 2048, 1024, 1024, 1024), P(1440, 720));
+  EXPECT_EQ(size("glm_image", 100, 70, 96, 64), P(96, 64));
+  EXPECT_EQ(size("longcat", 512, 512, 1264, 848), P(1264, 848));  // no height/width upstream
+  ParamOverrides w512;
+  w512.width = 512;
+  EXPECT_EQ(merge_params(*find_model("longcat"), w512).width, std::nullopt);
+
+  EXPECT_NE(output_size_problem(*find_model("qwen"), "width", 15).find("width 15 is outside 16..8192"),
+            std::string::npos);
+  EXPECT_EQ(output_size_problem(*find_model("qwen"), "width", 16), "");
+  EXPECT_NE(output_size_problem(*find_model("glm_image"), "height", 31), "");
+  EXPECT_NE(output_size_problem(*find_model("flux2"), "height", kMaxOutputSide + 1), "");
+  EXPECT_EQ(output_size_problem(*find_model("longcat"), "height", 5), "");  // unused there: warned, not refused
+
+  const auto w = unused_column_warnings(*find_model("qwen"), {"num_inference_steps", "guidance_scale", "width"});
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("manifest column 'guidance_scale': model type qwen"), std::string::npos) << w[0];
+  const auto l = unused_column_warnings(*find_model("longcat"), {"true_cfg_scale", "negative_prompt", "height"});
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_NE(l[1].find("'height': model type longcat makes its output at the size it derives"), std::string::npos);
+}
+
 TEST(ModelTable, TheDocsTableIsTheTable) {
   std::ifstream in(std::string(DG_SOURCE_DIR) + "/docs/models/README.md");
   ASSERT_TRUE(in) << "docs/models/README.md";

@@ -61,17 +61,23 @@ IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
 #   output_size: the call is given the runtime's output size (docs/models/flux1_kontext.md);
 #   pooled: encode_prompt's second result is the pooled embedding;
 #   image_latents_apart: the packed reference latents come from prepare_image_latents, not prepare_latents;
-#   upsampler: exported --with_upsampler, and Flux2Pipeline.upsample_prompt compared too (run_upsampler).
+#   upsampler: exported --with_upsampler, and Flux2Pipeline.upsample_prompt compared too (run_upsampler);
+#   lora: the run is repeated with a random LoRA, fused into diffusers' pipeline by load_lora_weights + fuse_lora and
+#     given to ours as --lora FILE:SCALE (run_lora; naming "comfy": diffusion_model. + lora_down/lora_up/alpha written
+#     by hand, as few-step LoRAs ship; "diffusers": written by the pipeline's own save_lora_weights from a PEFT
+#     adapter, lora_alpha in its metadata).
 CASES = {
-    "qwen": dict(images=[(640, 480), (512, 512)], guidance=1.0, true_cfg=4.0, negative=" ", image_list=True),
+    "qwen": dict(images=[(640, 480), (512, 512)], guidance=1.0, true_cfg=4.0, negative=" ", image_list=True,
+                 lora=dict(naming="comfy", rank=4, alpha=2.0, scale=0.8)),
     "qwen_singleimg": dict(images=[(640, 480)], guidance=1.0, true_cfg=4.0, negative=" "),
     "longcat": dict(images=[(640, 480)], guidance=4.5, negative=""),
     # FLUX.2-dev is exported with its prompt upsampler, compared by run_upsampler after the pipeline's stages.
     "flux2": dict(images=[(640, 480), (512, 512)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
                   image_latents_apart=True, upsampler=True),
     "flux2_klein": dict(images=[(640, 480)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
-                        image_latents_apart=True),
-    "flux1_kontext": dict(images=[(640, 480)], guidance=2.5, output_size=True, pooled=True),
+                        image_latents_apart=True, lora=dict(naming="diffusers", rank=4, alpha=8.0, scale=0.5)),
+    "flux1_kontext": dict(images=[(640, 480)], guidance=2.5, output_size=True, pooled=True,
+                          lora=dict(naming="diffusers", rank=2, alpha=2.0, scale=1.0)),
     # GLM-Image: sizes the reference policy keeps (multiples of 32 within the tiny processor's 64..256); diffusers
     # 0.40's timesteps (docs/models/glm_image.md, "Timesteps"); the AR stages are compared teacher-forced and the
     # DiT gets the same injected prior on both sides (run_glm).
@@ -359,8 +365,64 @@ def run_type(kind: str, args, testdata: Path) -> list:
     size = (ours["image"].shape[1], ours["image"].shape[0])
     theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
     rows = compare(ours, theirs)
+    if case.get("lora"):
+        rows += run_lora(pipe, kind, work, images, case, args, size, ours)
     if case.get("upsampler"):
         rows += run_upsampler(pipe, work, images, case, args)
+    return rows
+
+
+# ---- LoRA ----------------------------------------------------------------------------------------------------------
+
+def lora_targets(transformer) -> list:
+    """Every Linear inside the transformer's blocks (attention projections, feed-forwards, modulations)."""
+    import torch
+    return [name for name, m in transformer.named_modules()
+            if isinstance(m, torch.nn.Linear) and "transformer_blocks." in name]
+
+
+def make_lora(pipe, work: Path, spec: dict, seed: int) -> Path:
+    """A random LoRA for the pipeline's transformer in the case's naming; returns the .safetensors file."""
+    import torch
+    from safetensors.torch import save_file
+    torch.manual_seed(seed + 1)
+    targets, rank = lora_targets(pipe.transformer), spec["rank"]
+    folder = work / "lora"
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec["naming"] == "comfy":
+        tensors = {}
+        for name in targets:
+            lin, key = pipe.transformer.get_submodule(name), f"diffusion_model.{name}"
+            tensors[f"{key}.lora_down.weight"] = torch.randn(rank, lin.in_features) / lin.in_features ** .5
+            tensors[f"{key}.lora_up.weight"] = torch.randn(lin.out_features, rank) / rank ** .5
+            tensors[f"{key}.alpha"] = torch.tensor(spec["alpha"])
+        save_file(tensors, folder / "lora.safetensors")
+        return folder / "lora.safetensors"
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    config = LoraConfig(r=rank, lora_alpha=spec["alpha"], target_modules=targets, init_lora_weights=False)
+    pipe.transformer.add_adapter(config, adapter_name="dg_random")
+    layers = get_peft_model_state_dict(pipe.transformer, adapter_name="dg_random")
+    type(pipe).save_lora_weights(folder, transformer_lora_layers=layers,
+                                 transformer_lora_adapter_metadata=config.to_dict())
+    pipe.transformer.delete_adapters("dg_random")
+    return folder / "pytorch_lora_weights.safetensors"
+
+
+def run_lora(pipe, kind: str, work: Path, images: list, case: dict, args, size, ours_plain: dict) -> list:
+    """The same row with the case's LoRA on both sides: `lora <stage>` rows, and a row saying the LoRA changed the
+    denoised latents (a LoRA that merges nothing would otherwise compare equal too)."""
+    spec = case["lora"]
+    path = make_lora(pipe, work, spec, args.seed)
+    ours = run_ours(Path(args.runner), work / "bundle", kind, work / "ours_lora", images, case,
+                    args.steps, args.seed, args.device, dtype=args.dtype, extra=("--lora", f"{path}:{spec['scale']}"))
+    pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="dg_lora")
+    pipe.fuse_lora(components=["transformer"], lora_scale=spec["scale"], adapter_names=["dg_lora"])
+    theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
+    rows = [{**r, "stage": f"lora {r['stage']}"} for r in compare(ours, theirs)]
+    moved = float(np.abs(ours["final_latents"] - ours_plain["final_latents"]).max())
+    rows.append({"stage": f"lora moved final_latents by {moved:.3g} ({spec['naming']} naming)",
+                 "verdict": "ok" if moved > 1e-3 else "FAIL (the LoRA changed nothing)"})
     return rows
 
 

@@ -8,6 +8,7 @@
 //                     [--inject STAGE FILE.i64|FILE.f32 ...]   an int64 or float32 stage input
 //                                                             (BundlePipeline::set_stage_input)
 //                     [--upsample [--upsample_max_tokens N]]   FLUX.2-dev's own prompt upsampler first
+//                     [--lora FILE[:SCALE] ...]                merged into the transformer at load (docs/lora.md)
 //   diffgentor_parity --builders FILE   the runtime's Qwen input builders on fixed cases, as JSON, for the
 //                                       exporter's test of its Python copy (tools/export/tests/test_inputs.py)
 // Output: <out>/stages.json {"stage": {"shape": [...], "file": "stage.f32"}, ..., "image": {...}}, one
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> model_options;
   std::vector<std::pair<std::string, std::string>> injections;
   dg::PromptUpsampling upsampling;
+  std::vector<dg::LoraSpec> loras;
   for (int k = 1; k < argc; ++k) {
     const std::string a = argv[k];
     auto next = [&]() -> std::string {
@@ -120,6 +122,8 @@ int main(int argc, char** argv) {
       make_tiny = true;
     else if (a == "--model_option")
       model_options.push_back(next());
+    else if (a == "--lora")
+      loras.push_back(dg::parse_lora_spec(next()));
     else if (a == "--upsample")
       upsampling.enabled = true;
     else if (a == "--upsample_max_tokens")
@@ -146,8 +150,10 @@ int main(int argc, char** argv) {
   request.params = dg::merge_params(*spec, {steps, guidance, true_cfg, negative});
 
   try {
-    auto pipeline = entry->make_pipeline(
-        {spec, bundle, device, dtype, dg::resolve_model_options(*spec, model_options), {}, upsampling});
+    dg::PipelineConfig cfg{spec, bundle,    device, dtype, dg::resolve_model_options(*spec, model_options),
+                           {},   upsampling};
+    cfg.loras = loras;
+    auto pipeline = entry->make_pipeline(cfg);
     auto* bp = dynamic_cast<dg::BundlePipeline*>(pipeline.get());
     if (!bp) usage("the pipeline of " + type + " has no stage taps");
     for (const auto& [stage, file] : injections) {

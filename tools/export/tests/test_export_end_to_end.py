@@ -49,7 +49,8 @@ class ExportEndToEnd:
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp(prefix="dg_export_"))
         cls.snap = hub_snapshot(cls.tmp / "downloads", cls.repo)
-        tiny_pipelines.save(tiny_pipelines.BUILDERS[cls.kind](TESTDATA), cls.snap)
+        cls.pipe = tiny_pipelines.BUILDERS[cls.kind](TESTDATA)
+        tiny_pipelines.save(cls.pipe, cls.snap)
         # Where the runtime looks a hub id up: the bundle sits in a Hugging Face cache of its own.
         cls.cache = cls.tmp / "hub"
         cls.bundle = hub_snapshot(cls.cache, cls.repo)
@@ -57,9 +58,10 @@ class ExportEndToEnd:
 
     @classmethod
     def export(cls, *extra):
-        return subprocess.run([sys.executable, str(EXPORT / "export_bundle"), "--model", str(cls.snap), "--out",
-                               str(cls.bundle), "--dtype", "float32", "--device", "cpu", *extra],
-                              capture_output=True, text=True)
+        """Through the product's front end, `diffgentor export`, told to use this environment's Python."""
+        env = dict(os.environ, DG_PYTHON=sys.executable)
+        return subprocess.run([BIN, "export", "--model", str(cls.snap), "--out", str(cls.bundle), "--dtype", "float32",
+                               "--device", "cpu", *extra], capture_output=True, text=True, env=env)
 
     @classmethod
     def tearDownClass(cls):
@@ -86,6 +88,8 @@ class ExportEndToEnd:
     def test_export_writes_a_checked_bundle(self):
         run = self.export_run
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn(f"diffgentor export: {sys.executable} ", run.stderr)  # the command it ran, then the exporter's
+        self.assertIn(f"/tools/export/export_bundle --model {self.snap} --out {self.bundle}", run.stderr)
         self.assertFalse(self.bundle.with_name(self.bundle.name + ".partial").exists())
         self.assertFalse(list(self.bundle.rglob("*.safetensors")))
         m = self.manifest()
@@ -119,6 +123,34 @@ class ExportEndToEnd:
 class KontextTest(ExportEndToEnd, unittest.TestCase):
     kind, repo = "flux1_kontext", "dg-test/FLUX.1-Kontext-tiny"
     components = ("text_encoder", "text_encoder_2", "transformer", "vae_encoder", "vae_decoder")
+
+    def test_a_lora_saved_by_diffusers_merges_and_is_recorded(self):
+        """`diffgentor edit --lora` with a file FluxKontextPipeline.save_lora_weights wrote (a PEFT adapter on the
+        attention projections): merged at load, logged, recorded, and it changes the image. Its numbers against
+        diffusers' fuse_lora are the parity test's (docs/lora.md)."""
+        from peft import LoraConfig
+        from peft.utils import get_peft_model_state_dict
+        self.assertEqual(self.export_run.returncode, 0, self.export_run.stderr)
+        torch.manual_seed(3)
+        config = LoraConfig(r=2, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+        self.pipe.transformer.add_adapter(config, adapter_name="t")
+        layers = get_peft_model_state_dict(self.pipe.transformer, adapter_name="t")
+        self.pipe.transformer.delete_adapters("t")
+        type(self.pipe).save_lora_weights(self.tmp / "lora", transformer_lora_layers=layers,
+                                          transformer_lora_adapter_metadata=config.to_dict())
+        lora = self.tmp / "lora" / "pytorch_lora_weights.safetensors"
+        plain_out, lora_out = self.tmp / "plain", self.tmp / "with_lora"
+        plain, _ = self.edit(plain_out, "--seed", "1", rows="0")
+        run, rows = self.edit(lora_out, "--seed", "1", "--lora", f"{lora}:0.5", rows="0")
+        self.assertEqual((plain.returncode, run.returncode), (0, 0), plain.stderr + run.stderr)
+        self.assertIn(f"LoRA {lora}: {len(layers) // 2} layers merged into the transformer at scale 0.5", run.stderr)
+        self.assertEqual(rows["0"]["loras"], f"{lora}:0.5")
+        name = rows["0"]["output_image"]
+        self.assertNotEqual((plain_out / name).read_bytes(), (lora_out / name).read_bytes())
+        # Another LoRA set on the same folder: resume refuses to mix the two.
+        again, _ = self.edit(lora_out, "--seed", "1", "--lora", f"{lora}:0.25", rows="0")
+        self.assertEqual(again.returncode, 3, again.stderr)
+        self.assertIn(f"loras '{lora}:0.5' -> '{lora}:0.25'", again.stderr)
 
 
 class KleinTest(ExportEndToEnd, unittest.TestCase):

@@ -53,7 +53,7 @@ class RuntimeAcceptsTest(unittest.TestCase):
         run = self.edit(self.tmp / "ok", "float32")
         self.assertEqual(run.returncode, 0, run.stderr)
         rows = list(csv.DictReader(open(self.tmp / "ok" / "results.csv")))
-        self.assertEqual([(r["index"], r["width"]) for r in rows], [("0", "1248")])
+        self.assertEqual([(r["index"], r["effective_width"]) for r in rows], [("0", "1248")])
         self.assertTrue((self.tmp / "ok" / rows[0]["output_image"]).is_file())
 
     def test_dtype_mismatch_and_newer_torch_are_refused(self):
