@@ -24,8 +24,9 @@ PACKAGES=(cmake ninja-build g++ ccache pkg-config python3 python3-venv
   libgtest-dev libgmock-dev
   clang-format git)  # the `format` and `references` tests
 
-# What `./setup.sh test` adds: a real Slurm cluster for the `slurm` test (tests/slurm/slurm_test.sh).
-TEST_PACKAGES=(slurmctld slurmd slurm-client munge)
+# What `./setup.sh test` adds: a real Slurm cluster for the `slurm` test (tests/slurm/slurm_test.sh), and a
+# headless browser for the report's end-to-end test (tests/e2e/report_e2e_test.cpp).
+TEST_PACKAGES=(slurmctld slurmd slurm-client munge chromium)
 
 install_packages() {
   local missing=()

@@ -7,6 +7,7 @@
 
 #include "diffgentor/backend.hpp"
 #include "diffgentor/options.hpp"
+#include "diffgentor/report.hpp"
 
 namespace dg {
 
@@ -43,7 +44,8 @@ struct MergeOptions {
 };
 
 struct Command {
-  enum Kind { None, Models, Edit, MakeTiny, Tokenize, Merge, Status, Export } kind = None;
+  enum Kind { None, Models, Edit, MakeTiny, Tokenize, Merge, Status, Export, Report } kind = None;
+  ReportOptions report;
   std::vector<std::string> export_args;  ///< `export`: everything after it, handed to the exporter
   EditOptions edit;                      ///< edit's options; `status` takes the same ones
   MergeOptions merge;

@@ -119,7 +119,7 @@ struct EffectiveParams {
   std::optional<std::string> negative_prompt;  ///< set only for models that use one
   /// The requested output size, per side (unset: the type's own rule from its inputs); set only for types with an
   /// output-size rule. Pipelines turn it into pixels with resolve_output_size.
-  std::optional<int> width, height;
+  std::optional<int> width{}, height{};
 };
 
 /// What a user may give (flags today); unset fields take the spec's defaults.
@@ -128,7 +128,7 @@ struct ParamOverrides {
   std::optional<double> guidance;
   std::optional<double> true_cfg;
   std::optional<std::string> negative_prompt;
-  std::optional<int> width, height;
+  std::optional<int> width{}, height{};
 };
 
 /// Merges `given` over the spec's defaults (a given value always wins, whatever it is).
@@ -143,7 +143,8 @@ std::vector<std::string> unused_param_warnings(const ModelSpec& spec, const Para
 /// type never uses, whatever its value.
 std::vector<std::string> unused_column_warnings(const ModelSpec& spec, const std::vector<std::string>& columns);
 
-/// Why `value` cannot be the requested `side` ("width" or "height") for `spec`, or "": below the type's multiple,
+/// Why `value` cannot be the requested `side` ("width" or "height") for `spec` ("8 is outside 16..8192 (...)"), or "":
+/// below the type's multiple,
 /// above kMaxOutputSide. A type without an output-size rule accepts anything (the value is unused and warned about).
 std::string output_size_problem(const ModelSpec& spec, const std::string& side, int value);
 

@@ -53,10 +53,9 @@ struct EditOptions {
   std::optional<double> guidance_scale;
   std::optional<double> true_cfg_scale;
   std::optional<std::string> negative_prompt;
-  std::optional<int> width, height;  ///< requested output size (docs/batch-runner.md, "Output size")
-  std::vector<std::string> model_options;
-  std::vector<std::string> loras;  ///< --lora FILE[:SCALE], in order (docs/lora.md)  ///< --model_option NAME=VALUE,
-                                   ///< checked against the model table
+  std::optional<int> width, height;        ///< requested output size (docs/batch-runner.md, "Output size")
+  std::vector<std::string> model_options;  ///< --model_option NAME=VALUE, checked against the model table
+  std::vector<std::string> loras;          ///< --lora FILE[:SCALE], in order (docs/lora.md)
   // Execution
   int max_retries = 3;
   double grace_seconds = 20.0;  ///< after SIGINT/SIGTERM, how long rows in flight may take before they are abandoned

@@ -131,7 +131,7 @@ struct PipelineConfig {
   /// enable_vae_slicing), bounding its activation memory by one image; off: one call for the batch.
   bool vae_slicing = false;
   /// --lora: merged into the transformer's weights when it loads, in this order (docs/lora.md).
-  std::vector<LoraSpec> loras;
+  std::vector<LoraSpec> loras{};
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

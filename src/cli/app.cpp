@@ -461,6 +461,13 @@ int app_main(int argc, char** argv, const Backend& backend) {
     if (cmd.kind == Command::Merge) return run_merge(cmd.merge);
     if (cmd.kind == Command::Status) return run_status(cmd);
     if (cmd.kind == Command::Export) return run_export(cmd.export_args);
+    if (cmd.kind == Command::Report) {
+      const ReportModel model = make_report_model(cmd.report);
+      const std::string page = write_report(cmd.report, model);
+      std::cout << fmt::format("wrote {}: {} card(s); {} done, {} failed{}\n", page, model.rows.size(), model.done,
+                               model.failed, model.pending ? fmt::format(", {} pending", *model.pending) : "");
+      return kExitOk;
+    }
     return run_edit(cmd, backend);
   } catch (const UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";

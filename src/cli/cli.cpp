@@ -245,6 +245,16 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
   auto* status = app.add_subcommand(
       "status", "Rows done, failed and pending per shard for an edit command line (nothing is loaded or written)");
   add_edit_options(*status, cmd.edit, cmd.verbose);
+  auto* report = app.add_subcommand(
+      "report", "Write an offline HTML page of a run: inputs beside outputs, instructions, failures, timings");
+  report->add_option("--output_dir", cmd.report.output_dir, "The run's output folder")->required();
+  report->add_option("--output_csv", cmd.report.output_csv, "The run's --output_csv, if it had one");
+  report->add_option("--input", cmd.report.input,
+                     "The run's manifest: adds the pending count, and failed rows' inputs and instructions");
+  report->add_option("--instruction_key", cmd.report.instruction_key, "Instruction column")->capture_default_str();
+  report->add_option("--out", cmd.report.out, "The page (default <output_dir>/report.html; thumbnails go beside it)");
+  report->add_option("--limit", cmd.report.limit, "At most N cards, the first by index")->check(CLI::PositiveNumber);
+  report->add_flag("--failed_only", cmd.report.failed_only, "Only the failed rows");
   auto* exp =
       app.add_subcommand("export",
                          "Export a diffusers checkpoint to a bundle: tools/export/export_bundle in the project's "
@@ -263,6 +273,7 @@ std::optional<int> parse_command_line(int argc, char** argv, Command& cmd, const
              : *merge  ? Command::Merge
              : *status ? Command::Status
              : *exp    ? Command::Export
+             : *report ? Command::Report
                        : Command::Edit;
   if (*exp) cmd.export_args = exp->remaining();
   return std::nullopt;

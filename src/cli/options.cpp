@@ -128,6 +128,11 @@ void validate_options(const EditOptions& o) {
     const LoraSpec l = parse_lora_spec(text);
     std::error_code ec;
     require(std::filesystem::is_regular_file(l.path, ec), "--lora", text, "names no file (FILE or FILE:SCALE)");
+    try {  // read now, so that a file this runtime cannot use stops the run (and --dry_run) before any model loads
+      lora_layers(read_safetensors(l.path), l.path);
+    } catch (const std::exception& e) {
+      throw UsageError(e.what());
+    }
   }
   require_finite("--guidance_scale", o.guidance_scale);
   require_finite("--true_cfg_scale", o.true_cfg_scale);

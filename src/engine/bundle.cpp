@@ -180,8 +180,15 @@ at::Tensor float_tensor(const SafeTensor& t, const std::string& path, const std:
 
 std::string merge_lora(torch::jit::Module& module, const std::vector<LoraLayer>& layers, double scale,
                        const std::string& path) {
-  // Every dotted suffix of each 2-D weight's module path (and its kohya spelling) -> the parameter; "" = two match.
-  std::map<std::string, std::string> dotted, kohya;
+  // Every dotted suffix of each 2-D weight's module path (and its kohya spelling) -> the parameter. Where several
+  // weights end in the same suffix the shortest name wins, i.e. the layer at that path right under the wrapper
+  // (a LoRA's top-level "proj_out" is "t.proj_out", not "t.single_transformer_blocks.0.proj_out", as PEFT maps it);
+  // two of the same length are ambiguous ("").
+  struct Match {
+    std::string name;  ///< the parameter; "" when two of the shortest length match
+    std::size_t length = 0;
+  };
+  std::map<std::string, Match> dotted, kohya;
   std::map<std::string, at::Tensor> weights;
   for (const auto& p : module.named_parameters(/*recurse=*/true)) {
     if (p.value.dim() != 2 || p.name.size() < 7 || p.name.compare(p.name.size() - 7, 7, ".weight") != 0) continue;
@@ -196,8 +203,12 @@ std::string merge_lora(torch::jit::Module& module, const std::vector<LoraLayer>&
       std::replace(k.begin(), k.end(), '.', '_');
       for (auto* index : {&dotted, &kohya}) {
         const std::string& key = index == &dotted ? suffix : k;
-        auto [it, fresh] = index->emplace(key, p.name);
-        if (!fresh && it->second != p.name) it->second.clear();
+        auto [it, fresh] = index->emplace(key, Match{p.name, p.name.size()});
+        if (fresh || it->second.name == p.name) continue;
+        if (p.name.size() < it->second.length)
+          it->second = Match{p.name, p.name.size()};
+        else if (p.name.size() == it->second.length)
+          it->second.name.clear();
       }
     }
   }
@@ -207,18 +218,19 @@ std::string merge_lora(torch::jit::Module& module, const std::vector<LoraLayer>&
   for (const LoraLayer& layer : layers) {
     const auto& index = layer.kohya ? kohya : dotted;
     const auto it = index.find(layer.target);
-    if (it == index.end() || it->second.empty()) {
+    if (it == index.end() || it->second.name.empty()) {
       unmatched.push_back(layer.target + (it == index.end() ? "" : " (ambiguous)"));
       continue;
     }
-    at::Tensor w = weights.at(it->second);
+    const std::string& param = it->second.name;
+    at::Tensor w = weights.at(param);
     const at::Tensor down = float_tensor(*layer.down, path, layer.target),
                      up = float_tensor(*layer.up, path, layer.target);
     const int64_t rank = down.size(0);
     if (up.size(1) != rank || up.size(0) != w.size(0) || down.size(1) != w.size(1))
       throw BundleError(fmt::format("LoRA {}: layer {}: up [{}, {}] x down [{}, {}] does not fit {} [{}, {}]", path,
-                                    layer.target, up.size(0), up.size(1), down.size(0), down.size(1), it->second,
-                                    w.size(0), w.size(1)));
+                                    layer.target, up.size(0), up.size(1), down.size(0), down.size(1), param, w.size(0),
+                                    w.size(1)));
     const double factor = scale * layer.alpha.value_or(static_cast<double>(rank)) / static_cast<double>(rank);
     const at::Tensor delta = at::mm(up, down).mul_(factor);
     w.copy_(w.to(at::kFloat).add_(delta.to(w.device())).to(w.scalar_type()));

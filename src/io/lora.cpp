@@ -93,11 +93,14 @@ std::vector<LoraLayer> lora_layers(const SafetensorsFile& file, const std::strin
           v = f;
         } else {  // IEEE half: sign, 5-bit exponent, 10-bit mantissa
           const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
-          v = (e == 0 ? std::ldexp(m, -24) : std::ldexp(1024 + m, e - 25)) * ((h & 0x8000) ? -1 : 1);
+          v = e == 31 ? std::nan("")  // infinity or NaN: refused below
+                      : (e == 0 ? std::ldexp(m, -24) : std::ldexp(1024 + m, e - 25)) * ((h & 0x8000) ? -1 : 1);
         }
       } else {
         throw std::invalid_argument(fmt::format("LoRA {}: {} has dtype {}, not a float", path, key, tensor.dtype));
       }
+      if (!std::isfinite(v) || v <= 0)
+        throw std::invalid_argument(fmt::format("LoRA {}: {} is {}, not a positive alpha", path, key, v));
       layer.alpha = v;
     }
   }
@@ -119,7 +122,12 @@ std::vector<LoraLayer> lora_layers(const SafetensorsFile& file, const std::strin
         if (m.contains(pattern) && !m.at(pattern).empty())
           throw std::invalid_argument(
               fmt::format("LoRA {}: its metadata sets a per-layer {} this runtime does not apply", path, pattern + 12));
-      metadata_scaling = m.at("transformer.lora_alpha").get<double>() / m.at("transformer.r").get<double>();
+      const nlohmann::json &alpha = m.at("transformer.lora_alpha"), &r = m.at("transformer.r");
+      if (!alpha.is_number() || !r.is_number() || alpha.get<double>() <= 0 || r.get<double>() <= 0)
+        throw std::invalid_argument(
+            fmt::format("LoRA {}: lora_adapter_metadata's lora_alpha {} and r {} are not positive numbers", path,
+                        alpha.dump(), r.dump()));
+      metadata_scaling = alpha.get<double>() / r.get<double>();
     }
   }
   std::vector<LoraLayer> out;

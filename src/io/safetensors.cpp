@@ -42,9 +42,13 @@ SafetensorsFile read_safetensors(const std::string& path) {
       const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
       const int size = safetensors_dtype_size(t.dtype);
       if (size == 0) throw fail(fmt::format("tensor {}: unknown dtype '{}'", name, t.dtype));
+      // The element count, bounded by what the data section can hold so that no product wraps around.
       uint64_t count = 1;
+      const uint64_t most = available / static_cast<uint64_t>(size);
       for (int64_t d : t.shape) {
         if (d < 0) throw fail(fmt::format("tensor {}: negative dimension", name));
+        if (d != 0 && count > most / static_cast<uint64_t>(d))
+          throw fail(fmt::format("tensor {}: its shape holds more elements than the file has bytes for", name));
         count *= static_cast<uint64_t>(d);
       }
       if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > available ||

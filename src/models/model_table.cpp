@@ -199,8 +199,8 @@ std::string output_size_problem(const ModelSpec& spec, const std::string& side, 
   if (!spec.output_size) return "";
   const int m = spec.output_size->multiple;
   if (value < m || value > kMaxOutputSide)
-    return fmt::format("{} {} is outside {}..{} (model type {} floors each side to a multiple of {})", side, value, m,
-                       kMaxOutputSide, spec.type, m);
+    return fmt::format("{} is outside {}..{} (model type {} floors the {} to a multiple of {})", value, m,
+                       kMaxOutputSide, spec.type, side, m);
   return "";
 }
 

@@ -291,7 +291,9 @@ RowInput interpret_row(const Manifest& m, const ManifestRow& row) {
   const auto integer = [&](const char* name, int lo, int hi, std::optional<int>& out) {
     const auto raw = m.value(row, name);
     if (!raw || trim(*raw).empty()) return;
-    const auto v = parse_int(*raw);
+    auto v = parse_int(*raw);
+    if (const auto f = parse_number(*raw); !v && f && std::floor(*f) == *f && std::fabs(*f) < 1e15)
+      v = static_cast<int64_t>(*f);  // "1024.0": what pandas writes for an integer column with blanks
     if (!v || *v < lo || *v > hi)
       in.problems.push_back(fmt::format("{}: '{}' is not an integer in {}..{}", name, *raw, lo, hi));
     else

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
 
 #include "diffgentor/http.hpp"
@@ -55,16 +56,23 @@ Record row_settings(const Plan& plan, const PlannedRow& row) {
 namespace {
 
 // What differs between a finished row's record and this run's settings for it ("" when nothing does). A
-// column the record lacks is not compared; a record of an older results file, which kept the effective values
-// under the plain names (seed, num_inference_steps, ...), is compared under those.
+// column the record lacks is not compared. A record an older version wrote (no effective_seed, or an empty one
+// after a newer run added the column to its file) kept the effective values under the plain names (seed,
+// num_inference_steps, ...) and had no LoRAs and no requested size: it is compared as such.
 std::string settings_difference(const Record& done, const Record& now) {
   std::vector<std::string> diffs;
   const std::string prefix = "effective_";
+  const auto seed = done.find("effective_seed");
+  const bool legacy = seed == done.end() || seed->second.empty();
   for (const auto& [key, value] : now) {
-    auto it = done.find(key);
-    if (it == done.end() && key.rfind(prefix, 0) == 0) it = done.find(key.substr(prefix.size()));
-    if (it != done.end() && it->second != value)
-      diffs.push_back(fmt::format("{} '{}' -> '{}'", key, it->second, value));
+    std::optional<std::string> recorded;
+    if (legacy && (key == "loras" || key == "requested_width" || key == "requested_height")) {
+      recorded = "";
+    } else {
+      const auto it = done.find(legacy && key.rfind(prefix, 0) == 0 ? key.substr(prefix.size()) : key);
+      if (it != done.end()) recorded = it->second;
+    }
+    if (recorded && *recorded != value) diffs.push_back(fmt::format("{} '{}' -> '{}'", key, *recorded, value));
   }
   return fmt::format("{}", fmt::join(diffs, ", "));
 }
@@ -81,7 +89,9 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   std::vector<std::string> loras;
   for (const std::string& l : o.loras) {
     const LoraSpec s = parse_lora_spec(l);
-    loras.push_back(fmt::format("{}:{}", s.path, s.scale));
+    std::error_code ec;  // one file named two ways (relative, absolute, through a link) is one setting
+    const fs::path canonical = fs::weakly_canonical(s.path, ec);
+    loras.push_back(fmt::format("{}:{}", ec ? s.path : canonical.string(), s.scale));
   }
   plan.loras = fmt::format("{}", fmt::join(loras, ";"));
   plan.shard = resolve_shard(o.node_rank, o.num_nodes, env);
@@ -145,7 +155,8 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
     for (const auto& [name, v] :
          {std::pair{"width", pr.input.params.width}, std::pair{"height", pr.input.params.height}})
       if (v)
-        if (const std::string why = output_size_problem(spec, name, *v); !why.empty()) pr.problems.push_back(why);
+        if (const std::string why = output_size_problem(spec, name, *v); !why.empty())
+          pr.problems.push_back(fmt::format("{}: {}", name, why));
     if (!pr.output.error.empty())
       pr.problems.push_back(fmt::format("output name: {}", pr.output.error));
     else

@@ -46,6 +46,7 @@ struct Work {
 
 const std::vector<std::string> kResultColumns = {"index",
                                                  "output_image",
+                                                 "model_name",
                                                  "model_type",
                                                  "torch_dtype",
                                                  "loras",
@@ -71,6 +72,14 @@ const std::vector<std::string> kResultColumns = {"index",
                                                  "stage_times",
                                                  "counters",
                                                  "finished_at"};
+// The results.csv name of a manifest column: its own, unless the run writes a column of that name (a results.csv
+// fed back as a manifest, a user's `loras` column), in which case it keeps its value as manifest_<name>.
+std::string results_name_of(const std::string& column) {
+  const bool clash =
+      column != "index" && std::find(kResultColumns.begin(), kResultColumns.end(), column) != kResultColumns.end();
+  return clash ? "manifest_" + column : column;
+}
+
 const std::vector<std::string> kFailureColumns = {"index",  "line",     "output_image", "stage",
                                                   "reason", "attempts", "finished_at"};
 
@@ -261,7 +270,8 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
   const int removed = remove_stale_temp_files(plan.output_dir);
   if (removed) spdlog::info("removed {} leftover temporary file(s) from an earlier run", removed);
 
-  std::vector<std::string> result_cols = plan.manifest.columns;
+  std::vector<std::string> result_cols;
+  for (const auto& c : plan.manifest.columns) result_cols.push_back(results_name_of(c));
   for (const auto& c : kResultColumns)
     if (std::find(result_cols.begin(), result_cols.end(), c) == result_cols.end()) result_cols.push_back(c);
   const std::string results_journal = shard_journal_path(plan.results_path, plan.shard.rank, plan.shard.count);
@@ -369,13 +379,15 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
     try {
       if (w.fail_stage.empty()) {
         Record r;
-        for (std::size_t c = 0; c < plan.manifest.columns.size(); ++c) r[plan.manifest.columns[c]] = pr.row->values[c];
+        for (std::size_t c = 0; c < plan.manifest.columns.size(); ++c)
+          r[results_name_of(plan.manifest.columns[c])] = pr.row->values[c];
         nlohmann::json stages = nlohmann::json::object();
         for (const auto& [name, secs] : w.result.stage_seconds) stages[name] = std::round(secs * 1e4) / 1e4;
         for (const auto& [key, value] : row_settings(plan, pr)) r[key] = value;  // what resume compares
         r["index"] = idx;
         r["output_image"] = pr.output.name;
         r["base_seed"] = std::to_string(plan.base_seed);
+        r["model_name"] = o.model_name;
         r["effective_width"] = std::to_string(w.result.image.width);
         r["effective_height"] = std::to_string(w.result.image.height);
         r["instruction_enhanced"] = w.enhanced ? w.enhanced->instruction : "";

@@ -150,9 +150,14 @@ TEST(CliE2E, UsageAndStartupErrors) {
   r = with({"--lora", d / "nope.safetensors:0.5"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--lora " + (d / "nope.safetensors:0.5") + ": names no file"), std::string::npos) << r.err;
+  r = with({"--lora", DG_SOURCE_DIR "/tests/data/lora/text_encoder.safetensors"});  // read before any model loads
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("text_encoder.safetensors: 2 of 2 tensors adapt nothing this runtime can place"),
+            std::string::npos)
+      << r.err;
   r = with({"--width", "8"});  // below Qwen's multiple of 16
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("--width: width 8 is outside 16..8192"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--width: 8 is outside 16..8192"), std::string::npos) << r.err;
   if (diffgentor({"--version"}, d).out.find("CUDA not available") != std::string::npos) {  // no GPU here (CI)
     r = with({"--device", "cuda"});
     EXPECT_EQ(r.exit_code, 2);
@@ -279,11 +284,11 @@ TEST(CliE2E, PerRowParametersAndOutputSize) {
   const std::string a = ws.image("a.png", 96, 64, 1);
   const std::string m =
       ws.file("m.csv",
-              "image,instruction,num_inference_steps,true_cfg_scale,guidance_scale,width,height,note\n" + a +
-                  ",make it blue,3,1,,100,60,first\n" +   // floored to 96x48
-                  a + ",make it red,,,,,,second\n" +      // the flags: 2 steps, width 80
-                  a + ",make it green,abc,,,,,third\n" +  // a bad value fails the row
-                  a + ",make it gray,,,,8,,fourth\n");    // below Qwen's multiple of 16
+              "image,instruction,num_inference_steps,true_cfg_scale,guidance_scale,width,height,note,loras\n" + a +
+                  ",make it blue,3,1,,100,60,first,mine\n" +  // floored to 96x48
+                  a + ",make it red,,,,,,second,\n" +         // the flags: 2 steps, width 80
+                  a + ",make it green,abc,,,,,third,\n" +     // a bad value fails the row
+                  a + ",make it gray,,,,8,,fourth,\n");       // below Qwen's multiple of 16
   const std::vector<std::string> run{"edit",
                                      "--model_name",
                                      bundle,
@@ -310,6 +315,8 @@ TEST(CliE2E, PerRowParametersAndOutputSize) {
   EXPECT_EQ(r0.at("num_inference_steps"), "3");  // the user's columns, as they were
   EXPECT_EQ(r0.at("width"), "100");
   EXPECT_EQ(r0.at("note"), "first");
+  EXPECT_EQ(r0.at("manifest_loras"), "mine");  // a user column named like one of the run's keeps its value
+  EXPECT_EQ(r0.at("loras"), "");
   EXPECT_EQ(r0.at("effective_num_inference_steps"), "3");
   EXPECT_EQ(r0.at("effective_true_cfg_scale"), "1");
   EXPECT_EQ(r0.at("requested_width"), "100");
@@ -333,7 +340,7 @@ TEST(CliE2E, PerRowParametersAndOutputSize) {
   EXPECT_NE(fails.find("2")->at("reason").find("num_inference_steps: 'abc' is not an integer in 1..1000"),
             std::string::npos);
   EXPECT_EQ(fails.find("3")->at("stage"), "input");
-  EXPECT_NE(fails.find("3")->at("reason").find("width 8 is outside 16..8192"), std::string::npos)
+  EXPECT_NE(fails.find("3")->at("reason").find("width: 8 is outside 16..8192"), std::string::npos)
       << fails.find("3")->at("reason");
   // Another requested width is another image: resume refuses to mix the two.
   std::vector<std::string> other = run;
@@ -345,7 +352,7 @@ TEST(CliE2E, PerRowParametersAndOutputSize) {
   other.back() = "8";
   r = diffgentor(other, d);
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("--width: width 8 is outside 16..8192"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--width: 8 is outside 16..8192"), std::string::npos) << r.err;
 }
 
 // --width/--height on the other types: floored to 16 (FLUX.2), to 32 (GLM-Image), unused with a warning (LongCat).

@@ -223,6 +223,46 @@ TEST(GuaranteesE2E, ResumeRefusesOutputsMadeWithOtherSettings) {
   EXPECT_EQ(ws.results().records.at(0).at("effective_num_inference_steps"), "3");
 }
 
+// 5b. A folder an older version made (effective values under the plain names, no LoRA or requested-size columns)
+// resumes as long as the settings are the same, also after a newer run added the new columns to its file with
+// empty values for the old rows; a changed setting is still named.
+TEST(GuaranteesE2E, ResumeReadsRecordsOfTheOlderFormat) {
+  Workspace ws;
+  const std::string m = rows_manifest(ws, 3);
+  const std::vector<std::string> run{"--input", m, "--seed", "0", "--num_inference_steps", "2"};
+  ASSERT_EQ(ws.edit(run).exit_code, 0);
+  RecordTable old;
+  for (Record r : ws.results().records) {
+    for (const char* k : {"seed", "num_inference_steps", "guidance_scale", "true_cfg_scale", "negative_prompt"})
+      r[k] = r.at(std::string("effective_") + k);
+    for (auto it = r.begin(); it != r.end();)
+      it = (it->first.rfind("effective_", 0) == 0 || it->first.rfind("requested_", 0) == 0 || it->first == "loras" ||
+            it->first == "model_name")
+               ? r.erase(it)
+               : std::next(it);
+    old.upsert(r);
+  }
+  write_text(ws.out + "/results.csv", old.to_csv());
+  fs::remove(ws.out + "/000002.png");  // one row to make again, so that the run rewrites the file in the new format
+  ProcessResult r = ws.edit(run);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("2 already done, 1 to do"), std::string::npos) << r.err;
+  EXPECT_EQ(ws.results().records.at(0).at("effective_seed"), "");  // the column exists now, empty for old rows
+  r = ws.edit(run);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("3 already done, 0 to do"), std::string::npos) << r.err;
+  std::vector<std::string> other = run;
+  other.back() = "3";
+  r = ws.edit(other);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("effective_num_inference_steps '2' -> '3'"), std::string::npos) << r.err;
+  other = run;
+  other.insert(other.end(), {"--width", "64"});
+  r = ws.edit(other);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("requested_width '' -> '64'"), std::string::npos) << r.err;
+}
+
 // 6. and 13. Only regular files are read: a FIFO, a device, a directory fail their row at once.
 TEST(GuaranteesE2E, NonRegularFilesFailTheirRowWithoutBlocking) {
   Workspace ws;

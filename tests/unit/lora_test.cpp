@@ -76,6 +76,12 @@ TEST(Safetensors, DamagedFilesNameWhatIsWrong) {
   std::string huge = whole;
   huge[6] = '\x01';  // a header size of 2^48 and more
   EXPECT_NE(error(write("huge.safetensors", huge)).find("runs past the end of the file"), std::string::npos);
+  // A shape whose element count wraps around 2^64 (2^32 x 2^32 = 0) with an empty data range.
+  const std::string header = R"({"w":{"dtype":"F16","shape":[4294967296,4294967296],"data_offsets":[0,0]}})";
+  std::string wrap(8, '\0');
+  wrap[0] = static_cast<char>(header.size());
+  EXPECT_NE(error(write("wrap.safetensors", wrap + header)).find("holds more elements than the file has bytes for"),
+            std::string::npos);
 }
 
 TEST(Lora, NamingsAndAlphas) {

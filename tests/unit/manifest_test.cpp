@@ -56,7 +56,8 @@ TEST(Manifest, ParameterColumnsArePerRowOverrides) {
              "image,instruction,num_inference_steps,guidance_scale,true_cfg_scale,negative_prompt,width,height\n"
              "a.png,one,8,3.5,4,blurry,1024,768\n"
              "a.png,two,,,,,,\n"
-             "a.png,three,0,-1,nan,,9000,1.5\n");
+             "a.png,three,0,-1,nan,,9000,1.5\n"
+             "a.png,four,28.0,,,,1024.0,\n");
   const Manifest m = load_manifest(d / "m.csv", {});
   const RowInput r0 = interpret_row(m, m.rows[0]);
   EXPECT_TRUE(r0.problems.empty());
@@ -76,6 +77,10 @@ TEST(Manifest, ParameterColumnsArePerRowOverrides) {
       "true_cfg_scale: 'nan' is not a finite number >= 0", "width: '9000' is not an integer in 1..8192",
       "height: '1.5' is not an integer in 1..8192"};
   EXPECT_EQ(r2.problems, expected);
+  const RowInput r3 = interpret_row(m, m.rows[3]);  // integral floats, as pandas writes an integer column with blanks
+  EXPECT_TRUE(r3.problems.empty());
+  EXPECT_EQ(r3.params.steps, 28);
+  EXPECT_EQ(r3.params.width, 1024);
 }
 
 TEST(Manifest, ImageColumnFallbacksAndIndexColumn) {

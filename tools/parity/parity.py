@@ -375,10 +375,11 @@ def run_type(kind: str, args, testdata: Path) -> list:
 # ---- LoRA ----------------------------------------------------------------------------------------------------------
 
 def lora_targets(transformer) -> list:
-    """Every Linear inside the transformer's blocks (attention projections, feed-forwards, modulations)."""
+    """Every Linear of the transformer: the blocks' attention projections, feed-forwards and modulations, and the
+    top-level embedders and output layers (FLUX's top-level `proj_out` shares its name's tail with every single
+    block's `proj_out`: the runtime must pick the top-level one, as PEFT does)."""
     import torch
-    return [name for name, m in transformer.named_modules()
-            if isinstance(m, torch.nn.Linear) and "transformer_blocks." in name]
+    return [name for name, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)]
 
 
 def make_lora(pipe, work: Path, spec: dict, seed: int) -> Path:
