@@ -24,6 +24,9 @@ struct EngineOptions {
   std::string device = "auto";     ///< auto | cpu | cuda | cuda:N
   std::string dtype = "bfloat16";  ///< bfloat16 | float16 | float32: the dtype components run in
   int threads = 0;                 ///< CPU intra-op threads; 0 = all cores
+  /// --attention_backend: flash | efficient | cudnn | math, the only kernel scaled_dot_product_attention may use
+  /// (process-wide; checked on the device at start-up); "" = libtorch's choice.
+  std::string attention_backend{};
 };
 
 /// A device that is not there or a replica count it cannot serve. `setting` names what was asked
@@ -132,6 +135,7 @@ struct PipelineConfig {
   bool vae_slicing = false;
   /// --lora: merged into the transformer's weights when it loads, in this order (docs/lora.md).
   std::vector<LoraSpec> loras{};
+  std::string attention_backend{};  ///< EngineOptions::attention_backend, for the pipeline's notice about its graphs
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

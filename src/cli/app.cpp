@@ -60,9 +60,6 @@ std::string log_file_path(const EditOptions& o, int rank) {
 // Flags whose effect is decided when the bundle is exported, or that a TorchScript runtime cannot
 // apply: said once, loudly, instead of being silently ignored.
 void warn_fixed_flags(const EditOptions& o) {
-  if (o.attention_backend)
-    spdlog::warn("--attention_backend {}: the attention kernel is fixed when the bundle is exported; ignored",
-                 *o.attention_backend);
   if (o.enable_compile) spdlog::warn("--enable_compile: TorchScript bundles are optimised by the JIT at load; ignored");
   if (o.enable_cpu_offload || o.enable_vae_tiling)
     spdlog::warn(
@@ -95,6 +92,8 @@ std::vector<std::string> resolve_devices(const Backend& backend, const EditOptio
   try {
     return backend.resolve_devices(engine_options(o), o.num_gpus);
   } catch (const DeviceError& e) {
+    if (e.setting == "attention_backend")
+      throw UsageError(fmt::format("--attention_backend {}: {}", o.attention_backend.value_or(""), e.what()));
     if (e.setting == "replicas")
       throw UsageError(
           fmt::format("--num_gpus {}: {}", o.num_gpus ? std::to_string(*o.num_gpus) : "(unset)", e.what()));
@@ -314,6 +313,7 @@ int run_edit(Command& cmd, const Backend& backend) {
                          fuse_cfg(o.cfg_batch, device),
                          o.enable_vae_slicing};
       for (const std::string& l : o.loras) cfg.loras.push_back(parse_lora_spec(l));
+      cfg.attention_backend = o.attention_backend.value_or("");
       owned.push_back(backend.make_pipeline(cfg));
       replicas.push_back(owned.back().get());
     }

@@ -56,7 +56,8 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
       ->capture_default_str()
       ->group(opt);
   edit.add_option("--attention_backend", o.attention_backend,
-                  "flash, sage or xformers (ignored: the attention kernel is fixed when a bundle is exported)")
+                  "flash, efficient, cudnn or math: the only kernel libtorch's scaled_dot_product_attention may use "
+                  "(checked on the device at start-up; docs/performance.md, \"Attention kernels\")")
       ->group(opt);
   edit.add_flag("--enable_compile", o.enable_compile,
                 "torch.compile (ignored: TorchScript bundles are optimised by the JIT at load)")

@@ -22,7 +22,9 @@ ParamOverrides param_overrides(const EditOptions& opt) {
   return {opt.num_inference_steps, opt.guidance_scale, opt.true_cfg_scale, opt.negative_prompt, opt.width, opt.height};
 }
 
-EngineOptions engine_options(const EditOptions& opt) { return {opt.device, opt.torch_dtype, opt.threads}; }
+EngineOptions engine_options(const EditOptions& opt) {
+  return {opt.device, opt.torch_dtype, opt.threads, opt.attention_backend.value_or("")};
+}
 
 std::map<std::string, std::string> checked_model_options(const ModelSpec& spec, const EditOptions& opt) {
   try {
@@ -101,8 +103,12 @@ void validate_options(const EditOptions& o) {
   require(o.torch_dtype == "bfloat16" || o.torch_dtype == "float16" || o.torch_dtype == "float32", "--torch_dtype",
           o.torch_dtype, "expected bfloat16, float16 or float32");
   if (o.attention_backend)
-    require(*o.attention_backend == "flash" || *o.attention_backend == "sage" || *o.attention_backend == "xformers",
-            "--attention_backend", *o.attention_backend, "expected flash, sage or xformers");
+    require(*o.attention_backend == "flash" || *o.attention_backend == "efficient" || *o.attention_backend == "cudnn" ||
+                *o.attention_backend == "math",
+            "--attention_backend", *o.attention_backend,
+            *o.attention_backend == "sage" || *o.attention_backend == "xformers"
+                ? "is a Python kernel with no libtorch counterpart; use flash, efficient, cudnn or math"
+                : "expected flash, efficient, cudnn or math");
   require(o.threads >= 0, "--threads", o.threads, "must be >= 0 (0 = all cores)");
   if (o.input.empty()) throw UsageError("--input is required");
   if (o.output_dir.empty()) throw UsageError("--output_dir is required");

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -54,6 +55,24 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
   for (std::size_t k = 0; k < names.size(); ++k) {  // the loading phase, for the log ("loading transformer 3/5")
     notice(fmt::format("loading {} {}/{} on {}", names[k], k + 1, names.size(), device_));
     components_.emplace(names[k], bundle_.load(names[k], device_));
+  }
+  if (!cfg.attention_backend.empty()) {  // the kernel is chosen process-wide (torch_runtime.cpp); say where it applies
+    std::vector<std::string> sdpa;
+    const nlohmann::json& components = bundle_.manifest().at("components");
+    for (const auto& [name, entry] : components.items())
+      if (entry.is_object() && entry.contains("required_ops") && entry.at("required_ops").is_array())
+        for (const auto& op : entry.at("required_ops"))
+          if (op == "aten::scaled_dot_product_attention") sdpa.push_back(name);
+    notice(sdpa.empty()
+               ? fmt::format("--attention_backend {}: no component of this bundle calls "
+                             "scaled_dot_product_attention (attention '{}' at export): its attention is "
+                             "fixed in the graph and the flag changes nothing",
+                             cfg.attention_backend,
+                             bundle_.manifest().contains("attention") && bundle_.manifest().at("attention").is_string()
+                                 ? bundle_.manifest().at("attention").get<std::string>()
+                                 : std::string("?"))
+               : fmt::format("attention: scaled_dot_product_attention runs only its {} kernel, in {}",
+                             cfg.attention_backend, fmt::join(sdpa, ", ")));
   }
   for (const LoraSpec& lora : cfg.loras) {  // merged once, at load: the rows then run the adapted weights for free
     const SafetensorsFile file = read_safetensors(lora.path);

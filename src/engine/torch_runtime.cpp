@@ -1,5 +1,6 @@
 #include "diffgentor/torch_runtime.hpp"
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <torch/cuda.h>
@@ -40,6 +41,32 @@ std::vector<std::string> resolve_torch_devices(const EngineOptions& o, std::opti
   return out;
 }
 
+namespace {
+
+// --attention_backend: libtorch's SDPA dispatcher may take only the chosen kernel. The switches are process-wide, so
+// every aten::scaled_dot_product_attention in the bundles' graphs follows them. One probe call on the run's device
+// and dtype refuses a kernel that cannot run there now, instead of failing every row.
+void select_attention_backend(const std::string& backend, const std::string& device, const std::string& dtype) {
+  if (backend.empty()) return;
+  at::Context& ctx = at::globalContext();
+  ctx.setSDPUseFlash(backend == "flash");
+  ctx.setSDPUseMemEfficient(backend == "efficient");
+  ctx.setSDPUseCuDNN(backend == "cudnn");
+  ctx.setSDPUseMath(backend == "math");
+  try {
+    c10::InferenceMode guard;
+    const at::Tensor q = at::randn({1, 2, 16, 64}, at::TensorOptions().dtype(dtype_from_name(dtype)).device(device));
+    (void)at::scaled_dot_product_attention(q, q, q);
+  } catch (const c10::Error& e) {
+    std::string why = e.what_without_backtrace();
+    if (const auto nl = why.find('\n'); nl != std::string::npos) why.resize(nl);
+    throw DeviceError("attention_backend",
+                      fmt::format("the {} kernel cannot run on {} with {} ({})", backend, device, dtype, why));
+  }
+}
+
+}  // namespace
+
 Backend torch_backend() {
   Backend b;
   b.version = fmt::format(" (libtorch {}, CUDA {})", TORCH_VERSION,
@@ -49,8 +76,10 @@ Backend torch_backend() {
     // libtorch starts with one intra-op thread here; use the cores the user allows.
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     at::set_num_threads(o.threads > 0 ? o.threads : static_cast<int>(hw));
-    return resolve_torch_devices(o, replicas, torch::cuda::is_available(),
-                                 static_cast<int>(torch::cuda::device_count()));
+    std::vector<std::string> devices =
+        resolve_torch_devices(o, replicas, torch::cuda::is_available(), static_cast<int>(torch::cuda::device_count()));
+    for (const std::string& device : devices) select_attention_backend(o.attention_backend, device, o.dtype);
+    return devices;
   };
   b.make_pipeline = [](const PipelineConfig& cfg) -> std::unique_ptr<Pipeline> {
     const ModelEntry* entry = find_model_entry(cfg.spec->type);

@@ -155,6 +155,14 @@ TEST(CliE2E, UsageAndStartupErrors) {
   EXPECT_NE(r.err.find("text_encoder.safetensors: 2 of 2 tensors adapt nothing this runtime can place"),
             std::string::npos)
       << r.err;
+  r = with({"--device", "cpu", "--attention_backend", "efficient"});  // a CUDA-only SDPA kernel: the probe refuses it
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--attention_backend efficient: the efficient kernel cannot run on cpu with bfloat16"),
+            std::string::npos)
+      << r.err;
+  r = with({"--attention_backend", "xformers"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is a Python kernel with no libtorch counterpart"), std::string::npos) << r.err;
   r = with({"--width", "8"});  // below Qwen's multiple of 16
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--width: 8 is outside 16..8192"), std::string::npos) << r.err;
@@ -197,6 +205,15 @@ TEST(CliE2E, MakeTinyThenARealBatchOnTheCpu) {
   EXPECT_EQ(res.find("1")->at("batch"), "1");  // --batch_size 1: each row alone
   EXPECT_EQ(res.find("2")->at("model_type"), "qwen");
   EXPECT_EQ(read_image(d / "out/rings_water.jpg").width, 1024);
+  // --attention_backend on a bundle whose graphs call no SDPA (the tiny ones): it runs, and says the flag does nothing.
+  r = diffgentor({"edit", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv", "--output_dir",
+                  d / "out_math", "--output_name_column", "output_name", "--num_inference_steps", "2", "--filter_rows",
+                  "0", "--attention_backend", "math"},
+                 d);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("--attention_backend math: no component of this bundle calls scaled_dot_product_attention"),
+            std::string::npos)
+      << r.err;
   // A LoRA made for another model stops the load, naming the file and the layers it could not place.
   const std::string lora = DG_SOURCE_DIR "/tests/data/lora/kohya.safetensors";
   r = diffgentor({"edit", "--model_name", bundle, "--input", DG_SOURCE_DIR "/examples/edit.csv", "--output_dir",
@@ -376,9 +393,10 @@ TEST(CliE2E, OutputSizeFlagsFollowEachPipeline) {
     const dg::Image img = read_image(out + "/000000.png");
     EXPECT_EQ(img.width, c.width) << c.type;  // longcat: calculate_dimensions(1024^2, 1.5), rounded up to 16
     EXPECT_EQ(img.height, c.height) << c.type;
-    if (std::string(c.type) == "longcat")
+    if (std::string(c.type) == "longcat") {
       EXPECT_NE(r.err.find("--width: model type longcat makes its output at the size it derives"), std::string::npos)
           << r.err;
+    }
   }
 }
 

@@ -147,6 +147,11 @@ class KontextTest(ExportEndToEnd, unittest.TestCase):
         self.assertEqual(rows["0"]["loras"], f"{lora}:0.5")
         name = rows["0"]["output_image"]
         self.assertNotEqual((plain_out / name).read_bytes(), (lora_out / name).read_bytes())
+        # --attention_backend on exported graphs, which call scaled_dot_product_attention: the kernel is restricted.
+        math, _ = self.edit(self.tmp / "math", "--seed", "1", "--attention_backend", "math", rows="0")
+        self.assertEqual(math.returncode, 0, math.stderr)
+        self.assertIn("attention: scaled_dot_product_attention runs only its math kernel, in ", math.stderr)
+        self.assertIn("transformer", math.stderr.split("runs only its math kernel, in ")[1].splitlines()[0])
         # Another LoRA set on the same folder: resume refuses to mix the two.
         again, _ = self.edit(lora_out, "--seed", "1", "--lora", f"{lora}:0.25", rows="0")
         self.assertEqual(again.returncode, 3, again.stderr)
