@@ -25,6 +25,15 @@ ProcessResult diffgentor(const std::vector<std::string>& args, TempDir& dir,
   return run_process(argv, env, dir / ("io" + std::to_string(n++)));
 }
 
+// `edit` of a tiny bundle of `type` over `manifest` into `out`, seed 0, then `extra`.
+std::vector<std::string> tiny_edit(const std::string& bundle, const std::string& type, const std::string& manifest,
+                                   const std::string& out, const std::vector<std::string>& extra) {
+  std::vector<std::string> args{"edit",   "--model_name", bundle, "--model_type", type, "--input",
+                                manifest, "--output_dir", out,    "--seed",       "0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 }  // namespace
 
 TEST(CliE2E, HelpListsEveryFlagAndModelsListsEveryType) {
@@ -242,25 +251,9 @@ TEST(CliE2E, BatchSizeGroupsRowsOfOneSize) {
                            ",add a small red boat on the water\n" + b + ",make it night\n" + a + ",snow\n");
   std::map<std::string, dg::RecordTable> runs;
   for (const std::string batch : {"1", "4", "4s"}) {  // 4s: batch 4 with --enable_vae_slicing
-    std::vector<std::string> args{"edit",
-                                  "--model_name",
-                                  bundle,
-                                  "--model_type",
-                                  "qwen_singleimg",
-                                  "--input",
-                                  m,
-                                  "--output_dir",
-                                  d / ("out" + batch),
-                                  "--num_inference_steps",
-                                  "2",
-                                  "--seed",
-                                  "0",
-                                  "--batch_size",
-                                  batch.substr(0, 1),
-                                  "--prefetch",
-                                  "4",
-                                  "--torch_dtype",
-                                  "float32"};
+    std::vector<std::string> args = tiny_edit(bundle, "qwen_singleimg", m, d / ("out" + batch),
+                                              {"--num_inference_steps", "2", "--batch_size", batch.substr(0, 1),
+                                               "--prefetch", "4", "--torch_dtype", "float32"});
     if (batch == "4s") args.push_back("--enable_vae_slicing");
     r = diffgentor(args, d);
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -306,21 +299,8 @@ TEST(CliE2E, PerRowParametersAndOutputSize) {
                   a + ",make it red,,,,,,second,\n" +         // the flags: 2 steps, width 80
                   a + ",make it green,abc,,,,,third,\n" +     // a bad value fails the row
                   a + ",make it gray,,,,8,,fourth,\n");       // below Qwen's multiple of 16
-  const std::vector<std::string> run{"edit",
-                                     "--model_name",
-                                     bundle,
-                                     "--model_type",
-                                     "qwen_singleimg",
-                                     "--input",
-                                     m,
-                                     "--output_dir",
-                                     d / "out",
-                                     "--seed",
-                                     "0",
-                                     "--num_inference_steps",
-                                     "2",
-                                     "--width",
-                                     "80"};
+  const std::vector<std::string> run =
+      tiny_edit(bundle, "qwen_singleimg", m, d / "out", {"--num_inference_steps", "2", "--width", "80"});
   r = diffgentor(run, d);
   ASSERT_EQ(r.exit_code, 1) << r.err;  // two rows failed
   EXPECT_NE(r.err.find("manifest column 'guidance_scale': model type qwen_singleimg guides with true_cfg_scale"),
@@ -386,9 +366,8 @@ TEST(CliE2E, OutputSizeFlagsFollowEachPipeline) {
     const std::string bundle = d / (std::string("b_") + c.type), out = d / (std::string("out_") + c.type);
     ProcessResult r = diffgentor({"make-tiny", "--model_type", c.type, "--out", bundle}, d);
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = diffgentor({"edit", "--model_name", bundle, "--model_type", c.type, "--input", m, "--output_dir", out, "--seed",
-                    "0", "--num_inference_steps", "2", "--width", "79", "--height", "100"},
-                   d);
+    r = diffgentor(
+        tiny_edit(bundle, c.type, m, out, {"--num_inference_steps", "2", "--width", "79", "--height", "100"}), d);
     ASSERT_EQ(r.exit_code, 0) << c.type << r.err;
     const dg::Image img = read_image(out + "/000000.png");
     EXPECT_EQ(img.width, c.width) << c.type;  // longcat: calculate_dimensions(1024^2, 1.5), rounded up to 16
