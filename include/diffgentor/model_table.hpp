@@ -50,7 +50,7 @@ struct ImageRules {
 /// requested aspect ratio is first rescaled to that many pixels (FluxKontextPipeline.__call__'s max_area).
 struct OutputSizeRule {
   int multiple = 16;
-  std::optional<double> area;
+  std::optional<double> area;  ///< pixels; FluxKontextPipeline's max_area default 1024^2
 };
 
 /// The largest output side diffgentor accepts from --width/--height or a row (no upstream pipeline states one; a
@@ -149,8 +149,9 @@ std::vector<std::string> unused_column_warnings(const ModelSpec& spec, const std
 std::string output_size_problem(const ModelSpec& spec, const std::string& side, int value);
 
 /// The output size (width, height) a row gets: each requested side over the type's default for it (the size its
-/// pipeline derives from the inputs when none is asked for), then the type's OutputSizeRule. Without a request the
-/// default is returned unchanged; a type without a rule always gets the default.
+/// pipeline derives from the inputs when none is asked for), then the type's OutputSizeRule, which applies to the
+/// default too (a no-op for the floor rules, whose defaults are already multiples; Kontext's area rule rescales it).
+/// A type without a rule always gets the default.
 std::pair<int, int> resolve_output_size(const ModelSpec& spec, const EffectiveParams& params, int default_width,
                                         int default_height);
 

@@ -26,8 +26,6 @@
 namespace dg {
 
 namespace {
-// FluxKontextPipeline's max_area default: the output size rule keeps about this many pixels.
-constexpr double kOutputArea = 1024.0 * 1024.0;
 // FluxKontextPipeline's max_sequence_length for T5: truncated to it and padded up to it, as upstream does.
 constexpr int kT5Tokens = 512;
 }  // namespace
@@ -45,11 +43,8 @@ std::pair<int, int> kontext_preferred_resolution(int width, int height) {
 }
 
 std::pair<int, int> kontext_output_size(int width, int height) {
-  // W = round(sqrt(max_area * ar)), H = round(sqrt(max_area / ar)) (Python round), floored to 16.
-  const double ar = double(width) / height, area = kOutputArea;
-  const int w = static_cast<int>(round_half_even(std::sqrt(area * ar))),
-            h = static_cast<int>(round_half_even(std::sqrt(area / ar)));
-  return {w / 16 * 16, h / 16 * 16};
+  // The model table's rule for this type (max_area 1024^2, multiple 16): resolve_output_size holds the arithmetic.
+  return resolve_output_size(*find_model("flux1_kontext"), EffectiveParams{}, width, height);
 }
 
 namespace {
@@ -76,10 +71,9 @@ class Kontext : public BundlePipeline {
       const auto [pw, ph] = kontext_preferred_resolution(img.width, img.height);
       refs.push_back(resize_pil(img, pw, ph, ResampleFilter::Lanczos));
     }
-    // Unrequested: the first reference's preferred resolution at max_area. Requested: each side given over that, then
-    // the same max_area rescale of the requested aspect (FluxKontextPipeline.__call__), so 512x512 becomes 1024x1024.
-    const auto [dw, dh] = kontext_output_size(refs.front().width, refs.front().height);
-    const auto [width, height] = resolve_output_size(*spec_, r.params, dw, dh);
+    // Each requested side over the first reference's preferred resolution, then the max_area rescale of that aspect
+    // (FluxKontextPipeline.__call__): unrequested, the preferred resolution at ~1024^2; 512x512 becomes 1024x1024.
+    const auto [width, height] = resolve_output_size(*spec_, r.params, refs.front().width, refs.front().height);
     clock.lap("preprocess");
 
     const auto [pooled, embeds] = encode(r.instruction);

@@ -206,7 +206,7 @@ std::string output_size_problem(const ModelSpec& spec, const std::string& side, 
 
 std::pair<int, int> resolve_output_size(const ModelSpec& spec, const EffectiveParams& params, int default_width,
                                         int default_height) {
-  if (!spec.output_size || (!params.width && !params.height)) return {default_width, default_height};
+  if (!spec.output_size) return {default_width, default_height};
   const OutputSizeRule& rule = *spec.output_size;
   double w = params.width.value_or(default_width), h = params.height.value_or(default_height);
   if (rule.area) {  // FluxKontextPipeline: the requested aspect ratio at max_area pixels, Python round()

@@ -57,24 +57,20 @@ std::optional<double> epoch_seconds(const std::string& s) {
   return static_cast<double>(timegm(&tm)) + frac;
 }
 
-// A record's input images as the manifest rule reads them (first non-empty of input_images, image_url, image; a
-// JSON list or one path), resolved against `base` when it is known.
-std::vector<std::string> inputs_of(const Record& r, const std::string& base) {
+// A record's input images when the manifest is not given (with it, interpret_row reads them): the first non-empty of
+// the manifest's image columns, a JSON list or one path, as written (relative to where the run was started).
+std::vector<std::string> inputs_of(const Record& r) {
   std::string raw;
   for (const char* c : {"input_images", "image_url", "image"})
     if (raw = field(r, c); !raw.empty()) break;
   std::vector<std::string> out;
-  const auto resolve = [&](const std::string& p) {
-    if (base.empty() || p.find("://") != std::string::npos || fs::path(p).is_absolute()) return p;
-    return (fs::path(base) / p).lexically_normal().string();
-  };
   if (!raw.empty() && raw.front() == '[') {
     const nlohmann::json list = nlohmann::json::parse(raw, nullptr, false);
     if (list.is_array())
       for (const auto& item : list)
-        if (item.is_string()) out.push_back(resolve(item.get<std::string>()));
+        if (item.is_string()) out.push_back(item.get<std::string>());
   } else if (!raw.empty()) {
-    out.push_back(resolve(raw));
+    out.push_back(raw);
   }
   return out;
 }
@@ -92,7 +88,6 @@ std::string most_frequent(const std::map<std::string, std::size_t>& counts) {
 ReportModel make_report_model(const RecordTable& results, const RecordTable& failures, const Manifest* manifest,
                               const ReportOptions& o) {
   ReportModel m;
-  const std::string base = manifest ? fs::path(manifest->path).parent_path().string() : "";
   std::map<int64_t, const ManifestRow*> manifest_rows;
   if (manifest)
     for (const auto& row : manifest->rows) manifest_rows.emplace(row.index, &row);
@@ -105,7 +100,9 @@ ReportModel make_report_model(const RecordTable& results, const RecordTable& fai
     done.insert(key);
     ReportRow row;
     row.index = static_cast<int64_t>(number(key));
-    row.inputs = inputs_of(r, base);
+    const auto in_manifest = manifest_rows.find(row.index);
+    row.inputs =
+        in_manifest != manifest_rows.end() ? interpret_row(*manifest, *in_manifest->second).images : inputs_of(r);
     row.output = field(r, "output_image");
     row.instruction = field(r, o.instruction_key);
     if (!field(r, "enhance_status").empty()) row.enhanced = field(r, "instruction_enhanced");
