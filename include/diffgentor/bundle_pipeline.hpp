@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "diffgentor/bundle.hpp"
@@ -17,6 +18,7 @@
 #include "diffgentor/scheduler.hpp"
 #include "diffgentor/stage_clock.hpp"
 #include "diffgentor/tokenizer.hpp"
+#include "diffgentor/vae_tiling.hpp"
 
 namespace dg {
 
@@ -74,7 +76,9 @@ class BundlePipeline : public Pipeline {
     if (tap_) tap_(stage, value);
   }
   /// Calls `method` of component `name`: alone, or with the other rows of a batch that edit_batch runs (their
-  /// calls that agree under the contract become one invocation, docs/batching.md).
+  /// calls that agree under the contract become one invocation, docs/batching.md). With --enable_vae_tiling a VAE
+  /// call on an input larger than a tile runs tile by tile (tiled_vae_call), counted as `vae_encoder_tiles` and
+  /// `vae_decoder_tiles`.
   c10::IValue call(const std::string& name, std::vector<c10::IValue> inputs, const std::string& method = "forward");
 
   /// The DiT branches of a denoising loop. `inputs(b, x, t)` is the transformer's input list for branch b (0
@@ -116,6 +120,7 @@ class BundlePipeline : public Pipeline {
   std::map<std::string, at::Tensor> inputs_;
   bool fuse_cfg_;
   bool vae_slicing_;
+  std::optional<VaeTiling> vae_tiling_;                ///< --enable_vae_tiling: the VAE's geometry from vae/config.json
   std::map<std::string, const ComponentSpec*> specs_;  ///< "component.method" -> its contract entry
   std::mutex components_mu_;                           ///< component() from the rows of a batch
 };

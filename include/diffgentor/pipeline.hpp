@@ -133,6 +133,9 @@ struct PipelineConfig {
   /// --enable_vae_slicing: the VAE encodes and decodes the rows of a batch one at a time (diffusers'
   /// enable_vae_slicing), bounding its activation memory by one image; off: one call for the batch.
   bool vae_slicing = false;
+  /// --enable_vae_tiling: a VAE call on an input larger than the VAE's tile runs tile by tile with overlaps blended,
+  /// as diffusers' enable_tiling does (include/diffgentor/vae_tiling.hpp): activation memory bounded by one tile.
+  bool vae_tiling = false;
   /// --lora: merged into the transformer's weights when it loads, in this order (docs/lora.md).
   std::vector<LoraSpec> loras{};
   std::string attention_backend{};  ///< EngineOptions::attention_backend, for the pipeline's notice about its graphs

@@ -60,11 +60,13 @@ std::string log_file_path(const EditOptions& o, int rank) {
 // Flags whose effect is decided when the bundle is exported, or that a TorchScript runtime cannot
 // apply: said once, loudly, instead of being silently ignored.
 void warn_fixed_flags(const EditOptions& o) {
-  if (o.enable_compile) spdlog::warn("--enable_compile: TorchScript bundles are optimised by the JIT at load; ignored");
-  if (o.enable_cpu_offload || o.enable_vae_tiling)
+  if (o.enable_compile)
     spdlog::warn(
-        "--enable_cpu_offload/--enable_vae_tiling: not implemented in this build yet (every component stays on the "
-        "device; the VAE decodes each image whole); ignored");
+        "--enable_compile: ignored (TorchScript is optimised by the JIT at load; freezing the graphs measured slower, "
+        "docs/performance.md)");
+  if (o.enable_cpu_offload)
+    spdlog::warn(
+        "--enable_cpu_offload: not implemented in this build yet (every component stays on the device); ignored");
   if (o.enable_vae_slicing && o.batch_size == 1)
     spdlog::info("--enable_vae_slicing: with --batch_size 1 every VAE call already holds one image");
 }
@@ -311,7 +313,8 @@ int run_edit(Command& cmd, const Backend& backend) {
                          [](const std::string& line) { spdlog::info("{}", line); },
                          upsampling,
                          fuse_cfg(o.cfg_batch, device),
-                         o.enable_vae_slicing};
+                         o.enable_vae_slicing,
+                         o.enable_vae_tiling};
       for (const std::string& l : o.loras) cfg.loras.push_back(parse_lora_spec(l));
       cfg.attention_backend = o.attention_backend.value_or("");
       owned.push_back(backend.make_pipeline(cfg));

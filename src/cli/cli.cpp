@@ -60,15 +60,17 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
                   "(checked on the device at start-up; docs/performance.md, \"Attention kernels\")")
       ->group(opt);
   edit.add_flag("--enable_compile", o.enable_compile,
-                "torch.compile (ignored: TorchScript bundles are optimised by the JIT at load)")
+                "torch.compile (ignored: TorchScript is optimised by the JIT at load; freezing measured slower)")
       ->group(opt);
   edit.add_flag("--enable_cpu_offload", o.enable_cpu_offload,
                 "Model CPU offload (accepted; no model in this build uses it yet)")
       ->group(opt);
   edit.add_flag("--enable_vae_slicing", o.enable_vae_slicing,
-                "VAE slicing (accepted; no model in this build uses it yet)")
+                "With --batch_size above 1, the VAE encodes and decodes the batch's rows one at a time")
       ->group(opt);
-  edit.add_flag("--enable_vae_tiling", o.enable_vae_tiling, "VAE tiling (accepted; no model in this build uses it yet)")
+  edit.add_flag("--enable_vae_tiling", o.enable_vae_tiling,
+                "Encode and decode images larger than a VAE tile in overlapping, blended tiles (diffusers' "
+                "enable_tiling)")
       ->group(opt);
   edit.add_option("--threads", o.threads, "CPU threads for libtorch (0 = all cores)")
       ->capture_default_str()

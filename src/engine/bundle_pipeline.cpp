@@ -13,6 +13,7 @@
 #include "diffgentor/bundle_contract.hpp"
 #include "diffgentor/call_batcher.hpp"
 #include "diffgentor/stage_clock.hpp"
+#include "diffgentor/tiled_vae.hpp"
 
 using nlohmann::json;
 
@@ -25,6 +26,8 @@ thread_local CallBatcher* t_batcher = nullptr;  // set while the row is one of a
 thread_local const std::function<void(const std::string&, int, int)>* t_on_step = nullptr;  // EditRequest::on_step
 thread_local int t_row = 0;                  // the row's position in its batch, from 1 (0: not in a batch)
 thread_local int64_t t_vae_decode_rows = 0;  // rows the row's VAE decode ran with (the counter vae_decoder_batch)
+thread_local int64_t t_vae_tiles[2] = {0,
+                                       0};  // tiles the row's VAE encodes [0] and decodes [1] ran (--enable_vae_tiling)
 
 // Runs a row's calls: with the other rows of its batch, or now; rethrows the first failure.
 void run_row_calls(const std::vector<ComponentCall*>& calls) {
@@ -46,6 +49,14 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       notice_(cfg.notice),
       fuse_cfg_(cfg.fuse_cfg),
       vae_slicing_(cfg.vae_slicing) {
+  if (cfg.vae_tiling) {
+    try {
+      vae_tiling_ = vae_tiling(bundle_.config("vae/config.json"), bundle_.dir() + "/vae/config.json");
+    } catch (const std::invalid_argument& e) {
+      throw BundleError(fmt::format("--enable_vae_tiling: {}", e.what()));
+    }
+    notice(fmt::format("VAE tiling as diffusers' enable_tiling: {}", describe(*vae_tiling_)));
+  }
   for (const ComponentSpec& c : bundle_components(cfg.spec->type)) specs_.emplace(c.name + "." + c.method, &c);
   // Components every bundle of the type has load now; a component only an optional group has (FLUX.2-dev's
   // upsampler_vision) loads on first use, so a run that does not use the group does not hold its weights.
@@ -167,15 +178,28 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
 }
 
 c10::IValue BundlePipeline::call(const std::string& name, std::vector<c10::IValue> inputs, const std::string& method) {
-  ComponentCall c;
-  c.module = &component(name);
-  c.spec = specs_.at(name + "." + method);
-  c.inputs = std::move(inputs);
+  torch::jit::Module* module = &component(name);
+  const ComponentSpec* spec = specs_.at(name + "." + method);
   const bool vae = name.rfind("vae_", 0) == 0;
-  if (vae && vae_slicing_) c.tag = -t_row;  // a tag of its own per row: never merged with another row's call
-  run_row_calls({&c});
-  if (name == "vae_decoder") t_vae_decode_rows = std::max(t_vae_decode_rows, c.shared);
-  return c.output;
+  const auto run = [&](std::vector<c10::IValue> args) {
+    ComponentCall c;
+    c.module = module;
+    c.spec = spec;
+    c.inputs = std::move(args);
+    if (vae && vae_slicing_) c.tag = -t_row;  // a tag of its own per row: never merged with another row's call
+    run_row_calls({&c});
+    if (name == "vae_decoder") t_vae_decode_rows = std::max(t_vae_decode_rows, c.shared);
+    return c.output;
+  };
+  if (!vae || !vae_tiling_ || inputs.size() != 1) return run(std::move(inputs));
+  const bool decode = name == "vae_decoder";
+  const VaeTileRule& rule = decode ? vae_tiling_->decode : vae_tiling_->encode;
+  const at::Tensor x = inputs[0].toTensor();
+  if (!rule.applies(x.size(2), x.size(3))) return run(std::move(inputs));
+  const int64_t s = vae_tiling_->scale;  // the crop AutoencoderKLQwenImage applies: the input size x or / the scale
+  return tiled_vae_call(
+      x, rule, decode ? x.size(2) * s : x.size(2) / s, decode ? x.size(3) * s : x.size(3) / s,
+      [&](const at::Tensor& tile) { return run({tile}).toTensor(); }, &t_vae_tiles[decode ? 1 : 0]);
 }
 
 void BundlePipeline::report(const std::string& phase, int64_t step, int64_t steps) const {
@@ -209,12 +233,15 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   StageClock clock(result);
   t_on_step = &request.on_step;
   t_vae_decode_rows = 0;
+  t_vae_tiles[0] = t_vae_tiles[1] = 0;
   struct Reset {
     ~Reset() { t_on_step = nullptr; }
   } reset;
   try {
     run(request, result, clock);
     if (t_vae_decode_rows > 0) result.counters.emplace_back("vae_decoder_batch", t_vae_decode_rows);
+    if (t_vae_tiles[0] > 0) result.counters.emplace_back("vae_encoder_tiles", t_vae_tiles[0]);
+    if (t_vae_tiles[1] > 0) result.counters.emplace_back("vae_decoder_tiles", t_vae_tiles[1]);
   } catch (const InputError&) {
     throw;
   } catch (const std::invalid_argument& e) {  // the numeric code's refusals (a schedule that cannot exist, ...)

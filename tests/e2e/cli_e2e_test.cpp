@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 
@@ -377,6 +378,49 @@ TEST(CliE2E, OutputSizeFlagsFollowEachPipeline) {
           << r.err;
     }
   }
+}
+
+// --enable_vae_tiling on a tiny FLUX.2-klein (tiles of 32 latents every 24, 64 px blended: with_tiny_vae_tiling in
+// src/models/tiny/tiny_common.cpp). The 256 x 192 input is encoded whole (not larger than a 256 px tile); the
+// 512 x 400 output decodes in 3 x 3 tiles starting at 0, 192 and 384 px. The tiny decoder looks one latent around
+// each pixel, so a tile's output differs from the whole decode only along its zero-padded edges, and those lie in
+// the blend bands [192, 256) and [384, 448): outside them the two images agree (to one level: a convolution over a
+// tile may sum in another order than over the whole image, and one float32 ulp can round to the next level).
+TEST(CliE2E, VaeTilingDiffersFromTheWholeDecodeOnlyInTheBlendBands) {
+  TempDir d;
+  Workspace ws;
+  const std::string a = ws.image("a.png", 256, 192, 1);
+  const std::string m = ws.file("m.csv", "image,instruction\n" + a + ",make it blue\n");
+  const std::string bundle = d / "b";
+  ProcessResult r = diffgentor({"make-tiny", "--model_type", "flux2_klein", "--out", bundle}, d);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const std::string run : {"whole", "tiled"}) {
+    std::vector<std::string> extra{"--num_inference_steps", "2",      "--width", "512", "--height", "400",
+                                   "--torch_dtype",         "float32"};
+    if (run == "tiled") extra.push_back("--enable_vae_tiling");
+    r = diffgentor(tiny_edit(bundle, "flux2_klein", m, d / run, extra), d);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_NE(
+      r.err.find("VAE tiling as diffusers' enable_tiling: AutoencoderKLFlux2: decode tiles of 32 latents every 24"),
+      std::string::npos)
+      << r.err;
+  const auto counters = nlohmann::json::parse(dg::RecordTable::load(d / "tiled/results.csv").find("0")->at("counters"));
+  EXPECT_EQ(counters.value("vae_decoder_tiles", 0), 9) << counters;
+  EXPECT_FALSE(counters.contains("vae_encoder_tiles")) << counters;
+  dg::Image whole = read_image(d / "whole/000000.png"), tiled = read_image(d / "tiled/000000.png");
+  ASSERT_EQ(tiled.width, 512);
+  ASSERT_EQ(tiled.height, 400);
+  const auto in_band = [](int v) { return (v >= 192 && v < 256) || (v >= 384 && v < 448); };
+  int outside = 0, inside = 0;
+  for (int y = 0; y < 400; ++y)
+    for (int x = 0; x < 512; ++x)
+      for (int c = 0; c < 3; ++c) {
+        int& worst = in_band(x) || in_band(y) ? inside : outside;
+        worst = std::max(worst, std::abs(whole.pixel(x, y)[c] - tiled.pixel(x, y)[c]));
+      }
+  EXPECT_LE(outside, 1);
+  EXPECT_GT(inside, 1);  // the tiles' edges show where they are blended: the decode did run in tiles
 }
 
 // GLM-Image end to end through the real binary: make-tiny, the example manifest (one row with two references,

@@ -65,19 +65,22 @@ IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
 #   lora: the run is repeated with a random LoRA, fused into diffusers' pipeline by load_lora_weights + fuse_lora and
 #     given to ours as --lora FILE:SCALE (run_lora; naming "comfy": diffusion_model. + lora_down/lora_up/alpha written
 #     by hand, as few-step LoRAs ship; "diffusers": written by the pipeline's own save_lora_weights from a PEFT
-#     adapter, lora_alpha in its metadata).
+#     adapter, lora_alpha in its metadata);
+#   tiling: the run is repeated with the VAE tiled, diffusers' vae.enable_tiling() against ours --vae_tiling
+#     (run_tiling): one case per VAE class (AutoencoderKLQwenImage, AutoencoderKLFlux2, AutoencoderKL).
 CASES = {
     "qwen": dict(images=[(640, 480), (512, 512)], guidance=1.0, true_cfg=4.0, negative=" ", image_list=True,
-                 lora=dict(naming="comfy", rank=4, alpha=2.0, scale=0.8)),
+                 lora=dict(naming="comfy", rank=4, alpha=2.0, scale=0.8), tiling=True),
     "qwen_singleimg": dict(images=[(640, 480)], guidance=1.0, true_cfg=4.0, negative=" "),
     "longcat": dict(images=[(640, 480)], guidance=4.5, negative=""),
     # FLUX.2-dev is exported with its prompt upsampler, compared by run_upsampler after the pipeline's stages.
     "flux2": dict(images=[(640, 480), (512, 512)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
                   image_latents_apart=True, upsampler=True),
     "flux2_klein": dict(images=[(640, 480)], guidance=4.0, image_list=True, out_layers=(1, 2, 3),
-                        image_latents_apart=True, lora=dict(naming="diffusers", rank=4, alpha=8.0, scale=0.5)),
+                        image_latents_apart=True, lora=dict(naming="diffusers", rank=4, alpha=8.0, scale=0.5),
+                        tiling=True),
     "flux1_kontext": dict(images=[(640, 480)], guidance=2.5, output_size=True, pooled=True,
-                          lora=dict(naming="diffusers", rank=2, alpha=2.0, scale=1.0)),
+                          lora=dict(naming="diffusers", rank=2, alpha=2.0, scale=1.0), tiling=True),
     # GLM-Image: sizes the reference policy keeps (multiples of 32 within the tiny processor's 64..256); diffusers
     # 0.40's timesteps (docs/models/glm_image.md, "Timesteps"); the AR stages are compared teacher-forced and the
     # DiT gets the same injected prior on both sides (run_glm).
@@ -365,10 +368,35 @@ def run_type(kind: str, args, testdata: Path) -> list:
     size = (ours["image"].shape[1], ours["image"].shape[0])
     theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
     rows = compare(ours, theirs)
+    if case.get("tiling"):
+        rows += run_tiling(pipe, kind, work, images, case, args, size, ours, theirs)
     if case.get("lora"):
         rows += run_lora(pipe, kind, work, images, case, args, size, ours)
     if case.get("upsampler"):
         rows += run_upsampler(pipe, work, images, case, args)
+    return rows
+
+
+# ---- VAE tiling ----------------------------------------------------------------------------------------------------
+
+def run_tiling(pipe, kind: str, work: Path, images: list, case: dict, args, size, ours_plain: dict,
+               theirs_plain: dict) -> list:
+    """The same row with the VAE tiled on both sides: `tiled <stage>` rows, and a row giving how far tiling moved each
+    side's image from its untiled one (diffusers' own tiling tolerance, docs/performance.md "VAE tiling")."""
+    ours = run_ours(Path(args.runner), work / "bundle", kind, work / "ours_tiled", images, case,
+                    args.steps, args.seed, args.device, dtype=args.dtype, extra=("--vae_tiling",))
+    pipe.vae.enable_tiling()
+    try:
+        theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
+    finally:
+        pipe.vae.disable_tiling()
+    rows = [{**r, "stage": f"tiled {r['stage']}"} for r in compare(ours, theirs)]
+    moved = {side: metrics(tiled["image"], plain["image"], 255.0)
+             for side, tiled, plain in (("ours", ours, ours_plain), ("diffusers", theirs, theirs_plain))}
+    rows.append({"stage": "tiling moved the image by " + ", ".join(
+        f"{side} {m['max_abs']:.0f} levels max, {m['mean_abs']:.2f} mean, PSNR {m['psnr']:.1f} dB"
+        for side, m in moved.items()),
+        "verdict": "ok" if moved["diffusers"]["max_abs"] > 0 else "FAIL (diffusers did not tile)"})
     return rows
 
 

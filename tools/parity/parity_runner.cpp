@@ -9,6 +9,7 @@
 //                                                             (BundlePipeline::set_stage_input)
 //                     [--upsample [--upsample_max_tokens N]]   FLUX.2-dev's own prompt upsampler first
 //                     [--lora FILE[:SCALE] ...]                merged into the transformer at load (docs/lora.md)
+//                     [--vae_tiling]                           the VAE runs tiled (PipelineConfig::vae_tiling)
 //   diffgentor_parity --builders FILE   the runtime's Qwen input builders on fixed cases, as JSON, for the
 //                                       exporter's test of its Python copy (tools/export/tests/test_inputs.py)
 // Output: <out>/stages.json {"stage": {"shape": [...], "file": "stage.f32"}, ..., "image": {...}}, one
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
   std::optional<double> guidance, true_cfg;
   std::optional<std::string> negative;
   std::optional<int> steps;
-  bool make_tiny = false;
+  bool make_tiny = false, vae_tiling = false;
   std::vector<std::string> model_options;
   std::vector<std::pair<std::string, std::string>> injections;
   dg::PromptUpsampling upsampling;
@@ -124,6 +125,8 @@ int main(int argc, char** argv) {
       model_options.push_back(next());
     else if (a == "--lora")
       loras.push_back(dg::parse_lora_spec(next()));
+    else if (a == "--vae_tiling")
+      vae_tiling = true;
     else if (a == "--upsample")
       upsampling.enabled = true;
     else if (a == "--upsample_max_tokens")
@@ -153,6 +156,7 @@ int main(int argc, char** argv) {
     dg::PipelineConfig cfg{spec, bundle,    device, dtype, dg::resolve_model_options(*spec, model_options),
                            {},   upsampling};
     cfg.loras = loras;
+    cfg.vae_tiling = vae_tiling;
     auto pipeline = entry->make_pipeline(cfg);
     auto* bp = dynamic_cast<dg::BundlePipeline*>(pipeline.get());
     if (!bp) usage("the pipeline of " + type + " has no stage taps");

@@ -187,6 +187,12 @@ void save_tiny_vae(TinyWriter& tw, int64_t channels, bool clamp) {
   tw.save(m, "vae_decoder");
 }
 
+json with_tiny_vae_tiling(json config) {
+  config["sample_size"] = 256;
+  config["block_out_channels"] = {32, 32, 32, 32};
+  return config;
+}
+
 json tiny_qwen_tokenizer() {
   json vocab = json::object();
   int id = 0;

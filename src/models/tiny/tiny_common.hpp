@@ -46,6 +46,10 @@ void lm_layer_params(TinyWriter& tw, torch::jit::Module& m, int l, int64_t d, in
 /// Saves `vae_encoder` ([B,3,H,W] -> [B,C,H/8,W/8], x8 space-to-depth + two convolutions) and
 /// `vae_decoder` (the mirror image; `clamp` to [-1, 1] as the Qwen VAE does).
 void save_tiny_vae(TinyWriter& tw, int64_t channels, bool clamp);
+/// `config` (an AutoencoderKL-family vae/config.json) with sample_size 256 and four blocks: --enable_vae_tiling then
+/// cuts decodes into tiles of 32 latents every 24, as the Qwen VAE does (include/diffgentor/vae_tiling.hpp), so a
+/// tiny row of about 1 MP runs several tiles.
+nlohmann::json with_tiny_vae_tiling(nlohmann::json config);
 
 /// A FLUX-style tiny `transformer` whose RoPE is built in the graph from ids (text first, then image
 /// tokens): `axes` channels per id column (pairs summing to head_dim/2) and `theta`. Its forward is

@@ -258,10 +258,10 @@ void make_tiny_flux2(const ModelSpec& spec, const std::string& dir, const TinyOp
                                                     {"base_image_seq_len", 256},
                                                     {"max_image_seq_len", 4096},
                                                     {"time_shift_type", "exponential"}});
-  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKLFlux2"},
-                                    {"latent_channels", 32},
-                                    {"batch_norm_eps", 1e-4},
-                                    {"patch_size", {2, 2}}});
+  tw.write_json("vae/config.json", with_tiny_vae_tiling({{"_class_name", "AutoencoderKLFlux2"},
+                                                         {"latent_channels", 32},
+                                                         {"batch_norm_eps", 1e-4},
+                                                         {"patch_size", {2, 2}}}));
   tw.write_json("transformer/config.json", {{"_class_name", "Flux2Transformer2DModel"},
                                             {"in_channels", 128},
                                             {"joint_attention_dim", J},

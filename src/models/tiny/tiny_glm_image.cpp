@@ -394,7 +394,8 @@ void make_tiny_glm_image(const ModelSpec& spec, const std::string& dir, const Ti
   }
   tw.write_json(
       "vae/config.json",
-      {{"_class_name", "AutoencoderKL"}, {"latent_channels", 16}, {"latents_mean", mean}, {"latents_std", stdv}});
+      with_tiny_vae_tiling(
+          {{"_class_name", "AutoencoderKL"}, {"latent_channels", 16}, {"latents_mean", mean}, {"latents_std", stdv}}));
   tw.write_manifest({{"ar_prompt",
                       {{"prefix", ""},
                        {"image_block", fmt::format("<|dit_token_{}|><|image|><|dit_token_{}|>", codes, codes + 1)},

@@ -170,10 +170,10 @@ void make_tiny_kontext(const ModelSpec& spec, const std::string& dir, const Tiny
                                                     {"max_shift", 1.15},
                                                     {"base_image_seq_len", 256},
                                                     {"max_image_seq_len", 4096}});
-  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKL"},
-                                    {"latent_channels", 16},
-                                    {"scaling_factor", 0.3611},
-                                    {"shift_factor", 0.1159}});
+  tw.write_json("vae/config.json", with_tiny_vae_tiling({{"_class_name", "AutoencoderKL"},
+                                                         {"latent_channels", 16},
+                                                         {"scaling_factor", 0.3611},
+                                                         {"shift_factor", 0.1159}}));
   tw.write_json("transformer/config.json", {{"_class_name", "FluxTransformer2DModel"},
                                             {"in_channels", 64},
                                             {"joint_attention_dim", d},

@@ -32,10 +32,10 @@ void make_tiny_longcat(const ModelSpec& spec, const std::string& dir, const Tiny
                                                     {"base_image_seq_len", 256},
                                                     {"max_image_seq_len", 4096},
                                                     {"time_shift_type", "exponential"}});
-  tw.write_json("vae/config.json", {{"_class_name", "AutoencoderKL"},
-                                    {"latent_channels", 16},
-                                    {"scaling_factor", 0.3611},
-                                    {"shift_factor", 0.1159}});
+  tw.write_json("vae/config.json", with_tiny_vae_tiling({{"_class_name", "AutoencoderKL"},
+                                                         {"latent_channels", 16},
+                                                         {"scaling_factor", 0.3611},
+                                                         {"shift_factor", 0.1159}}));
   tw.write_json("transformer/config.json", {{"_class_name", "LongCatImageTransformer2DModel"},
                                             {"in_channels", 64},
                                             {"joint_attention_dim", d},
