@@ -134,7 +134,9 @@ struct PipelineConfig {
   /// enable_vae_slicing), bounding its activation memory by one image; off: one call for the batch.
   bool vae_slicing = false;
   /// --enable_vae_tiling: a VAE call on an input larger than the VAE's tile runs tile by tile with overlaps blended,
-  /// as diffusers' enable_tiling does (include/diffgentor/vae_tiling.hpp): activation memory bounded by one tile.
+  /// as diffusers' enable_tiling does (include/diffgentor/vae_tiling.hpp): the VAE's activations are bounded by one
+  /// tile per row (the same tile of a batch's rows may run as one call, as diffusers tiles a batch; with
+  /// vae_slicing, one tile of one row).
   bool vae_tiling = false;
   /// --lora: merged into the transformer's weights when it loads, in this order (docs/lora.md).
   std::vector<LoraSpec> loras{};

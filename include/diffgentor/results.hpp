@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,12 @@ struct RecordTable {
 };
 
 std::string record_key(const Record& r);
+
+/// The value `record` holds for column `key` of the current results format (e.g. `effective_seed`, `loras`,
+/// `requested_width`, `output_image`), read the way the record's own format wrote it: a record of the older format
+/// (no `effective_seed` value) kept the effective settings without the `effective_` prefix and had no LoRA and no
+/// requested size (read as empty). nullopt when the record has no such column at all.
+std::optional<std::string> recorded_setting(const Record& record, const std::string& key);
 
 class Journal {
  public:

@@ -13,17 +13,19 @@ namespace {
 
 int64_t int_key(const json& cfg, const char* key, int64_t fallback, const std::string& where) {
   if (!cfg.contains(key)) return fallback;
+  // A [height, width] sample_size is refused as diffusers' tiling fails on it (it compares sizes with the list).
   const json& v = cfg.at(key);
-  // sample_size may be a [height, width] pair; diffusers' AutoencoderKL takes its first entry for the latent tile
-  const json& first = v.is_array() && !v.empty() ? v.at(0) : v;
-  if (!first.is_number_integer() || first.get<int64_t>() < 1)
-    throw std::invalid_argument(fmt::format("{}: {} must be a positive integer, not {}", where, key, v.dump()));
-  return first.get<int64_t>();
+  if (!v.is_number_integer() || v.get<int64_t>() < 1)
+    throw std::invalid_argument(
+        fmt::format("{}: {} must be a positive integer for tiling, not {}", where, key, v.dump()));
+  return v.get<int64_t>();
 }
 
+// The length of list `key`, which sets a power of two: at most 8 (a scale of 256, beyond any VAE).
 std::size_t list_length(const json& cfg, const char* key, std::size_t fallback, const std::string& where) {
   if (!cfg.contains(key)) return fallback;
-  if (!cfg.at(key).is_array()) throw std::invalid_argument(fmt::format("{}: {} must be a list", where, key));
+  if (!cfg.at(key).is_array() || cfg.at(key).size() > 8)
+    throw std::invalid_argument(fmt::format("{}: {} must be a list of at most 8 entries", where, key));
   return cfg.at(key).size();
 }
 
@@ -66,8 +68,8 @@ VaeTiling vae_tiling(const json& cfg, const std::string& where) {
   for (const VaeTileRule* r : {&t.decode, &t.encode})
     if (r->tile < 1 || r->stride < 1 || r->keep < 1)
       throw std::invalid_argument(
-          fmt::format("{}: sample_size {} gives tiles diffusers could not step through (tile {}, stride {})", where,
-                      cfg.value("sample_size", json()).dump(), r->tile, r->stride));
+          fmt::format("{}: sample_size {} gives tiles diffusers could not step through (tile {}, stride {}, keep {})",
+                      where, cfg.value("sample_size", json()).dump(), r->tile, r->stride, r->keep));
   return t;
 }
 

@@ -56,22 +56,12 @@ Record row_settings(const Plan& plan, const PlannedRow& row) {
 namespace {
 
 // What differs between a finished row's record and this run's settings for it ("" when nothing does). A
-// column the record lacks is not compared. A record an older version wrote (no effective_seed, or an empty one
-// after a newer run added the column to its file) kept the effective values under the plain names (seed,
-// num_inference_steps, ...) and had no LoRAs and no requested size: it is compared as such.
+// column the record lacks is not compared. A record an older version wrote is read in its own format
+// (recorded_setting: plain names, no LoRAs and no requested size).
 std::string settings_difference(const Record& done, const Record& now) {
   std::vector<std::string> diffs;
-  const std::string prefix = "effective_";
-  const auto seed = done.find("effective_seed");
-  const bool legacy = seed == done.end() || seed->second.empty();
   for (const auto& [key, value] : now) {
-    std::optional<std::string> recorded;
-    if (legacy && (key == "loras" || key == "requested_width" || key == "requested_height")) {
-      recorded = "";
-    } else {
-      const auto it = done.find(legacy && key.rfind(prefix, 0) == 0 ? key.substr(prefix.size()) : key);
-      if (it != done.end()) recorded = it->second;
-    }
+    const std::optional<std::string> recorded = recorded_setting(done, key);
     if (recorded && *recorded != value) diffs.push_back(fmt::format("{} '{}' -> '{}'", key, *recorded, value));
   }
   return fmt::format("{}", fmt::join(diffs, ", "));

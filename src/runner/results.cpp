@@ -31,6 +31,16 @@ std::string record_key(const Record& r) {
   return "line:" + (ln == r.end() ? std::string() : ln->second);
 }
 
+std::optional<std::string> recorded_setting(const Record& record, const std::string& key) {
+  const std::string prefix = "effective_";
+  const auto seed = record.find("effective_seed");
+  const bool legacy = seed == record.end() || seed->second.empty();
+  if (legacy && (key == "loras" || key == "requested_width" || key == "requested_height")) return std::string();
+  const auto it = record.find(legacy && key.rfind(prefix, 0) == 0 ? key.substr(prefix.size()) : key);
+  if (it == record.end()) return std::nullopt;
+  return it->second;
+}
+
 namespace {
 
 // Numeric indices first in numeric order, then `line:N` keys.

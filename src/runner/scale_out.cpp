@@ -21,7 +21,8 @@ namespace dg {
 namespace {
 
 // The columns that decide a row's image and where it went: two records of one row that differ in these were
-// made by different runs.
+// made by different runs. Each record is read in its own format (recorded_setting), so a record of an older version
+// and one of this version that agree are not a conflict.
 const char* const kDecisive[] = {"output_image",
                                  "model_type",
                                  "torch_dtype",
@@ -44,10 +45,8 @@ void find_conflicts(const std::vector<std::string>& sources, std::vector<std::st
       auto [it, fresh] = first.emplace(key, std::make_pair(src, r));
       if (fresh || reported.count(key)) continue;
       for (const char* col : kDecisive) {
-        const Record& seen = it->second.second;
-        const auto a = seen.find(col);
-        const auto b = r.find(col);
-        const std::string va = a == seen.end() ? "" : a->second, vb = b == r.end() ? "" : b->second;
+        const std::string va = recorded_setting(it->second.second, col).value_or(""),
+                          vb = recorded_setting(r, col).value_or("");
         if (va == vb) continue;
         out.push_back(fmt::format("{} {}: {} and {} differ in {} ('{}' vs '{}'); kept the one finished last",
                                   r.count("index") ? "index" : "record", r.count("index") ? r.at("index") : key,

@@ -17,7 +17,8 @@ TEST(BadInputE2E, EachBadRowFailsAloneWithAClearReason) {
   std::string bomb("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16);
   bomb += std::string("\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x02\0\0\0", 13);
   ws.file("bomb.png", bomb);
-  const std::string dead = "http://127.0.0.1:" + std::to_string(closed_port()) + "/gone.png";
+  const ClosedPort closed;  // refuses for the whole test
+  const std::string dead = closed.url("/gone.png");
   const std::string m = ws.file("m.csv",
                                 "index,input_images,instruction,name\n"
                                 "0,good.png,fine,ok0.png\n"

@@ -386,11 +386,12 @@ TEST(CliE2E, OutputSizeFlagsFollowEachPipeline) {
 // each pixel, so a tile's output differs from the whole decode only along its zero-padded edges, and those lie in
 // the blend bands [192, 256) and [384, 448): outside them the two images agree (to one level: a convolution over a
 // tile may sum in another order than over the whole image, and one float32 ulp can round to the next level).
+// A second row's 512 x 400 input is larger than a tile: its encode runs in 3 x 3 tiles too.
 TEST(CliE2E, VaeTilingDiffersFromTheWholeDecodeOnlyInTheBlendBands) {
   TempDir d;
   Workspace ws;
-  const std::string a = ws.image("a.png", 256, 192, 1);
-  const std::string m = ws.file("m.csv", "image,instruction\n" + a + ",make it blue\n");
+  const std::string a = ws.image("a.png", 256, 192, 1), b = ws.image("b.png", 512, 400, 2);
+  const std::string m = ws.file("m.csv", "image,instruction\n" + a + ",make it blue\n" + b + ",make it red\n");
   const std::string bundle = d / "b";
   ProcessResult r = diffgentor({"make-tiny", "--model_type", "flux2_klein", "--out", bundle}, d);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -405,9 +406,12 @@ TEST(CliE2E, VaeTilingDiffersFromTheWholeDecodeOnlyInTheBlendBands) {
       r.err.find("VAE tiling as diffusers' enable_tiling: AutoencoderKLFlux2: decode tiles of 32 latents every 24"),
       std::string::npos)
       << r.err;
-  const auto counters = nlohmann::json::parse(dg::RecordTable::load(d / "tiled/results.csv").find("0")->at("counters"));
+  const dg::RecordTable tiled_results = dg::RecordTable::load(d / "tiled/results.csv");
+  const auto counters = nlohmann::json::parse(tiled_results.find("0")->at("counters"));
   EXPECT_EQ(counters.value("vae_decoder_tiles", 0), 9) << counters;
   EXPECT_FALSE(counters.contains("vae_encoder_tiles")) << counters;
+  const auto counters1 = nlohmann::json::parse(tiled_results.find("1")->at("counters"));
+  EXPECT_EQ(counters1.value("vae_encoder_tiles", 0), 9) << counters1;  // tiles from 0, 192 and 384 px each way
   dg::Image whole = read_image(d / "whole/000000.png"), tiled = read_image(d / "tiled/000000.png");
   ASSERT_EQ(tiled.width, 512);
   ASSERT_EQ(tiled.height, 400);

@@ -89,8 +89,23 @@ TEST(ScaleOutE2E, MergeJoinsShardsReportsConflictsAndClearsStaleLocks) {
   ASSERT_EQ(ws.failures().records.size(), 1u);
   EXPECT_EQ(ws.failures().records[0].at("index"), "1");
 
-  // A row recorded by two shards with different settings is reported; the later record is kept.
+  // A record of the row that an older version wrote (the settings under their plain names, no LoRA or requested
+  // size) and that agrees with this version's record is no conflict.
   RecordTable other = RecordTable::load(ws.out + "/results.shard-1-of-2.csv");
+  Record legacy;
+  for (const auto& [key, value] : res.records[0])
+    if (key != "loras" && key.rfind("requested_", 0) != 0)
+      legacy[key.rfind("effective_", 0) == 0 ? key.substr(std::string("effective_").size()) : key] = value;
+  legacy["finished_at"] = "2998-01-01T00:00:00.000Z";
+  other.upsert(legacy);
+  std::ofstream(ws.out + "/results.shard-1-of-2.csv") << other.to_csv();
+  r = tool(ws, {"merge", "--output_dir", ws.out});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("conflict"), std::string::npos) << r.out;
+  EXPECT_EQ(ws.results().find("0")->at("seed"), "3");  // the later record, as written
+
+  // A row recorded by two shards with different settings is reported; the later record is kept.
+  other = RecordTable::load(ws.out + "/results.shard-1-of-2.csv");
   Record copy = res.records[0];  // index 0, from shard 0
   copy["effective_seed"] = "999";
   copy["finished_at"] = "2999-01-01T00:00:00.000Z";

@@ -63,6 +63,11 @@ TEST(TiledVae, GeometryFollowsEachVaeClass) {
   // refusals name the file
   EXPECT_THROW(vae_tiling({{"_class_name", "AutoencoderDC"}}, "c"), std::invalid_argument);
   EXPECT_THROW(vae_tiling({{"_class_name", "AutoencoderKL"}}, "c"), std::invalid_argument);  // defaults: scale 1
+  EXPECT_THROW(vae_tiling({{"_class_name", "AutoencoderKL"},
+                           {"sample_size", {512, 512}},  // diffusers fails on it
+                           {"block_out_channels", {1, 1, 1, 1}}},
+                          "c"),
+               std::invalid_argument);
   try {
     vae_tiling({{"_class_name", "AutoencoderKL"}, {"sample_size", 8}, {"block_out_channels", {1, 1, 1, 1}}},
                "b/vae/config.json");

@@ -15,10 +15,10 @@ namespace dg::test {
 
 namespace {
 
-int bind_loopback(int* port) {
+int bind_loopback(int* port, bool reuse) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuse) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -41,15 +41,16 @@ void send_all(int fd, const std::string& s) {
 
 }  // namespace
 
-int closed_port() {
-  int port = 0;
-  const int fd = bind_loopback(&port);
-  ::close(fd);
-  return port;
+ClosedPort::ClosedPort() : fd_(bind_loopback(&port_, false)) {}
+
+ClosedPort::~ClosedPort() { ::close(fd_); }
+
+std::string ClosedPort::url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(port_) + path;
 }
 
 HttpServer::HttpServer() {
-  listen_fd_ = bind_loopback(&port_);
+  listen_fd_ = bind_loopback(&port_, true);
   ::listen(listen_fd_, 16);
   thread_ = std::thread([this] { serve(); });
 }
@@ -85,7 +86,14 @@ void HttpServer::serve() {
     pollfd p{listen_fd_, POLLIN, 0};
     if (::poll(&p, 1, 50) <= 0) continue;
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) workers.emplace_back([this, fd] { handle(fd); });
+    if (fd >= 0)
+      workers.emplace_back([this, fd] {
+        try {
+          handle(fd);
+        } catch (const std::exception&) {  // a malformed request (a stray client's): drop it, never terminate
+          ::close(fd);
+        }
+      });
   }
   for (auto& w : workers) w.join();
 }

@@ -49,7 +49,21 @@ class HttpServer {
   std::thread thread_;
 };
 
-/// A port on 127.0.0.1 with nothing listening (bound, then closed).
-int closed_port();
+/// A port on 127.0.0.1 that refuses connections for as long as this object lives: bound without SO_REUSEADDR (so no
+/// other socket, of this process or another, is given it) and never listening. Freeing the port instead would let
+/// the server of a test running in parallel bind it and answer the requests meant to fail.
+class ClosedPort {
+ public:
+  ClosedPort();
+  ~ClosedPort();
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  /// http://127.0.0.1:<port><path>
+  std::string url(const std::string& path) const;
+
+ private:
+  int port_ = 0;
+  int fd_;
+};
 
 }  // namespace dg::test

@@ -61,19 +61,28 @@ std::string b64decode(const std::string& s) {
 }  // namespace
 
 TEST(Enhancer, QwenRequestCarriesEveryImageAndParsesJson) {
+  // Declared before the server, so the server's threads are joined before what they write is destroyed; the handler
+  // runs on a server thread, hence the lock.
+  std::mutex mu;
+  HttpRequest first;
   HttpServer server;
-  HttpRequest seen;
   server.set_handler([&](const HttpRequest& r, int) {
-    seen = r;
+    std::lock_guard<std::mutex> lock(mu);
+    if (first.method.empty()) first = r;
     return HttpResponse{200, chat_reply("{\"Rewritten\": \"Make the sky violet; keep the horizon\"}"), {}, 0};
   });
   PromptEnhancer e(config_for(server, "qwen_image_edit"));
   const EnhanceOutcome out = e.enhance(3, "purple sky", {img(8, 8), img(6, 4)});
   EXPECT_TRUE(out.ok()) << out.status;
   EXPECT_EQ(out.instruction, "Make the sky violet; keep the horizon");
+  const HttpRequest seen = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return first;
+  }();
   EXPECT_EQ(seen.method, "POST");
   EXPECT_EQ(seen.path, "/v1/chat/completions");
-  EXPECT_EQ(seen.headers["authorization"], "Bearer " + kKey);
+  ASSERT_EQ(seen.headers.count("authorization"), 1u);
+  EXPECT_EQ(seen.headers.at("authorization"), "Bearer " + kKey);
   const json body = json::parse(seen.body);
   EXPECT_EQ(body["model"], "gpt-4o");
   EXPECT_DOUBLE_EQ(body["temperature"].get<double>(), 0.15);
@@ -170,14 +179,15 @@ TEST(Enhancer, TimeoutRefusedRedirectAndHugeReplies) {
   c.client.api_base = server.url("/huge");
   EXPECT_NE(PromptEnhancer(c).enhance(1, "x", {}).status.find("reply larger than"), std::string::npos);
 
-  c.client.api_base = "http://127.0.0.1:" + std::to_string(dg::test::closed_port()) + "/v1";
+  const dg::test::ClosedPort closed;
+  c.client.api_base = closed.url("/v1");
   EXPECT_NE(PromptEnhancer(c).enhance(1, "x", {}).status.find("connection refused"), std::string::npos);
 }
 
 TEST(Enhancer, GlmAnswersInTheInputsLanguageAndFlux2PicksItsMode) {
-  HttpServer server;
-  std::vector<json> bodies;
+  std::vector<json> bodies;  // before the server: its threads are joined first
   std::mutex mu;
+  HttpServer server;
   server.set_handler([&](const HttpRequest& r, int) {
     std::lock_guard<std::mutex> lock(mu);
     bodies.push_back(json::parse(r.body));

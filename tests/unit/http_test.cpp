@@ -51,7 +51,8 @@ TEST(Http, NoRetryOnNotFound) {
 }
 
 TEST(Http, ClosedPortAndTimeoutFailWithReasons) {
-  const std::string url = "http://127.0.0.1:" + std::to_string(dg::test::closed_port()) + "/x.png";
+  const dg::test::ClosedPort closed;
+  const std::string url = closed.url("/x.png");
   const std::string refused = failure(url, fast(1));
   EXPECT_NE(refused.find(url), std::string::npos);
   EXPECT_NE(refused.find("after 2 attempts"), std::string::npos) << refused;
