@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "diffgentor/tiled_vae.hpp"
@@ -39,27 +40,18 @@ TEST(TiledVae, GeometryFollowsEachVaeClass) {
   const VaeTiling flux = vae_tiling(
       {{"_class_name", "AutoencoderKL"}, {"sample_size", 1024}, {"block_out_channels", {128, 256, 512, 512}}},
       "vae/config.json");
-  EXPECT_EQ(flux.decode.tile, 128);
-  EXPECT_EQ(flux.decode.stride, 96);
-  EXPECT_EQ(flux.decode.blend, 256);
-  EXPECT_EQ(flux.decode.keep, 768);
-  EXPECT_EQ(flux.encode.tile, 1024);
-  EXPECT_EQ(flux.encode.stride, 768);
-  EXPECT_EQ(flux.encode.blend, 32);
-  EXPECT_EQ(flux.encode.keep, 96);
-  EXPECT_FALSE(flux.decode.crop);
+  // (tile, stride, blend, keep, crop) of each direction
+  const auto rule = [](const VaeTileRule& r) { return std::make_tuple(r.tile, r.stride, r.blend, r.keep, r.crop); };
+  EXPECT_EQ(rule(flux.decode), std::make_tuple(128, 96, 256, 768, false));
+  EXPECT_EQ(rule(flux.encode), std::make_tuple(1024, 768, 32, 96, false));
   EXPECT_TRUE(flux.decode.applies(129, 64));
   EXPECT_FALSE(flux.decode.applies(128, 128));
   // AutoencoderKLFlux2 without sample_size takes its constructor's 1024
-  EXPECT_EQ(vae_tiling({{"_class_name", "AutoencoderKLFlux2"}}, "c").decode.tile, 128);
+  EXPECT_EQ(rule(vae_tiling({{"_class_name", "AutoencoderKLFlux2"}}, "c").decode), rule(flux.decode));
   // the Qwen VAE's fixed 256 / 192 sample tiles, cropped
   const VaeTiling qwen = vae_tiling({{"_class_name", "AutoencoderKLQwenImage"}}, "c");
-  EXPECT_EQ(qwen.decode.tile, 32);
-  EXPECT_EQ(qwen.decode.stride, 24);
-  EXPECT_EQ(qwen.decode.blend, 64);
-  EXPECT_EQ(qwen.decode.keep, 192);
-  EXPECT_EQ(qwen.encode.blend, 8);
-  EXPECT_TRUE(qwen.encode.crop);
+  EXPECT_EQ(rule(qwen.decode), std::make_tuple(32, 24, 64, 192, true));
+  EXPECT_EQ(rule(qwen.encode), std::make_tuple(256, 192, 8, 24, true));
   // refusals name the file
   EXPECT_THROW(vae_tiling({{"_class_name", "AutoencoderDC"}}, "c"), std::invalid_argument);
   EXPECT_THROW(vae_tiling({{"_class_name", "AutoencoderKL"}}, "c"), std::invalid_argument);  // defaults: scale 1
