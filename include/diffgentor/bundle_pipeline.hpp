@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -15,12 +16,15 @@
 #include "diffgentor/bundle_contract.hpp"
 #include "diffgentor/latents.hpp"
 #include "diffgentor/pipeline.hpp"
+#include "diffgentor/residency.hpp"
 #include "diffgentor/scheduler.hpp"
 #include "diffgentor/stage_clock.hpp"
 #include "diffgentor/tokenizer.hpp"
 #include "diffgentor/vae_tiling.hpp"
 
 namespace dg {
+
+class WeightParking;
 
 /// Receives a pipeline's intermediate tensors by stage name, for the parity harness (docs/parity.md).
 /// Stage names: "prompt_embeds" [1, L, D] (and "pooled_prompt_embeds" [1, 768] for Kontext,
@@ -45,6 +49,7 @@ class BundlePipeline : public Pipeline {
 
  protected:
   explicit BundlePipeline(const PipelineConfig& config);
+  ~BundlePipeline() override;
   /// One row (at least one image; edit() refuses an empty row): fill `result.image` (and counters), marking
   /// stages on `clock`.
   virtual void run(const EditRequest& request, EditResult& result, StageClock& clock) = 0;
@@ -54,6 +59,11 @@ class BundlePipeline : public Pipeline {
   /// The id of `<folder>/tokenizer_config.json`'s pad_token in `tokenizer`; the pipelines pad on the
   /// right, so any other padding_side is refused (pads reach the DiT unmasked, their place matters).
   int32_t pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const;
+  /// With --enable_cpu_offload: brings components `names` onto the run device for the lease's life (Residency), the
+  /// uploads counted as the row's `offload_uploads`; without, an empty lease. Every invocation of a component runs
+  /// under one: call() and denoise_cfg() take theirs, a model file that runs a module itself (an autoregressive LM)
+  /// takes one around that.
+  Residency::Lease resident(const std::vector<std::string>& names);
   /// The value of model option `name` (PipelineConfig::options, else the table's default); std::logic_error when
   /// the type's table row has no such option.
   std::string model_option(const std::string& name) const;
@@ -123,6 +133,8 @@ class BundlePipeline : public Pipeline {
   std::optional<VaeTiling> vae_tiling_;                ///< --enable_vae_tiling: the VAE's geometry from vae/config.json
   std::map<std::string, const ComponentSpec*> specs_;  ///< "component.method" -> its contract entry
   std::mutex components_mu_;                           ///< component() from the rows of a batch
+  std::unique_ptr<WeightParking> parking_;             ///< --enable_cpu_offload: the moves
+  std::unique_ptr<Residency> residency_;               ///< --enable_cpu_offload: what is on the device
 };
 
 }  // namespace dg

@@ -141,6 +141,12 @@ struct PipelineConfig {
   /// --lora: merged into the transformer's weights when it loads, in this order (docs/lora.md).
   std::vector<LoraSpec> loras{};
   std::string attention_backend{};  ///< EngineOptions::attention_backend, for the pipeline's notice about its graphs
+  /// --enable_cpu_offload: every component waits in CPU memory and is on the device only while it runs (and until
+  /// another one needs the room), as diffusers' enable_model_cpu_offload (include/diffgentor/residency.hpp).
+  bool cpu_offload = false;
+  /// With cpu_offload, tests only: an offloaded component's weights are emptied (WeightParking's check), so that a
+  /// run on the CPU fails wherever a component is invoked without being brought onto the device.
+  bool offload_check = false;
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

@@ -7,6 +7,7 @@
 /// so the model never waits on disk or network. A failing row is recorded and the batch goes on.
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -24,7 +25,8 @@ struct RunSummary {
   std::size_t unrecorded = 0;         ///< rows (counted in `failed`) whose record could not be written: redone later
   std::size_t enhance_fallbacks = 0;  ///< succeeded rows whose prompt enhancement fell back to the original
   bool interrupted = false;
-  std::string merge_error;  ///< set when the final merge into results.csv failed (the journals keep the rows)
+  int64_t device_peak_mib = -1;  ///< the most GPU memory any row's counters report (device_peak_mib); -1: none did
+  std::string merge_error;       ///< set when the final merge into results.csv failed (the journals keep the rows)
 };
 
 /// Rows finished so far, readable while the run goes on (the grace-period watchdog reports them).

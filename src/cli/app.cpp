@@ -64,9 +64,6 @@ void warn_fixed_flags(const EditOptions& o) {
     spdlog::warn(
         "--enable_compile: ignored (TorchScript is optimised by the JIT at load; freezing the graphs measured slower, "
         "docs/performance.md)");
-  if (o.enable_cpu_offload)
-    spdlog::warn(
-        "--enable_cpu_offload: not implemented in this build yet (every component stays on the device); ignored");
   if (o.enable_vae_slicing && o.batch_size == 1)
     spdlog::info("--enable_vae_slicing: with --batch_size 1 every VAE call already holds one image");
 }
@@ -317,6 +314,7 @@ int run_edit(Command& cmd, const Backend& backend) {
                          o.enable_vae_tiling};
       for (const std::string& l : o.loras) cfg.loras.push_back(parse_lora_spec(l));
       cfg.attention_backend = o.attention_backend.value_or("");
+      cfg.cpu_offload = o.enable_cpu_offload && device.rfind("cuda", 0) == 0;
       owned.push_back(backend.make_pipeline(cfg));
       replicas.push_back(owned.back().get());
     }
@@ -340,12 +338,13 @@ int run_edit(Command& cmd, const Backend& backend) {
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_started).count();
   const double rate = wall > 0 ? double(s.succeeded) / wall : 0.0;
   spdlog::info(
-      "done: {} succeeded, {} failed, {} skipped (done before){}{}{} in {} ({:.3f} rows/s); results in {}{}",
+      "done: {} succeeded, {} failed, {} skipped (done before){}{}{} in {} ({:.3f} rows/s{}); results in {}{}",
       s.succeeded, s.failed, plan.already_done,
       s.enhance_fallbacks ? fmt::format(", {} with the original prompt (enhancer fallback)", s.enhance_fallbacks) : "",
       s.unrecorded ? fmt::format(" ({} could not be recorded and are made again next run)", s.unrecorded) : "",
       s.interrupted ? fmt::format(", {} left for a later run (interrupted)", s.not_run) : "", format_duration(wall),
-      rate, plan.results_path, s.failed ? fmt::format(", failures in {}", plan.failures_path) : "");
+      rate, s.device_peak_mib >= 0 ? fmt::format(", peak GPU memory {} MiB", s.device_peak_mib) : "", plan.results_path,
+      s.failed ? fmt::format(", failures in {}", plan.failures_path) : "");
   events.emit("run_end", nlohmann::json{{"succeeded", s.succeeded},
                                         {"failed", s.failed},
                                         {"skipped", plan.already_done},
@@ -354,6 +353,8 @@ int run_edit(Command& cmd, const Backend& backend) {
                                         {"interrupted", s.interrupted},
                                         {"wall_s", wall},
                                         {"rows_per_s", rate},
+                                        {"device_peak_mib",
+                                         s.device_peak_mib >= 0 ? nlohmann::json(s.device_peak_mib) : nlohmann::json()},
                                         {"results", plan.results_path}}
                              .dump());
   if (!s.merge_error.empty())

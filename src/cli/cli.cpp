@@ -63,7 +63,8 @@ void add_edit_options(CLI::App& edit, EditOptions& o, bool& verbose) {
                 "torch.compile (ignored: TorchScript is optimised by the JIT at load; freezing measured slower)")
       ->group(opt);
   edit.add_flag("--enable_cpu_offload", o.enable_cpu_offload,
-                "Model CPU offload (accepted; no model in this build uses it yet)")
+                "CUDA only: each component waits in CPU memory and is on the GPU only while it runs "
+                "(diffusers' enable_model_cpu_offload); rows report device_peak_mib")
       ->group(opt);
   edit.add_flag("--enable_vae_slicing", o.enable_vae_slicing,
                 "With --batch_size above 1, the VAE encodes and decodes the batch's rows one at a time")

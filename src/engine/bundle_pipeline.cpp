@@ -12,6 +12,7 @@
 
 #include "diffgentor/bundle_contract.hpp"
 #include "diffgentor/call_batcher.hpp"
+#include "diffgentor/offload.hpp"
 #include "diffgentor/stage_clock.hpp"
 #include "diffgentor/tiled_vae.hpp"
 
@@ -28,6 +29,7 @@ thread_local int t_row = 0;                  // the row's position in its batch,
 thread_local int64_t t_vae_decode_rows = 0;  // rows the row's VAE decode ran with (the counter vae_decoder_batch)
 thread_local int64_t t_vae_tiles[2] = {0,
                                        0};  // tiles the row's VAE encodes [0] and decodes [1] ran (--enable_vae_tiling)
+thread_local int64_t t_uploads = 0;  // components the row's leases brought onto the device (--enable_cpu_offload)
 
 // Runs a row's calls: with the other rows of its batch, or now; rethrows the first failure.
 void run_row_calls(const std::vector<ComponentCall*>& calls) {
@@ -58,14 +60,22 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
     notice(fmt::format("VAE tiling as diffusers' enable_tiling: {}", describe(*vae_tiling_)));
   }
   for (const ComponentSpec& c : bundle_components(cfg.spec->type)) specs_.emplace(c.name + "." + c.method, &c);
+  if (cfg.cpu_offload) {
+    parking_ = std::make_unique<WeightParking>(dev_, cfg.offload_check);
+    residency_ = std::make_unique<Residency>([this](const std::string& name, bool to_device) {
+      torch::jit::Module& m = components_.at(name);  // resident() loaded it
+      to_device ? parking_->bring(m) : parking_->park(m);
+    });
+  }
   // Components every bundle of the type has load now; a component only an optional group has (FLUX.2-dev's
   // upsampler_vision) loads on first use, so a run that does not use the group does not hold its weights.
   std::vector<std::string> names;
   for (const auto& c : bundle_components(cfg.spec->type))
     if (c.optional.empty() && std::find(names.begin(), names.end(), c.name) == names.end()) names.push_back(c.name);
   for (std::size_t k = 0; k < names.size(); ++k) {  // the loading phase, for the log ("loading transformer 3/5")
-    notice(fmt::format("loading {} {}/{} on {}", names[k], k + 1, names.size(), device_));
-    components_.emplace(names[k], bundle_.load(names[k], device_));
+    notice(fmt::format("loading {} {}/{} on {}{}", names[k], k + 1, names.size(), device_,
+                       parking_ ? ", then offloaded to CPU memory until it runs" : ""));
+    component(names[k]);
   }
   if (!cfg.attention_backend.empty()) {  // the kernel is chosen process-wide (torch_runtime.cpp); say where it applies
     std::vector<std::string> sdpa;
@@ -93,8 +103,19 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
     } catch (const std::invalid_argument& e) {
       throw BundleError(e.what());
     }
+    const Residency::Lease lease = resident({"transformer"});
     notice(merge_lora(component("transformer"), layers, lora.scale, lora.path));
   }
+}
+
+BundlePipeline::~BundlePipeline() = default;
+
+Residency::Lease BundlePipeline::resident(const std::vector<std::string>& names) {
+  if (!residency_) return {};
+  for (const std::string& n : names) component(n);
+  Residency::Lease lease = residency_->lease(names);
+  t_uploads += lease.uploads();
+  return lease;
 }
 
 int32_t BundlePipeline::pad_token_id(const Tokenizer& tokenizer, const std::string& folder) const {
@@ -146,6 +167,7 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
                                        EditResult& result) {
   torch::jit::Module& dit = component("transformer");
   const ComponentSpec* spec = specs_.at("transformer.forward");
+  const Residency::Lease lease = resident({"transformer"});
   int64_t calls = 0, passes = 0, widest = 0;
   double inside = 0;  // seconds inside the row's transformer invocations
   const at::Tensor out = denoise(noise, schedule, [&](const at::Tensor& x, float t) {
@@ -181,6 +203,7 @@ c10::IValue BundlePipeline::call(const std::string& name, std::vector<c10::IValu
   torch::jit::Module* module = &component(name);
   const ComponentSpec* spec = specs_.at(name + "." + method);
   const bool vae = name.rfind("vae_", 0) == 0;
+  const Residency::Lease lease = resident({name});  // over every tile
   const auto run = [&](std::vector<c10::IValue> args) {
     ComponentCall c;
     c.module = module;
@@ -216,7 +239,12 @@ std::string BundlePipeline::model_option(const std::string& name) const {
 torch::jit::Module& BundlePipeline::component(const std::string& name) {
   std::lock_guard<std::mutex> lock(components_mu_);
   auto it = components_.find(name);
-  if (it == components_.end()) it = components_.emplace(name, bundle_.load(name, device_)).first;
+  if (it == components_.end()) {
+    it = components_.emplace(name, bundle_.load(name, device_)).first;
+    // Loaded onto the device and then parked, not loaded into CPU memory: the graphs' own constants (0-dim tensors
+    // such as an epsilon) stay where torch::jit::load put them, on the device, and only weights move.
+    if (parking_) parking_->park(it->second);
+  }
   return it->second;
 }
 
@@ -234,6 +262,8 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   t_on_step = &request.on_step;
   t_vae_decode_rows = 0;
   t_vae_tiles[0] = t_vae_tiles[1] = 0;
+  t_uploads = 0;
+  if (!t_batcher) reset_device_peak(dev_);  // a batch's rows share one peak, reset when the batch starts
   struct Reset {
     ~Reset() { t_on_step = nullptr; }
   } reset;
@@ -242,6 +272,9 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
     if (t_vae_decode_rows > 0) result.counters.emplace_back("vae_decoder_batch", t_vae_decode_rows);
     if (t_vae_tiles[0] > 0) result.counters.emplace_back("vae_encoder_tiles", t_vae_tiles[0]);
     if (t_vae_tiles[1] > 0) result.counters.emplace_back("vae_decoder_tiles", t_vae_tiles[1]);
+    if (residency_) result.counters.emplace_back("offload_uploads", t_uploads);
+    if (const auto peak = device_peak_bytes(dev_))
+      result.counters.emplace_back("device_peak_mib", (*peak + 1048575) >> 20);
   } catch (const InputError&) {
     throw;
   } catch (const std::invalid_argument& e) {  // the numeric code's refusals (a schedule that cannot exist, ...)
@@ -254,6 +287,7 @@ std::vector<BatchOutcome> BundlePipeline::edit_batch(const std::vector<EditReque
   if (requests.size() < 2 || !inputs_.empty()) return Pipeline::edit_batch(requests);
   std::vector<BatchOutcome> out(requests.size());
   CallBatcher batcher(static_cast<int>(requests.size()));
+  reset_device_peak(dev_);
   std::vector<std::thread> rows;
   for (std::size_t k = 0; k < requests.size(); ++k)
     rows.emplace_back([&, k] {

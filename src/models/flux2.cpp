@@ -179,8 +179,10 @@ class Flux2 : public BundlePipeline {
     hooks.on_token = [this](int64_t k, int64_t n) { report("upsample", k, n); };
     std::vector<at::Tensor> logits;
     if (tapping()) hooks.on_logits = [&](int64_t, const at::Tensor& l) { logits.push_back(l.to(at::kCPU)); };
-    const Flux2Upsampler::Result u =
-        upsampler_->run(text_encoder_, upsampler_vision_, r.instruction, r.images, r.seed, hooks);
+    const Flux2Upsampler::Result u = [&] {
+      const Residency::Lease lease = resident({"text_encoder", "upsampler_vision"});  // the LM and its vision tower
+      return upsampler_->run(text_encoder_, upsampler_vision_, r.instruction, r.images, r.seed, hooks);
+    }();
     if (tapping()) {
       tap("upsample_input_ids", at::tensor(u.input_ids).to(at::kFloat));
       if (u.image_embeds.defined()) tap("upsample_image_embeds", u.image_embeds);

@@ -296,7 +296,10 @@ class GlmImage : public BundlePipeline {
     req.on_token = [this](int64_t k, int64_t n) { report("ar", k, n); };
     TokenSampler sampler(sampling_, dev_, r.seed);
     ArStats stats;
-    std::vector<int64_t> codes = ar_generate(ar_lm_, req, sampler, stats);
+    std::vector<int64_t> codes = [&] {
+      const Residency::Lease lease = resident({"ar_lm"});
+      return ar_generate(ar_lm_, req, sampler, stats);
+    }();
     if (req.teacher) {
       tap("ar_logits", at::cat(step_logits, 0));
       tap("ar_sampled", at::tensor(codes));

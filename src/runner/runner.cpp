@@ -401,7 +401,10 @@ RunSummary run_batch(Plan& plan, const EditOptions& o, const std::vector<Pipelin
         r["time_total_s"] = fmt::format("{:.4f}", t_total);
         r["stage_times"] = stages.dump();
         nlohmann::json counters = nlohmann::json::object();
-        for (const auto& [name, n] : w.result.counters) counters[name] = n;
+        for (const auto& [name, n] : w.result.counters) {
+          counters[name] = n;
+          if (name == "device_peak_mib") summary.device_peak_mib = std::max(summary.device_peak_mib, n);
+        }
         r["counters"] = counters.dump();
         r["finished_at"] = utc_now();
         results->append(r);

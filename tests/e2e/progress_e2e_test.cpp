@@ -43,6 +43,7 @@ TEST(ProgressE2E, JsonlEventsOnStdoutAndInAFile) {
   EXPECT_EQ(ev.back()["succeeded"], 2);
   EXPECT_EQ(ev.back()["failed"], 1);
   EXPECT_GT(ev.back()["wall_s"].get<double>(), 0.0);
+  EXPECT_TRUE(ev.back().contains("device_peak_mib") && ev.back()["device_peak_mib"].is_null()) << "a CPU run";
   std::map<std::string, int> count;
   for (const auto& e : ev) {
     ++count[e["event"].get<std::string>()];

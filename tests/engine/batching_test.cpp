@@ -19,6 +19,7 @@
 
 using namespace dg;
 using dg::test::counter;
+using dg::test::max_pixel_diff;
 using dg::test::pattern;
 using dg::test::tiny_bundle;
 
@@ -60,15 +61,6 @@ at::Tensor out(const ComponentCall& c, int k) { return c.output.toTupleRef().ele
 
 double rel(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / b.abs().max().item<double>();
-}
-
-int max_pixel_diff(const Image& a, const Image& b) {
-  EXPECT_EQ(a.width, b.width);
-  EXPECT_EQ(a.height, b.height);
-  int worst = 0;
-  for (std::size_t k = 0; k < a.rgb.size() && k < b.rgb.size(); ++k)
-    worst = std::max(worst, std::abs(a.rgb[k] - b.rgb[k]));
-  return worst;
 }
 
 // One row's setting per type: the parameters that turn CFG on.

@@ -1,5 +1,7 @@
 #include "fixture.hpp"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -40,6 +42,15 @@ int64_t counter(const EditResult& r, const std::string& name) {
   for (const auto& [k, v] : r.counters)
     if (k == name) return v;
   return -1;
+}
+
+int max_pixel_diff(const Image& a, const Image& b) {
+  EXPECT_EQ(a.width, b.width);
+  EXPECT_EQ(a.height, b.height);
+  int worst = 0;
+  for (std::size_t k = 0; k < a.rgb.size() && k < b.rgb.size(); ++k)
+    worst = std::max(worst, std::abs(a.rgb[k] - b.rgb[k]));
+  return worst;
 }
 
 Runner::Runner(const std::string& type, const std::string& dtype, const std::string& bundle)

@@ -20,6 +20,9 @@ const std::string& tiny_bundle(const std::string& type);
 /// A w x h image whose every pixel depends on its position and `seed`.
 Image pattern(int w, int h, int seed);
 
+/// The largest difference of one channel of one pixel; a size mismatch is a test failure.
+int max_pixel_diff(const Image& a, const Image& b);
+
 /// A counter of an EditResult (e.g. "transformer_calls"), or -1.
 int64_t counter(const EditResult& result, const std::string& name);
 

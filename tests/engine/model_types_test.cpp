@@ -78,5 +78,40 @@ TEST_P(EveryImplementedType, RefusesInputThatBreaksTheTableRules) {
   }
 }
 
+// --enable_cpu_offload, run on the CPU with the offloaded weights emptied while parked (offload_check): a
+// component invoked without a lease fails on its weights' shapes, so a run that finishes shows every invocation of the
+// type's pipeline covered. The image equals the run without offload bit for bit (the same weights and kernels); the
+// second row uploads as many components as the first (the steady state: the last row's VAE decoder leaves at the
+// next row's first upload); a batch of two rows, whose merged calls run while each row holds its lease, gives each
+// row's image within one level of the row alone (the batching bound, engine/batching_test.cpp).
+TEST_P(EveryImplementedType, CpuOffloadRunsEveryInvocationUnderALease) {
+  Runner plain(GetParam(), "float32");
+  PipelineConfig cfg{plain.spec, dg::test::tiny_bundle(GetParam()), "cpu", "float32", {}, {}, {}};
+  cfg.cpu_offload = cfg.offload_check = true;
+  const std::unique_ptr<Pipeline> off = find_model_entry(plain.spec->type)->make_pipeline(cfg);
+  std::vector<EditRequest> rows(2);
+  for (int k = 0; k < 2; ++k) {
+    rows[k].images.assign(static_cast<std::size_t>(plain.spec->images.min_images), pattern(96, 64, k + 1));
+    rows[k].instruction = k ? "add a hat" : "make it blue";
+    rows[k].seed = 7 + k;
+    rows[k].params = merge_params(*plain.spec, {2, std::nullopt, std::nullopt, std::nullopt});
+  }
+  std::vector<EditResult> alone;
+  for (const EditRequest& r : rows) {
+    alone.push_back(off->edit(r));
+    EXPECT_EQ(alone.back().image.rgb, plain.pipe->edit(r).image.rgb) << "offloading changed the image";
+    EXPECT_EQ(dg::test::counter(alone.back(), "device_peak_mib"), -1) << "a CPU run has no device peak";
+  }
+  const int64_t uploads = dg::test::counter(alone[0], "offload_uploads");
+  EXPECT_GE(uploads, 3) << "text encoder, transformer and VAE decoder at least";
+  EXPECT_EQ(dg::test::counter(alone[1], "offload_uploads"), uploads);
+  const std::vector<BatchOutcome> batch = off->edit_batch(rows);
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    ASSERT_FALSE(batch[k].error) << "row " << k << " of the offloaded batch failed";
+    EXPECT_LE(dg::test::max_pixel_diff(batch[k].result.image, alone[k].image), 1) << "row " << k;
+    EXPECT_GE(dg::test::counter(batch[k].result, "offload_uploads"), 0);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(ModelTable, EveryImplementedType, ::testing::ValuesIn(implemented_types()),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });

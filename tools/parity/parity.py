@@ -61,7 +61,9 @@ IMAGE_MAX_LEVELS, IMAGE_MIN_PSNR = 2, 40.0
 #   output_size: the call is given the runtime's output size (docs/models/flux1_kontext.md);
 #   pooled: encode_prompt's second result is the pooled embedding;
 #   image_latents_apart: the packed reference latents come from prepare_image_latents, not prepare_latents;
-#   upsampler: exported --with_upsampler, and Flux2Pipeline.upsample_prompt compared too (run_upsampler);
+#   upsampler: exported --with_upsampler, and Flux2Pipeline.upsample_prompt compared too (run_upsampler), ours run
+#     offloaded with parked weights emptied (--cpu_offload_check), as the LoRA runs are: the upsampler's LM and the
+#     LoRA merge touch modules outside call(), and must hold them on the device (docs/performance.md);
 #   lora: the run is repeated with a random LoRA, fused into diffusers' pipeline by load_lora_weights + fuse_lora and
 #     given to ours as --lora FILE:SCALE (run_lora; naming "comfy": diffusion_model. + lora_down/lora_up/alpha written
 #     by hand, as few-step LoRAs ship; "diffusers": written by the pipeline's own save_lora_weights from a PEFT
@@ -444,7 +446,9 @@ def run_lora(pipe, kind: str, work: Path, images: list, case: dict, args, size, 
     spec = case["lora"]
     path = make_lora(pipe, work, spec, args.seed)
     ours = run_ours(Path(args.runner), work / "bundle", kind, work / "ours_lora", images, case,
-                    args.steps, args.seed, args.device, dtype=args.dtype, extra=("--lora", f"{path}:{spec['scale']}"))
+                    args.steps, args.seed, args.device, dtype=args.dtype,
+                    # offloaded with parked weights emptied: the merge must run on the transformer brought back
+                    extra=("--lora", f"{path}:{spec['scale']}", "--cpu_offload_check"))
     pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name="dg_lora")
     pipe.fuse_lora(components=["transformer"], lora_scale=spec["scale"], adapter_names=["dg_lora"])
     theirs = run_diffusers(pipe, images, case, args.steps, args.seed, size, upstream_as_is=args.upstream_as_is)
@@ -507,7 +511,9 @@ def run_upsampler(pipe, work: Path, images: list, case: dict, args) -> list:
                     args.device, dtype=args.dtype,
                     inject={"upsample_teacher_tokens": ref["tokens"].cpu().numpy(),
                             "upsample_reference_logits": ref["logits"].cpu().numpy()},
-                    extra=("--upsample", "--upsample_max_tokens", str(UPSAMPLE_STEPS)))
+                    # offloaded with parked weights emptied: the upsampler runs its LM and vision tower itself, and
+                    # this shows it holds both on the device (docs/performance.md, "Model CPU offload")
+                    extra=("--upsample", "--upsample_max_tokens", str(UPSAMPLE_STEPS), "--cpu_offload_check"))
     ours = {k: v for k, v in ours.items() if k.startswith("upsample_")}
     theirs = {k: v.detach().float().cpu().numpy() for k, v in ref["stages"].items()}
     theirs["upsample_logits"] = ref["logits"].cpu().numpy()

@@ -10,6 +10,8 @@
 //                     [--upsample [--upsample_max_tokens N]]   FLUX.2-dev's own prompt upsampler first
 //                     [--lora FILE[:SCALE] ...]                merged into the transformer at load (docs/lora.md)
 //                     [--vae_tiling]                           the VAE runs tiled (PipelineConfig::vae_tiling)
+//                     [--cpu_offload_check]                    offloaded, weights emptied while parked
+//                                                              (PipelineConfig::offload_check)
 //   diffgentor_parity --builders FILE   the runtime's Qwen input builders on fixed cases, as JSON, for the
 //                                       exporter's test of its Python copy (tools/export/tests/test_inputs.py)
 // Output: <out>/stages.json {"stage": {"shape": [...], "file": "stage.f32"}, ..., "image": {...}}, one
@@ -86,7 +88,7 @@ int main(int argc, char** argv) {
   std::optional<double> guidance, true_cfg;
   std::optional<std::string> negative;
   std::optional<int> steps;
-  bool make_tiny = false, vae_tiling = false;
+  bool make_tiny = false, vae_tiling = false, offload_check = false;
   std::vector<std::string> model_options;
   std::vector<std::pair<std::string, std::string>> injections;
   dg::PromptUpsampling upsampling;
@@ -127,6 +129,8 @@ int main(int argc, char** argv) {
       loras.push_back(dg::parse_lora_spec(next()));
     else if (a == "--vae_tiling")
       vae_tiling = true;
+    else if (a == "--cpu_offload_check")
+      offload_check = true;
     else if (a == "--upsample")
       upsampling.enabled = true;
     else if (a == "--upsample_max_tokens")
@@ -157,6 +161,7 @@ int main(int argc, char** argv) {
                            {},   upsampling};
     cfg.loras = loras;
     cfg.vae_tiling = vae_tiling;
+    cfg.cpu_offload = cfg.offload_check = offload_check;
     auto pipeline = entry->make_pipeline(cfg);
     auto* bp = dynamic_cast<dg::BundlePipeline*>(pipeline.get());
     if (!bp) usage("the pipeline of " + type + " has no stage taps");

@@ -1,0 +1,46 @@
+// Model-level CPU offload's moves (include/diffgentor/offload.hpp) on a real component, the tiny FLUX.2-klein VAE
+// decoder: parked and brought back it computes the same image bit for bit; parked under `check` (weights emptied)
+// it cannot run at all, which is what makes EveryImplementedType.CpuOffloadRunsEveryInvocationUnderALease
+// (model_types_test.cpp) a test of lease coverage on a machine without a GPU. The Residency rule itself is
+// tests/unit/residency_test.cpp.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include "diffgentor/bundle.hpp"
+#include "diffgentor/model_registry.hpp"
+#include "diffgentor/offload.hpp"
+#include "fixture.hpp"
+
+using namespace dg;
+
+namespace {
+
+at::Tensor decode(torch::jit::Module& vae, const at::Tensor& z) { return vae.forward({z}).toTensor(); }
+
+}  // namespace
+
+TEST(CpuOffload, AParkedComponentRunsOnlyOnceBroughtBackAndThenExactly) {
+  const Bundle b = Bundle::open(dg::test::tiny_bundle("flux2_klein"), *find_model("flux2_klein"), "float32", "cpu");
+  torch::jit::Module vae = b.load("vae_decoder", "cpu");
+  c10::InferenceMode guard;  // as a row runs, and where the leases move weights
+  const at::Tensor z = at::randn({1, 32, 8, 8}, at::TensorOptions().dtype(at::kFloat));
+  const at::Tensor want = decode(vae, z);
+  for (const bool check : {false, true}) {
+    WeightParking parking(at::Device("cpu"), check);
+    parking.park(vae);
+    if (check) {
+      EXPECT_ANY_THROW(decode(vae, z)) << "a component parked with its weights emptied ran";
+      for (const at::Tensor& p : vae.parameters()) EXPECT_EQ(p.numel(), 0);
+    }
+    parking.bring(vae);
+    EXPECT_TRUE(at::equal(decode(vae, z), want)) << "check " << check;
+    for (const at::Tensor& p : vae.parameters()) EXPECT_GT(p.numel(), 0);
+  }
+}
+
+TEST(CpuOffload, NoDevicePeakOnTheCpu) {
+  EXPECT_FALSE(device_peak_bytes(at::Device("cpu")).has_value());
+  reset_device_peak(at::Device("cpu"));  // nothing to reset, and no throw
+}
