@@ -56,12 +56,14 @@ class Bundle {
 };
 
 /// Merges a LoRA's `layers` (lora.hpp) into `module`'s 2-D weights: W += scale · (alpha / rank) · up · down, in
-/// float32, stored back in W's dtype (PEFT's merge; diffusers' fuse_lora). A layer's target matches the parameter
+/// float32, stored back in W's dtype (PEFT's merge; diffusers' fuse_lora). With `originals`, each weight's value
+/// before its first change is kept there (a CPU copy, by parameter name) for a later restore. A layer's target matches
+/// the parameter
 /// "<...>.<target>.weight" (the exporter's wrappers add a prefix such as "t."; kohya targets match with '_' for '.').
 /// Throws BundleError naming `path` and a few targets for layers that match no weight, match two, or disagree in
 /// shape. Returns a line for the log (layers merged, ranks).
 std::string merge_lora(torch::jit::Module& module, const std::vector<LoraLayer>& layers, double scale,
-                       const std::string& path);
+                       const std::string& path, std::map<std::string, at::Tensor>* originals = nullptr);
 
 /// "bfloat16" -> kBFloat16 and so on; throws BundleError for other names.
 at::ScalarType dtype_from_name(const std::string& name);

@@ -119,6 +119,10 @@ class BundlePipeline : public Pipeline {
   at::ScalarType dtype_;  ///< the run dtype (the contract's "W")
 
  private:
+  /// Makes `set` the LoRAs merged into the transformer, first restoring the weights an earlier set changed; nothing
+  /// when it is merged already. `row`: a row asked for it, so a file that cannot be merged is that row's InputError
+  /// (after the weights are restored) rather than the load's BundleError.
+  void use_loras(const std::vector<LoraSpec>& set, bool row);
   /// euler_loop, tapping "noise", "sigmas", "timesteps", "noise_pred_0" and "final_latents", reporting each step.
   at::Tensor denoise(const at::Tensor& noise, const Schedule& schedule,
                      const std::function<at::Tensor(const at::Tensor& latents, float timestep)>& velocity) const;
@@ -133,6 +137,10 @@ class BundlePipeline : public Pipeline {
   std::optional<VaeTiling> vae_tiling_;                ///< --enable_vae_tiling: the VAE's geometry from vae/config.json
   std::map<std::string, const ComponentSpec*> specs_;  ///< "component.method" -> its contract entry
   std::mutex components_mu_;                           ///< component() from the rows of a batch
+  std::vector<LoraSpec> run_loras_;                    ///< PipelineConfig::loras: a row's set when it names none
+  std::string merged_loras_;                           ///< the set merged into the transformer now (lora_key)
+  bool keep_originals_ = false;                        ///< PipelineConfig::row_loras
+  std::map<std::string, at::Tensor> originals_;        ///< row_loras: weights as loaded, before any merge (CPU)
   std::unique_ptr<WeightParking> parking_;             ///< --enable_cpu_offload: the moves
   std::unique_ptr<Residency> residency_;               ///< --enable_cpu_offload: what is on the device
 };

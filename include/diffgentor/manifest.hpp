@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "diffgentor/lora.hpp"
 #include "diffgentor/model_table.hpp"
 
 namespace dg {
@@ -62,6 +63,9 @@ struct RowInput {
   /// The row's parameter columns that are non-empty (docs/batch-runner.md, "Per-row parameters"):
   /// num_inference_steps, guidance_scale, true_cfg_scale, negative_prompt, width, height. They win over the flags.
   ParamOverrides params;
+  /// The row's `lora` column (docs/lora.md, "Per-row LoRAs"): unset when empty (the run's --lora set), empty for
+  /// `none`, else its `FILE[:SCALE]` entries (`;`-separated, relative files resolved against the manifest's folder).
+  std::optional<std::vector<LoraSpec>> loras;
   std::vector<std::string> problems;  ///< "field: reason" for each problem found
 };
 

@@ -1,12 +1,13 @@
 #pragma once
 /// Model-level CPU offload's moves (--enable_cpu_offload, docs/performance.md "Model CPU offload"): a component's
-/// weights (every parameter and buffer of its TorchScript module) go between the run device and CPU memory, as
-/// diffusers' enable_model_cpu_offload moves a model; Residency (residency.hpp) decides when. The device peak
-/// memory the offload is for is read here too.
+/// weights (every parameter, buffer and other tensor attribute of its TorchScript module) go between the run device and
+/// CPU memory, as diffusers' enable_model_cpu_offload moves a model; Residency (residency.hpp) decides when. The device
+/// peak memory the offload is for is read here too.
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/jit/api/module.h>
 
 #include <map>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -20,7 +21,8 @@ class WeightParking {
   /// a lease, which a CPU-to-CPU move could not show.
   WeightParking(at::Device run, bool check) : run_(run), check_(check) {}
 
-  /// Moves `module`'s weights off the run device (to the CPU, or meta under `check`).
+  /// Moves `module`'s weights off the run device (to the CPU; emptied under `check`). All or nothing: a throw leaves
+  /// them where they were, as bring() does.
   void park(torch::jit::Module& module);
   /// Moves them back onto the run device.
   void bring(torch::jit::Module& module);
@@ -28,6 +30,7 @@ class WeightParking {
  private:
   at::Device run_;
   bool check_;
+  std::mutex mu_;                                        ///< held_, from the rows' leases and component()
   std::map<const void*, std::vector<at::Tensor>> held_;  ///< under `check`: each parked module's data, by module
 };
 

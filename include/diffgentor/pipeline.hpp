@@ -55,6 +55,8 @@ struct EditRequest {
   std::string instruction;
   uint64_t seed = 0;       ///< the row's effective seed
   EffectiveParams params;  ///< steps, guidance, true_cfg, negative prompt after all merging
+  /// The row's LoRA set (a manifest `lora` column; docs/lora.md, "Per-row LoRAs"); unset: PipelineConfig::loras.
+  std::optional<std::vector<LoraSpec>> loras;
   /// Progress inside the row, for the progress line and `step` events: (phase, steps done, steps in all) after each
   /// step of a phase: "denoise" (the Euler loop), "ar" (GLM-Image's prior, one step per token) or "upsample"
   /// (FLUX.2-dev's prompt upsampler, one per token; it may end early at its end token). May be empty.
@@ -140,6 +142,9 @@ struct PipelineConfig {
   bool vae_tiling = false;
   /// --lora: merged into the transformer's weights when it loads, in this order (docs/lora.md).
   std::vector<LoraSpec> loras{};
+  /// Rows may bring LoRA sets of their own (EditRequest::loras; the manifest has a `lora` column): the pipeline then
+  /// keeps a CPU copy of each weight a merge changes, so that another set starts from the original weights.
+  bool row_loras = false;
   std::string attention_backend{};  ///< EngineOptions::attention_backend, for the pipeline's notice about its graphs
   /// --enable_cpu_offload: every component waits in CPU memory and is on the device only while it runs (and until
   /// another one needs the room), as diffusers' enable_model_cpu_offload (include/diffgentor/residency.hpp).

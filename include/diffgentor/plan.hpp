@@ -60,6 +60,13 @@ std::string failures_path_of(const std::string& results_path);
 /// The row's sampling parameters and requested size: its parameter columns over the flags over the model's defaults.
 EffectiveParams row_params(const Plan& plan, const PlannedRow& row);
 
+/// A LoRA set as results.csv's `loras` column records it: `FILE:SCALE;...`, each file's canonical path (one file
+/// named two ways is one setting), "" for none.
+std::string lora_set_text(const std::vector<LoraSpec>& set);
+
+/// The LoRA set row `row` runs with, as lora_set_text writes it: its `lora` column, else the run's --lora set.
+std::string row_loras(const Plan& plan, const PlannedRow& row);
+
 /// The settings that decide a row's image, as results.csv records them (model type, dtype, LoRAs and the effective_*
 /// and requested_* columns: seed, steps, guidance, true CFG, negative prompt, requested size); resume compares them
 /// with a finished row's record.

@@ -23,7 +23,9 @@ class Residency {
   /// component where it was and reaches the caller of lease().
   using Move = std::function<void(const std::string& name, bool to_device)>;
 
-  explicit Residency(Move move) : move_(std::move(move)) {}
+  /// `eager`: a component leaves the device as soon as its last lease ends, not when another needs the room; the
+  /// engine tests run with it so that an invocation outside any lease finds its component gone, always.
+  explicit Residency(Move move, bool eager = false) : move_(std::move(move)), eager_(eager) {}
   Residency(const Residency&) = delete;
   Residency& operator=(const Residency&) = delete;
 
@@ -63,6 +65,7 @@ class Residency {
     int holders = 0;
   };
   Move move_;
+  bool eager_;
   mutable std::mutex mu_;
   std::map<std::string, State> state_;
   int64_t uploads_ = 0;

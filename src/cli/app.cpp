@@ -315,6 +315,7 @@ int run_edit(Command& cmd, const Backend& backend) {
       for (const std::string& l : o.loras) cfg.loras.push_back(parse_lora_spec(l));
       cfg.attention_backend = o.attention_backend.value_or("");
       cfg.cpu_offload = o.enable_cpu_offload && device.rfind("cuda", 0) == 0;
+      cfg.row_loras = plan.manifest.column("lora") >= 0;
       owned.push_back(backend.make_pipeline(cfg));
       replicas.push_back(owned.back().get());
     }

@@ -13,6 +13,7 @@ Residency::Lease& Residency::Lease::operator=(Lease&& other) noexcept {
     uploads_ = other.uploads_;
     other.owner_ = nullptr;
     other.names_.clear();
+    other.uploads_ = 0;
   }
   return *this;
 }
@@ -20,7 +21,15 @@ Residency::Lease& Residency::Lease::operator=(Lease&& other) noexcept {
 void Residency::Lease::release() {
   if (!owner_) return;
   std::lock_guard<std::mutex> lock(owner_->mu_);
-  for (const std::string& n : names_) --owner_->state_[n].holders;  // stays resident until an upload needs room
+  for (const std::string& n : names_) {
+    State& s = owner_->state_[n];
+    if (--s.holders > 0 || !owner_->eager_ || !s.resident) continue;  // stays resident until an upload needs room
+    try {
+      owner_->move_(n, false);
+      s.resident = false;
+    } catch (...) {  // a destructor does not throw: it stays resident, and the next upload tries again
+    }
+  }
   owner_ = nullptr;
   names_.clear();
 }

@@ -179,7 +179,7 @@ at::Tensor float_tensor(const SafeTensor& t, const std::string& path, const std:
 }  // namespace
 
 std::string merge_lora(torch::jit::Module& module, const std::vector<LoraLayer>& layers, double scale,
-                       const std::string& path) {
+                       const std::string& path, std::map<std::string, at::Tensor>* originals) {
   // Every dotted suffix of each 2-D weight's module path (and its kohya spelling) -> the parameter. Where several
   // weights end in the same suffix the shortest name wins, i.e. the layer at that path right under the wrapper
   // (a LoRA's top-level "proj_out" is "t.proj_out", not "t.single_transformer_blocks.0.proj_out", as PEFT maps it);
@@ -233,6 +233,7 @@ std::string merge_lora(torch::jit::Module& module, const std::vector<LoraLayer>&
                                     w.size(1)));
     const double factor = scale * layer.alpha.value_or(static_cast<double>(rank)) / static_cast<double>(rank);
     const at::Tensor delta = at::mm(up, down).mul_(factor);
+    if (originals && !originals->count(param)) originals->emplace(param, w.to(at::kCPU, false, /*copy=*/true));
     w.copy_(w.to(at::kFloat).add_(delta.to(w.device())).to(w.scalar_type()));
     ++ranks[rank];
   }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <thread>
 
 #include "diffgentor/bundle_contract.hpp"
@@ -30,6 +31,17 @@ thread_local int64_t t_vae_decode_rows = 0;  // rows the row's VAE decode ran wi
 thread_local int64_t t_vae_tiles[2] = {0,
                                        0};  // tiles the row's VAE encodes [0] and decodes [1] ran (--enable_vae_tiling)
 thread_local int64_t t_uploads = 0;  // components the row's leases brought onto the device (--enable_cpu_offload)
+
+// A LoRA set's identity for use_loras: its files (one file named two ways is one) and scales, in order.
+std::string lora_key(const std::vector<LoraSpec>& set) {
+  std::string key;
+  for (const LoraSpec& l : set) {
+    std::error_code ec;
+    const std::filesystem::path file = std::filesystem::weakly_canonical(l.path, ec);
+    key += fmt::format("{}:{};", ec ? l.path : file.string(), l.scale);
+  }
+  return key;
+}
 
 // Runs a row's calls: with the other rows of its batch, or now; rethrows the first failure.
 void run_row_calls(const std::vector<ComponentCall*>& calls) {
@@ -62,10 +74,16 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
   for (const ComponentSpec& c : bundle_components(cfg.spec->type)) specs_.emplace(c.name + "." + c.method, &c);
   if (cfg.cpu_offload) {
     parking_ = std::make_unique<WeightParking>(dev_, cfg.offload_check);
-    residency_ = std::make_unique<Residency>([this](const std::string& name, bool to_device) {
-      torch::jit::Module& m = components_.at(name);  // resident() loaded it
-      to_device ? parking_->bring(m) : parking_->park(m);
-    });
+    residency_ = std::make_unique<Residency>(
+        [this](const std::string& name, bool to_device) {
+          torch::jit::Module m;  // a handle: the module itself is shared
+          {
+            std::lock_guard<std::mutex> lock(components_mu_);
+            m = components_.at(name);  // resident() loaded it
+          }
+          to_device ? parking_->bring(m) : parking_->park(m);
+        },
+        /*eager=*/cfg.offload_check);
   }
   // Components every bundle of the type has load now; a component only an optional group has (FLUX.2-dev's
   // upsampler_vision) loads on first use, so a run that does not use the group does not hold its weights.
@@ -95,17 +113,38 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
                : fmt::format("attention: scaled_dot_product_attention runs only its {} kernel, in {}",
                              cfg.attention_backend, fmt::join(sdpa, ", ")));
   }
-  for (const LoraSpec& lora : cfg.loras) {  // merged once, at load: the rows then run the adapted weights for free
-    const SafetensorsFile file = read_safetensors(lora.path);
-    std::vector<LoraLayer> layers;
-    try {
-      layers = lora_layers(file, lora.path);
-    } catch (const std::invalid_argument& e) {
-      throw BundleError(e.what());
+  run_loras_ = cfg.loras;
+  keep_originals_ = cfg.row_loras;
+  use_loras(run_loras_, false);  // merged once, at load: the rows then run the adapted weights for free
+}
+
+void BundlePipeline::use_loras(const std::vector<LoraSpec>& set, bool row) {
+  const std::string key = lora_key(set);
+  if (key == merged_loras_) return;
+  if (!keep_originals_ && !merged_loras_.empty())
+    throw std::logic_error("a row asked for another LoRA set than the run's, but PipelineConfig::row_loras is off");
+  const Residency::Lease lease = resident({"transformer"});
+  torch::jit::Module& dit = component("transformer");
+  at::NoGradGuard no_grad;
+  const auto restore = [&] {
+    for (const auto& p : dit.named_parameters(/*recurse=*/true))
+      if (const auto it = originals_.find(p.name); it != originals_.end()) p.value.copy_(it->second);
+    merged_loras_.clear();
+  };
+  restore();
+  try {
+    for (const LoraSpec& lora : set) {
+      const SafetensorsFile file = read_safetensors(lora.path);
+      const std::vector<LoraLayer> layers = lora_layers(file, lora.path);
+      notice(merge_lora(dit, layers, lora.scale, lora.path, keep_originals_ ? &originals_ : nullptr));
     }
-    const Residency::Lease lease = resident({"transformer"});
-    notice(merge_lora(component("transformer"), layers, lora.scale, lora.path));
+  } catch (const std::exception& e) {
+    restore();  // not half a set: the next row starts from the weights as loaded
+    if (row) throw InputError(fmt::format("lora: {}", e.what()));
+    if (dynamic_cast<const std::invalid_argument*>(&e)) throw BundleError(e.what());
+    throw;
   }
+  merged_loras_ = key;
 }
 
 BundlePipeline::~BundlePipeline() = default;
@@ -256,6 +295,7 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   for (std::size_t k = 0; k < request.images.size(); ++k)
     if (auto problem = image_size_problem(spec, request.images[k].width, request.images[k].height); !problem.empty())
       throw InputError(fmt::format("image {}: {}", k, problem));
+  if (!t_batcher) use_loras(request.loras.value_or(run_loras_), true);  // edit_batch merged the batch's set
   c10::InferenceMode guard;
   EditResult result;
   StageClock clock(result);
@@ -285,7 +325,16 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
 
 std::vector<BatchOutcome> BundlePipeline::edit_batch(const std::vector<EditRequest>& requests) {
   if (requests.size() < 2 || !inputs_.empty()) return Pipeline::edit_batch(requests);
+  const std::string set = lora_key(requests[0].loras.value_or(run_loras_));
+  for (const EditRequest& r : requests)  // one set of weights per batch; the runner groups rows by set
+    if (lora_key(r.loras.value_or(run_loras_)) != set) return Pipeline::edit_batch(requests);
   std::vector<BatchOutcome> out(requests.size());
+  try {
+    use_loras(requests[0].loras.value_or(run_loras_), true);
+  } catch (...) {
+    for (BatchOutcome& o : out) o.error = std::current_exception();
+    return out;
+  }
   CallBatcher batcher(static_cast<int>(requests.size()));
   reset_device_peak(dev_);
   std::vector<std::thread> rows;

@@ -6,23 +6,37 @@
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
+#include <functional>
 #include <set>
 
 namespace dg {
 
 namespace {
 
-// Every distinct weight of `module`: its parameters and buffers, recursively, as torch::jit::Module::to moves them; a
-// tensor tied under two names (one TensorImpl) once.
+// Every distinct tensor `module` holds, recursively: its parameters and buffers (what torch::jit::Module::to moves),
+// and tensor attributes that are neither (a List[Tensor] of weights a scripted module keeps); a tensor tied under two
+// names (one TensorImpl) once. Graph constants are not attributes: they stay where torch::jit::load put them.
 std::vector<at::Tensor> weights(const torch::jit::Module& module) {
   std::vector<at::Tensor> out;
   std::set<const void*> seen;
   const auto add = [&](const at::Tensor& t) {
-    if (seen.insert(t.unsafeGetTensorImpl()).second) out.push_back(t);
+    if (t.defined() && seen.insert(t.unsafeGetTensorImpl()).second) out.push_back(t);
   };
-  for (const at::Tensor& p : module.parameters()) add(p);
-  for (const at::Tensor& b : module.buffers()) add(b);
+  for (const c10::IValue& v : module.attributes(/*recurse=*/true)) {
+    if (v.isTensor()) add(v.toTensor());
+    if (v.isTensorList())
+      for (const at::Tensor& t : v.toTensorVector()) add(t);  // the list's own tensors: set_data reaches them
+  }
   return out;
+}
+
+// Gives every tensor of `ws` the data `to` makes of it, swapping only once every copy exists: a move that fails part
+// way (the device out of memory) leaves the whole component where it was.
+void move_all(std::vector<at::Tensor>& ws, const std::function<at::Tensor(const at::Tensor&)>& to) {
+  std::vector<at::Tensor> moved;
+  moved.reserve(ws.size());
+  for (const at::Tensor& w : ws) moved.push_back(to(w));
+  for (std::size_t k = 0; k < ws.size(); ++k) ws[k].set_data(moved[k]);
 }
 
 }  // namespace
@@ -33,10 +47,8 @@ void WeightParking::park(torch::jit::Module& module) {
   c10::InferenceMode ordinary(false);
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> ws = weights(module);
-  if (!check_) {
-    for (at::Tensor& w : ws) w.set_data(w.to(at::kCPU));
-    return;
-  }
+  if (!check_) return move_all(ws, [](const at::Tensor& w) { return w.to(at::kCPU); });
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<at::Tensor>& held = held_[module._ivalue().get()];
   held.clear();
   for (at::Tensor& w : ws) {
@@ -51,10 +63,8 @@ void WeightParking::bring(torch::jit::Module& module) {
   c10::InferenceMode ordinary(false);
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> ws = weights(module);
-  if (!check_) {
-    for (at::Tensor& w : ws) w.set_data(w.to(run_));
-    return;
-  }
+  if (!check_) return move_all(ws, [this](const at::Tensor& w) { return w.to(run_); });
+  std::lock_guard<std::mutex> lock(mu_);
   const auto it = held_.find(module._ivalue().get());
   if (it == held_.end()) return;  // never parked
   for (std::size_t k = 0; k < ws.size(); ++k) ws[k].set_data(it->second[k]);

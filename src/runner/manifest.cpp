@@ -314,6 +314,23 @@ RowInput interpret_row(const Manifest& m, const ManifestRow& row) {
   if (auto np = m.value(row, "negative_prompt"); np && !np->empty()) in.params.negative_prompt = *np;
   integer("width", 1, kMaxOutputSide, in.params.width);
   integer("height", 1, kMaxOutputSide, in.params.height);
+  if (auto raw = m.value(row, "lora"); raw && !trim(*raw).empty()) {
+    in.loras.emplace();
+    if (trim(*raw) != "none")
+      for (std::size_t start = 0; start <= raw->size();) {
+        const std::size_t end = std::min(raw->find(';', start), raw->size());
+        const std::string item = trim(raw->substr(start, end - start));
+        start = end + 1;
+        if (item.empty()) continue;
+        LoraSpec spec = parse_lora_spec(item);
+        const fs::path p(spec.path);
+        spec.path = (p.is_absolute() ? p : base / p).lexically_normal().string();
+        std::error_code ec;
+        if (!fs::is_regular_file(spec.path, ec))
+          in.problems.push_back(fmt::format("lora: '{}' names no file ({} does not exist)", item, spec.path));
+        in.loras->push_back(std::move(spec));
+      }
+  }
   return in;
 }
 

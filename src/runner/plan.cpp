@@ -38,12 +38,26 @@ EffectiveParams row_params(const Plan& plan, const PlannedRow& row) {
   return merge_params(*plan.spec, p);
 }
 
+std::string lora_set_text(const std::vector<LoraSpec>& set) {
+  std::vector<std::string> items;
+  for (const LoraSpec& s : set) {
+    std::error_code ec;  // one file named two ways (relative, absolute, through a link) is one setting
+    const fs::path canonical = fs::weakly_canonical(s.path, ec);
+    items.push_back(fmt::format("{}:{}", ec ? s.path : canonical.string(), s.scale));
+  }
+  return fmt::format("{}", fmt::join(items, ";"));
+}
+
+std::string row_loras(const Plan& plan, const PlannedRow& row) {
+  return row.input.loras ? lora_set_text(*row.input.loras) : plan.loras;
+}
+
 Record row_settings(const Plan& plan, const PlannedRow& row) {
   const EffectiveParams p = row_params(plan, row);
   const auto side = [](const std::optional<int>& v) { return v ? std::to_string(*v) : std::string(); };
   return {{"model_type", plan.spec->type},
           {"torch_dtype", plan.torch_dtype},
-          {"loras", plan.loras},
+          {"loras", row_loras(plan, row)},
           {"effective_seed", std::to_string(row.seed)},
           {"effective_num_inference_steps", std::to_string(p.steps)},
           {"effective_guidance_scale", fmt::format("{}", p.guidance)},
@@ -76,14 +90,9 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   plan.params = effective_params(spec, o);
   plan.overrides = param_overrides(o);
   plan.torch_dtype = o.torch_dtype;
-  std::vector<std::string> loras;
-  for (const std::string& l : o.loras) {
-    const LoraSpec s = parse_lora_spec(l);
-    std::error_code ec;  // one file named two ways (relative, absolute, through a link) is one setting
-    const fs::path canonical = fs::weakly_canonical(s.path, ec);
-    loras.push_back(fmt::format("{}:{}", ec ? s.path : canonical.string(), s.scale));
-  }
-  plan.loras = fmt::format("{}", fmt::join(loras, ";"));
+  std::vector<LoraSpec> loras;
+  for (const std::string& l : o.loras) loras.push_back(parse_lora_spec(l));
+  plan.loras = lora_set_text(loras);
   plan.shard = resolve_shard(o.node_rank, o.num_nodes, env);
   plan.output_dir = o.output_dir;
   plan.results_path = results_path_of(o);

@@ -39,6 +39,7 @@ struct Work {
   std::optional<EnhanceOutcome> enhanced;
   int attempts = 0;
   std::string batch;       ///< the indices of the rows it ran with (itself included), ';'-separated
+  std::string loras;       ///< the LoRA set it runs with, as results.csv's `loras` column (row_loras)
   bool abandoned = false;  ///< cut short by a stop request: neither done nor failed, left for a later run
   double t_prepare = 0, t_model = 0, t_enhance = 0;
   Clock::time_point started;
@@ -126,6 +127,8 @@ void prepare(Work& w, const Plan& plan, const EditOptions& o, const HttpOptions&
   w.request.instruction = pr.input.instruction;
   w.request.seed = pr.seed;
   w.request.params = row_params(plan, pr);
+  w.request.loras = pr.input.loras;
+  w.loras = row_loras(plan, pr);
   if (enhancer) {  // in the prepare stage, several rows at a time, so the model never waits on the API
     const auto te = Clock::now();
     w.enhanced = enhancer->enhance(pr.row->index, w.request.instruction, w.request.images);
@@ -195,18 +198,20 @@ ImageParameters image_parameters(const Plan& plan, const EditOptions& o, const W
   p.model = o.model_name;
   p.model_type = plan.spec->type;
   p.version = DG_VERSION;
-  p.loras = plan.loras;
+  p.loras = w.loras;
   return p;
 }
 
 // Rows that can share model invocations (docs/batching.md): the same number and sizes of inputs, steps and guidance
-// settings give the same output size and the same sequence of calls. Rows of other keys run in batches of their own.
-std::string batch_key(const EditRequest& r) {
+// settings give the same output size and the same sequence of calls, and the same LoRA set the same weights. Rows of
+// other keys run in batches of their own.
+std::string batch_key(const Work& w) {
+  const EditRequest& r = w.request;
   std::string key =
       fmt::format("{}|{}|{}|{}|{}x{}", r.params.steps, r.params.guidance, r.params.true_cfg.value_or(-1),
                   r.params.negative_prompt.has_value(), r.params.width.value_or(0), r.params.height.value_or(0));
   for (const Image& img : r.images) key += fmt::format("|{}x{}", img.width, img.height);
-  return key;
+  return key + "|" + w.loras;
 }
 
 // Runs the rows a replica took: grouped by batch_key, each group of two or more through Pipeline::edit_batch, the
@@ -215,7 +220,7 @@ void run_model_batch(std::vector<Work>& batch, Pipeline& pipe, int max_retries, 
   std::vector<std::vector<Work*>> groups;
   std::map<std::string, std::size_t> group_of;
   for (auto& w : batch) {
-    const auto [it, added] = group_of.emplace(batch_key(w.request), groups.size());
+    const auto [it, added] = group_of.emplace(batch_key(w), groups.size());
     if (added) groups.emplace_back();
     groups[it->second].push_back(&w);
   }

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include "diffgentor/bundle.hpp"
@@ -38,6 +39,32 @@ TEST(CpuOffload, AParkedComponentRunsOnlyOnceBroughtBackAndThenExactly) {
     EXPECT_TRUE(at::equal(decode(vae, z), want)) << "check " << check;
     for (const at::Tensor& p : vae.parameters()) EXPECT_GT(p.numel(), 0);
   }
+}
+
+// The real move, where a GPU is present (CI has none): parked, the weights are in CPU memory and the device's
+// allocated memory drops by about their size; brought back, they are on the device and the output is the same bit for
+// bit; the peak statistics count them.
+TEST(CpuOffload, OnCudaTheWeightsLeaveTheDeviceAndComeBack) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here";
+  const at::Device cuda("cuda:0");
+  const Bundle b = Bundle::open(dg::test::tiny_bundle("flux2_klein"), *find_model("flux2_klein"), "float32", "cuda:0");
+  torch::jit::Module vae = b.load("vae_decoder", "cuda:0");
+  c10::InferenceMode guard;
+  const at::Tensor z = at::randn({1, 32, 8, 8}, at::TensorOptions().dtype(at::kFloat).device(cuda));
+  const at::Tensor want = decode(vae, z).cpu();
+  int64_t bytes = 0;
+  for (const at::Tensor& p : vae.parameters()) bytes += p.nbytes();
+  reset_device_peak(cuda);
+  const std::optional<int64_t> before = device_peak_bytes(cuda);
+  ASSERT_TRUE(before.has_value());
+  WeightParking parking(cuda, false);
+  parking.park(vae);
+  for (const at::Tensor& p : vae.parameters()) EXPECT_TRUE(p.is_cpu());
+  reset_device_peak(cuda);
+  EXPECT_LE(*device_peak_bytes(cuda), *before - bytes + (1 << 20)) << "the weights still take device memory";
+  parking.bring(vae);
+  for (const at::Tensor& p : vae.parameters()) EXPECT_TRUE(p.is_cuda());
+  EXPECT_TRUE(at::equal(decode(vae, z).cpu(), want));
 }
 
 TEST(CpuOffload, NoDevicePeakOnTheCpu) {

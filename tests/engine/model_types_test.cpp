@@ -78,12 +78,13 @@ TEST_P(EveryImplementedType, RefusesInputThatBreaksTheTableRules) {
   }
 }
 
-// --enable_cpu_offload, run on the CPU with the offloaded weights emptied while parked (offload_check): a
-// component invoked without a lease fails on its weights' shapes, so a run that finishes shows every invocation of the
-// type's pipeline covered. The image equals the run without offload bit for bit (the same weights and kernels); the
-// second row uploads as many components as the first (the steady state: the last row's VAE decoder leaves at the
-// next row's first upload); a batch of two rows, whose merged calls run while each row holds its lease, gives each
-// row's image within one level of the row alone (the batching bound, engine/batching_test.cpp).
+// --enable_cpu_offload, run on the CPU with the offloaded weights emptied while parked and a component parked as soon
+// as its last lease ends (offload_check): a component invoked without a lease fails on its weights' shapes, so a run
+// that finishes shows every invocation of the type's pipeline covered. The image equals the run without offload bit for
+// bit (the same weights and kernels); the second row uploads as many components as the first (the steady state: the
+// last row's VAE decoder leaves at the next row's first upload); a batch of two rows, whose merged calls run while each
+// row holds its lease, gives each row's image within one level of the row alone (the batching bound,
+// engine/batching_test.cpp).
 TEST_P(EveryImplementedType, CpuOffloadRunsEveryInvocationUnderALease) {
   Runner plain(GetParam(), "float32");
   PipelineConfig cfg{plain.spec, dg::test::tiny_bundle(GetParam()), "cpu", "float32", {}, {}, {}};

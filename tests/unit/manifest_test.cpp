@@ -83,6 +83,37 @@ TEST(Manifest, ParameterColumnsArePerRowOverrides) {
   EXPECT_EQ(r3.params.width, 1024);
 }
 
+// The `lora` column: empty is the run's --lora set (unset), `none` no LoRA, else `;`-separated FILE[:SCALE] with
+// relative files resolved against the manifest's folder; a file that does not exist is the row's problem.
+TEST(Manifest, LoraColumnIsAPerRowSet) {
+  TempDir d;
+  write_text(d / "style.safetensors", "x");
+  write_text(d / "loras/detail.safetensors", "x");
+  write_text(d / "m.csv",
+             "image,instruction,lora\n"
+             "a.png,one,style.safetensors:0.8; loras/detail.safetensors\n"
+             "a.png,two,\n"
+             "a.png,three,none\n"
+             "a.png,four,gone.safetensors:0.5\n");
+  const Manifest m = load_manifest(d / "m.csv", {});
+  const RowInput r0 = interpret_row(m, m.rows[0]);
+  EXPECT_TRUE(r0.problems.empty());
+  ASSERT_TRUE(r0.loras.has_value());
+  ASSERT_EQ(r0.loras->size(), 2u);
+  EXPECT_EQ((*r0.loras)[0].path, d / "style.safetensors");
+  EXPECT_EQ((*r0.loras)[0].scale, 0.8);
+  EXPECT_EQ((*r0.loras)[1].path, d / "loras/detail.safetensors");
+  EXPECT_EQ((*r0.loras)[1].scale, 1.0);
+  EXPECT_FALSE(interpret_row(m, m.rows[1]).loras.has_value());
+  const RowInput r2 = interpret_row(m, m.rows[2]);
+  ASSERT_TRUE(r2.loras.has_value());
+  EXPECT_TRUE(r2.loras->empty());
+  const RowInput r3 = interpret_row(m, m.rows[3]);
+  ASSERT_EQ(r3.problems.size(), 1u);
+  EXPECT_EQ(r3.problems[0],
+            "lora: 'gone.safetensors:0.5' names no file (" + (d / "gone.safetensors") + " does not exist)");
+}
+
 TEST(Manifest, ImageColumnFallbacksAndIndexColumn) {
   TempDir d;
   write_text(d / "m.csv", "index,image_url,instruction\n10,x.png,a\n3,y.png,b\n");

@@ -91,6 +91,18 @@ TEST(Residency, AFailedUploadHoldsNothingAndTheNextLeaseWorks) {
   EXPECT_EQ(log.moves, (Moves{"+text_encoder", "-text_encoder", "+vae_encoder", "-vae_encoder", "+transformer"}));
 }
 
+TEST(Residency, EagerLeavesTheDeviceWhenTheLastLeaseEnds) {
+  Log log;
+  Residency r(log.move(), /*eager=*/true);
+  {
+    const Residency::Lease a = r.lease({"transformer"});
+    { const Residency::Lease b = r.lease({"transformer"}); }
+    EXPECT_EQ(r.resident(), Moves{"transformer"});  // one holder left
+  }
+  EXPECT_TRUE(r.resident().empty());
+  EXPECT_EQ(log.moves, (Moves{"+transformer", "-transformer"}));
+}
+
 TEST(Residency, LeasesFromManyThreadsNeverLoseAComponentInUse) {
   // Each thread checks, while it holds its lease, that its component is resident; the moves run under the
   // Residency's lock, so the log needs none.

@@ -70,7 +70,7 @@ def forward(self, hidden_states: Tensor, encoder_hidden_states: Tensor{POOLED_AR
     d = x.size(-1)
     shift, scale = torch.linear(torch.silu(temb), self.out_w, self.out_b).chunk(2, -1)
     x = torch.layer_norm(x, [d]) * (1.0 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-    return torch.linear(x, self.proj_out)
+    return torch.linear(x, self.proj_out.weight)
 )JIT";
 
 const char* kPooledEmb =
@@ -180,7 +180,11 @@ void save_tiny_ids_dit(TinyWriter& tw, int64_t d, const IdsDit& spec) {
     tw.param(m, fmt::format("f{}a", l), {2 * d, d});
     tw.param(m, fmt::format("f{}b", l), {d, 2 * d});
   }
-  tw.param(m, "proj_out", {in_channels, d});
+  {  // a submodule, so that its weight is "proj_out.weight" as diffusers' Linear names it: a LoRA can adapt it
+    torch::jit::Module proj("TinyProjOut");
+    tw.param(proj, "weight", {in_channels, d});
+    m.register_module("proj_out", proj);
+  }
   // Per channel pair: which id column it rotates by, and its frequency 1 / theta^(2j / axis_dim).
   std::vector<int64_t> axis_of_pair;
   std::vector<float> inv;
