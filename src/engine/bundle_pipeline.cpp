@@ -121,29 +121,38 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
 void BundlePipeline::use_loras(const std::vector<LoraSpec>& set, bool row) {
   const std::string key = lora_key(set);
   if (key == merged_loras_) return;
-  if (!keep_originals_ && !merged_loras_.empty())
+  if (row && !keep_originals_)  // nothing kept to restore from: the load's set is the only one
     throw std::logic_error("a row asked for another LoRA set than the run's, but PipelineConfig::row_loras is off");
   const Residency::Lease lease = resident({"transformer"});
   torch::jit::Module& dit = component("transformer");
   at::NoGradGuard no_grad;
+  // While weights change, no set is merged: should a restore or merge stop part way (out of memory), the next call
+  // restores again instead of trusting half-changed weights.
+  merged_loras_ = std::string(1, '\0');
   const auto restore = [&] {
     for (const auto& p : dit.named_parameters(/*recurse=*/true))
       if (const auto it = originals_.find(p.name); it != originals_.end()) p.value.copy_(it->second);
-    merged_loras_.clear();
   };
   restore();
+  const auto fail = [&](const std::exception& e) {  // not half a set: the next row starts from the loaded weights
+    restore();
+    merged_loras_.clear();
+    if (row) throw InputError(fmt::format("lora: {}", e.what()));  // the file's fault: fails the same every time
+    throw BundleError(e.what());
+  };
   try {
     for (const LoraSpec& lora : set) {
       const SafetensorsFile file = read_safetensors(lora.path);
       const std::vector<LoraLayer> layers = lora_layers(file, lora.path);
       notice(merge_lora(dit, layers, lora.scale, lora.path, keep_originals_ ? &originals_ : nullptr));
     }
-  } catch (const std::exception& e) {
-    restore();  // not half a set: the next row starts from the weights as loaded
-    if (row) throw InputError(fmt::format("lora: {}", e.what()));
-    if (dynamic_cast<const std::invalid_argument*>(&e)) throw BundleError(e.what());
-    throw;
-  }
+  } catch (const BundleError& e) {  // merge_lora: layers that match no weight or do not fit
+    fail(e);
+  } catch (const SafetensorsError& e) {
+    fail(e);
+  } catch (const std::invalid_argument& e) {  // lora_layers: names it cannot place
+    fail(e);
+  }  // anything else (out of memory) propagates as it is: a model error, retried; the state stays "none merged"
   merged_loras_ = key;
 }
 
@@ -295,15 +304,17 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   for (std::size_t k = 0; k < request.images.size(); ++k)
     if (auto problem = image_size_problem(spec, request.images[k].width, request.images[k].height); !problem.empty())
       throw InputError(fmt::format("image {}: {}", k, problem));
-  if (!t_batcher) use_loras(request.loras.value_or(run_loras_), true);  // edit_batch merged the batch's set
+  t_uploads = 0;
+  if (!t_batcher) {  // a batch's rows share one peak, reset when the batch starts, and edit_batch merged its set
+    reset_device_peak(dev_);
+    use_loras(request.loras.value_or(run_loras_), true);  // its transformer upload and peak count for the row
+  }
   c10::InferenceMode guard;
   EditResult result;
   StageClock clock(result);
   t_on_step = &request.on_step;
   t_vae_decode_rows = 0;
   t_vae_tiles[0] = t_vae_tiles[1] = 0;
-  t_uploads = 0;
-  if (!t_batcher) reset_device_peak(dev_);  // a batch's rows share one peak, reset when the batch starts
   struct Reset {
     ~Reset() { t_on_step = nullptr; }
   } reset;
@@ -329,6 +340,7 @@ std::vector<BatchOutcome> BundlePipeline::edit_batch(const std::vector<EditReque
   for (const EditRequest& r : requests)  // one set of weights per batch; the runner groups rows by set
     if (lora_key(r.loras.value_or(run_loras_)) != set) return Pipeline::edit_batch(requests);
   std::vector<BatchOutcome> out(requests.size());
+  reset_device_peak(dev_);
   try {
     use_loras(requests[0].loras.value_or(run_loras_), true);
   } catch (...) {
@@ -336,7 +348,6 @@ std::vector<BatchOutcome> BundlePipeline::edit_batch(const std::vector<EditReque
     return out;
   }
   CallBatcher batcher(static_cast<int>(requests.size()));
-  reset_device_peak(dev_);
   std::vector<std::thread> rows;
   for (std::size_t k = 0; k < requests.size(); ++k)
     rows.emplace_back([&, k] {

@@ -2,17 +2,13 @@
 // FLUX.2-klein in float32, whose DiT's output projection is named "proj_out.weight" as diffusers' Linear is, so a
 // diffusers-named LoRA adapts it. A row's set gives the image the same set gives as a run's --lora, bit for bit; after
 // a row with another set the weights are the loaded ones again (a row without LoRA equals the plain run); a missing
-// file fails its row only; rows batch only with rows of the same set.
+// file fails its row only, as does a LoRA of another model; rows batch only with rows of the same set.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "e2e_util.hpp"
+#include "lora_file.hpp"
 
 namespace fs = std::filesystem;
 using namespace dg::test;
@@ -24,28 +20,6 @@ ProcessResult diffgentor(const std::vector<std::string>& args, TempDir& dir) {
   argv.insert(argv.end(), args.begin(), args.end());
   static int n = 0;
   return run_process(argv, {}, dir / ("lora_io" + std::to_string(n++)));
-}
-
-// A diffusers-named LoRA of rank 2 for the tiny DiT's proj_out [128, 32] (lora_A [2, 32], lora_B [128, 2], float32,
-// values from `seed`), in the safetensors format: an 8-byte little-endian header length, the JSON header, the data.
-void write_lora(const std::string& path, int seed) {
-  const int64_t out = 128, in = 32, rank = 2;
-  std::vector<float> a(static_cast<std::size_t>(rank * in)), b(static_cast<std::size_t>(out * rank));
-  for (std::size_t k = 0; k < a.size(); ++k) a[k] = 0.3f * std::sin(0.7f * float(k) + float(seed));
-  for (std::size_t k = 0; k < b.size(); ++k) b[k] = 0.3f * std::cos(1.3f * float(k) + float(seed));
-  const std::size_t na = a.size() * 4, nb = b.size() * 4;
-  nlohmann::json header = {
-      {"transformer.proj_out.lora_A.weight", {{"dtype", "F32"}, {"shape", {rank, in}}, {"data_offsets", {0, na}}}},
-      {"transformer.proj_out.lora_B.weight",
-       {{"dtype", "F32"}, {"shape", {out, rank}}, {"data_offsets", {na, na + nb}}}}};
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  const uint64_t length = text.size();
-  std::ofstream f(path, std::ios::binary);
-  for (int k = 0; k < 8; ++k) f.put(static_cast<char>((length >> (8 * k)) & 0xFF));  // little-endian
-  f << text;
-  f.write(reinterpret_cast<const char*>(a.data()), static_cast<std::streamsize>(na));  // x86: little-endian floats
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(nb));
 }
 
 int max_diff(const dg::Image& a, const dg::Image& b) {
@@ -64,8 +38,8 @@ TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   ProcessResult r = diffgentor({"make-tiny", "--model_type", "flux2_klein", "--out", bundle}, d);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string img = ws.image("a.png", 96, 64, 1);
-  write_lora(ws.dir / "a.safetensors", 1);
-  write_lora(ws.dir / "b.safetensors", 2);
+  write_tiny_proj_out_lora(ws.dir / "a.safetensors", 1);
+  write_tiny_proj_out_lora(ws.dir / "b.safetensors", 2);
   const std::string head = "image,instruction,seed,lora\n", row = img + ",make it blue,5,";
   // Relative LoRA files resolve against the manifest's folder (the workspace).
   const std::string m =
@@ -122,4 +96,25 @@ TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   EXPECT_EQ(batched.find("2")->at("batch"), "2");
   for (const char* index : {"0", "1", "2", "3", "4"})
     EXPECT_LE(max_diff(image("batched", batched, index), image("rows", rows, index)), 1) << index;
+
+  // Rows on the run's --lora set beside rows with their own: an empty cell is the run's set, `none` the weights as
+  // loaded (kept before the run's set was merged at load); a LoRA of another model fails its row only, at stage
+  // input, naming the field.
+  const std::string kohya = DG_SOURCE_DIR "/tests/data/lora/kohya.safetensors";
+  const std::string mixed = ws.file("mixed.csv", head + row + "\n" + row + "none\n" + row + kohya + "\n" + row + "\n");
+  r = edit(mixed, "mixed", {"--lora", ws.dir / "b.safetensors"});
+  ASSERT_EQ(r.exit_code, 1) << r.err;
+  ASSERT_EQ(edit(one, "with_b", {"--lora", ws.dir / "b.safetensors"}).exit_code, 0);
+  const dg::RecordTable mix = dg::RecordTable::load(d / "mixed/results.csv");
+  ASSERT_EQ(mix.records.size(), 3u);
+  EXPECT_EQ(max_diff(image("mixed", mix, "0"), only("with_b")), 0);
+  EXPECT_EQ(max_diff(image("mixed", mix, "1"), only("plain")), 0) << "the weights as loaded were not kept";
+  EXPECT_EQ(max_diff(image("mixed", mix, "3"), only("with_b")), 0);
+  EXPECT_EQ(mix.find("0")->at("loras"), b + ":1");
+  const dg::RecordTable mix_failed = dg::RecordTable::load(d / "mixed/failures.csv");
+  ASSERT_EQ(mix_failed.records.size(), 1u);
+  EXPECT_EQ(mix_failed.find("2")->at("stage"), "input");
+  EXPECT_EQ(mix_failed.find("2")->at("attempts"), "1");  // the file's fault: never retried
+  EXPECT_EQ(mix_failed.find("2")->at("reason").rfind("lora: LoRA " + kohya + ": 1 of 1 layers match no weight", 0), 0u)
+      << mix_failed.find("2")->at("reason");
 }

@@ -2,7 +2,7 @@
 // decoder: parked and brought back it computes the same image bit for bit; parked under `check` (weights emptied)
 // it cannot run at all, which is what makes EveryImplementedType.CpuOffloadRunsEveryInvocationUnderALease
 // (model_types_test.cpp) a test of lease coverage on a machine without a GPU. The Residency rule itself is
-// tests/unit/residency_test.cpp.
+// tests/unit/residency_test.cpp. Also: a row's LoRA set switched while offloaded, and (with a GPU) the real move.
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
@@ -13,6 +13,7 @@
 #include "diffgentor/model_registry.hpp"
 #include "diffgentor/offload.hpp"
 #include "fixture.hpp"
+#include "lora_file.hpp"
 
 using namespace dg;
 
@@ -65,6 +66,33 @@ TEST(CpuOffload, OnCudaTheWeightsLeaveTheDeviceAndComeBack) {
   parking.bring(vae);
   for (const at::Tensor& p : vae.parameters()) EXPECT_TRUE(p.is_cuda());
   EXPECT_TRUE(at::equal(decode(vae, z).cpu(), want));
+}
+
+// A row's LoRA set switched in an offloaded pipeline (check mode: the transformer's weights are emptied whenever no
+// lease holds it, so the restore and the merge must bring it back first): the images of a pipeline that loaded the
+// set with --lora, and of one without LoRAs, bit for bit.
+TEST(CpuOffload, ARowsLoraSetIsMergedIntoTheTransformerBroughtBack) {
+  const dg::test::TempDir d;
+  const std::string lora = d / "a.safetensors";
+  dg::test::write_tiny_proj_out_lora(lora, 1);
+  const ModelSpec* spec = find_model("flux2_klein");
+  const auto make = [&](bool offload, std::vector<LoraSpec> loras) {
+    PipelineConfig cfg{spec, dg::test::tiny_bundle("flux2_klein"), "cpu", "float32", {}, {}, {}};
+    cfg.cpu_offload = cfg.offload_check = cfg.row_loras = offload;
+    cfg.loras = std::move(loras);
+    return find_model_entry("flux2_klein")->make_pipeline(cfg);
+  };
+  const auto off = make(true, {}), with = make(false, {{lora, 0.7}}), plain = make(false, {});
+  EditRequest r;
+  r.images = {dg::test::pattern(96, 64, 1)};
+  r.instruction = "make it blue";
+  r.seed = 3;
+  r.params = merge_params(*spec, {2, std::nullopt, std::nullopt, std::nullopt});
+  EditRequest own = r;
+  own.loras = std::vector<LoraSpec>{{lora, 0.7}};
+  EXPECT_EQ(off->edit(own).image.rgb, with->edit(r).image.rgb);
+  EXPECT_EQ(off->edit(r).image.rgb, plain->edit(r).image.rgb);  // back to the weights as loaded
+  EXPECT_NE(with->edit(r).image.rgb, plain->edit(r).image.rgb);
 }
 
 TEST(CpuOffload, NoDevicePeakOnTheCpu) {
