@@ -105,6 +105,10 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
   for (const std::string& c : param_columns())
     if (plan.manifest.column(c) >= 0) given_columns.push_back(c);
   plan.column_warnings = unused_column_warnings(spec, given_columns);
+  if (plan.manifest.column("loras") >= 0 && plan.manifest.column("lora") < 0)  // a results.csv fed back, or a typo
+    plan.column_warnings.push_back(
+        "manifest column 'loras' is not read (it is what results.csv records): a row's own LoRA set is the column "
+        "'lora' (docs/lora.md)");
   // Output names must be unique over the whole manifest, or two rows would write one file.
   const Manifest& m = plan.manifest;
   std::vector<OutputName> names;
@@ -140,6 +144,7 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
     plan.base_seed_random = true;
     plan.base_seed_source = "random: pass --seed to fix it";
   }
+  std::map<std::string, std::string> lora_problems;  // a row's LoRA file -> why it cannot be used ("": it can)
   for (std::size_t s = begin; s < end; ++s) {
     const std::size_t k = selected[s];
     PlannedRow pr;
@@ -147,6 +152,19 @@ Plan make_plan(const EditOptions& o, const ModelSpec& spec, const EnvLookup& env
     pr.input = interpret_row(m, *pr.row);
     pr.output = names[k];
     pr.problems = pr.input.problems;
+    // A row's LoRA files read once each, as --lora files are (src/cli/options.cpp): one this runtime cannot use fails
+    // its rows here, and in --dry_run. Whether its layers fit the transformer is known only when the model merges it.
+    for (const LoraSpec& l : pr.input.loras.value_or(std::vector<LoraSpec>{})) {
+      std::error_code ec;
+      if (!fs::is_regular_file(l.path, ec)) continue;  // interpret_row named it
+      auto [it, fresh] = lora_problems.emplace(l.path, "");
+      if (fresh) try {
+          lora_layers(read_safetensors(l.path), l.path);
+        } catch (const std::exception& e) {
+          it->second = e.what();
+        }
+      if (!it->second.empty()) pr.problems.push_back("lora: " + it->second);
+    }
     // The model's image-count rule, before any model loads (an empty list is the manifest's own problem).
     if (const std::string why = image_count_problem(spec, pr.input.images.size());
         !why.empty() && !pr.input.images.empty())

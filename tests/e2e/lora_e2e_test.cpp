@@ -2,7 +2,8 @@
 // FLUX.2-klein in float32, whose DiT's output projection is named "proj_out.weight" as diffusers' Linear is, so a
 // diffusers-named LoRA adapts it. A row's set gives the image the same set gives as a run's --lora, bit for bit; after
 // a row with another set the weights are the loaded ones again (a row without LoRA equals the plain run); a missing
-// file fails its row only, as does a LoRA of another model; rows batch only with rows of the same set.
+// file fails its row only, as do a file this runtime cannot read (refused when the run is planned) and a LoRA of
+// another model (refused when merged); rows batch only with rows of the same set.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -101,7 +102,9 @@ TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   // loaded (kept before the run's set was merged at load); a LoRA of another model fails its row only, at stage
   // input, naming the field.
   const std::string kohya = DG_SOURCE_DIR "/tests/data/lora/kohya.safetensors";
-  const std::string mixed = ws.file("mixed.csv", head + row + "\n" + row + "none\n" + row + kohya + "\n" + row + "\n");
+  const std::string te = DG_SOURCE_DIR "/tests/data/lora/text_encoder.safetensors";  // unusable: refused when planned
+  const std::string mixed =
+      ws.file("mixed.csv", head + row + "\n" + row + "none\n" + row + kohya + "\n" + row + "\n" + row + te + "\n");
   r = edit(mixed, "mixed", {"--lora", ws.dir / "b.safetensors"});
   ASSERT_EQ(r.exit_code, 1) << r.err;
   ASSERT_EQ(edit(one, "with_b", {"--lora", ws.dir / "b.safetensors"}).exit_code, 0);
@@ -112,7 +115,15 @@ TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   EXPECT_EQ(max_diff(image("mixed", mix, "3"), only("with_b")), 0);
   EXPECT_EQ(mix.find("0")->at("loras"), b + ":1");
   const dg::RecordTable mix_failed = dg::RecordTable::load(d / "mixed/failures.csv");
-  ASSERT_EQ(mix_failed.records.size(), 1u);
+  ASSERT_EQ(mix_failed.records.size(), 2u);
+  EXPECT_EQ(mix_failed.find("4")->at("stage"), "input");
+  EXPECT_EQ(mix_failed.find("4")->at("reason").rfind("lora: LoRA " + te + ": 2 of 2 tensors adapt nothing", 0), 0u)
+      << mix_failed.find("4")->at("reason");
+  // A `loras` column (what results.csv records, or a typo) is not a row's set, and the plan says so.
+  const std::string typo = ws.file("typo.csv", "image,instruction,loras\n" + img + ",make it blue,a.safetensors\n");
+  r = edit(typo, "typo", {"--dry_run"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE((r.out + r.err).find("manifest column 'loras' is not read"), std::string::npos) << r.out;
   EXPECT_EQ(mix_failed.find("2")->at("stage"), "input");
   EXPECT_EQ(mix_failed.find("2")->at("attempts"), "1");  // the file's fault: never retried
   EXPECT_EQ(mix_failed.find("2")->at("reason").rfind("lora: LoRA " + kohya + ": 1 of 1 layers match no weight", 0), 0u)
