@@ -18,14 +18,6 @@ using namespace dg::test;
 
 namespace {
 
-ProcessResult diffgentor(const std::vector<std::string>& args, TempDir& dir,
-                         const std::map<std::string, std::string>& env = {}) {
-  std::vector<std::string> argv{DG_MAIN_BIN};
-  argv.insert(argv.end(), args.begin(), args.end());
-  static int n = 0;
-  return run_process(argv, env, dir / ("io" + std::to_string(n++)));
-}
-
 // `edit` of a tiny bundle of `type` over `manifest` into `out`, seed 0, then `extra`.
 std::vector<std::string> tiny_edit(const std::string& bundle, const std::string& type, const std::string& manifest,
                                    const std::string& out, const std::vector<std::string>& extra) {
@@ -277,9 +269,7 @@ TEST(CliE2E, BatchSizeGroupsRowsOfOneSize) {
       const std::string name = fmt::format("{:06d}.png", k);
       const dg::Image x = read_image(d / ("out1/" + name)), y = read_image(d / ("out" + std::string(run) + "/" + name));
       ASSERT_EQ(x.rgb.size(), y.rgb.size()) << name;
-      int worst = 0;
-      for (std::size_t i = 0; i < x.rgb.size(); ++i) worst = std::max(worst, std::abs(x.rgb[i] - y.rgb[i]));
-      EXPECT_LE(worst, 1) << run << " " << name;
+      EXPECT_LE(max_pixel_diff(x, y), 1) << run << " " << name;
     }
 }
 

@@ -1,6 +1,7 @@
 #include "e2e_util.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -10,6 +11,21 @@
 namespace fs = std::filesystem;
 
 namespace dg::test {
+
+ProcessResult diffgentor(const std::vector<std::string>& args, TempDir& dir,
+                         const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv{DG_MAIN_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  static int n = 0;
+  return run_process(argv, env, dir / ("io" + std::to_string(n++)));
+}
+
+int max_pixel_diff(const Image& a, const Image& b) {
+  if (a.width != b.width || a.height != b.height) return 256;
+  int worst = 0;
+  for (std::size_t k = 0; k < a.rgb.size(); ++k) worst = std::max(worst, std::abs(a.rgb[k] - b.rgb[k]));
+  return worst;
+}
 
 Workspace::Workspace() {
   bundle = dir / "bundle";

@@ -32,7 +32,12 @@ struct Workspace {
   std::string io_dir();
 };
 
+/// Runs the product binary (`diffgentor` + args) with its output under `dir`.
+ProcessResult diffgentor(const std::vector<std::string>& args, TempDir& dir,
+                         const std::map<std::string, std::string>& env = {});
 Image read_image(const std::string& path);
+/// The largest difference of one channel of one pixel; 256 when the sizes differ.
+int max_pixel_diff(const Image& a, const Image& b);
 /// Lines of a call log as integers, in order.
 std::vector<int> call_log(const std::string& path);
 /// Every regular file below `dir`, relative to it.

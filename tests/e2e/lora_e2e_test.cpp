@@ -14,24 +14,6 @@
 namespace fs = std::filesystem;
 using namespace dg::test;
 
-namespace {
-
-ProcessResult diffgentor(const std::vector<std::string>& args, TempDir& dir) {
-  std::vector<std::string> argv{DG_MAIN_BIN};
-  argv.insert(argv.end(), args.begin(), args.end());
-  static int n = 0;
-  return run_process(argv, {}, dir / ("lora_io" + std::to_string(n++)));
-}
-
-int max_diff(const dg::Image& a, const dg::Image& b) {
-  if (a.width != b.width || a.height != b.height) return 256;
-  int worst = 0;
-  for (std::size_t k = 0; k < a.rgb.size(); ++k) worst = std::max(worst, std::abs(a.rgb[k] - b.rgb[k]));
-  return worst;
-}
-
-}  // namespace
-
 TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   TempDir d;
   Workspace ws;
@@ -81,12 +63,12 @@ TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   const auto only = [&](const std::string& out) {
     return image(out, dg::RecordTable::load(d / out + "/results.csv"), "0");
   };
-  EXPECT_EQ(max_diff(image("rows", rows, "0"), only("with_a")), 0);
-  EXPECT_EQ(max_diff(image("rows", rows, "1"), only("plain")), 0) << "the weights were not restored";
-  EXPECT_EQ(max_diff(image("rows", rows, "2"), only("with_ab")), 0);
-  EXPECT_EQ(max_diff(image("rows", rows, "3"), only("with_a")), 0);
-  EXPECT_EQ(max_diff(image("rows", rows, "4"), only("plain")), 0);
-  EXPECT_GT(max_diff(only("with_a"), only("plain")), 10) << "the LoRA did not change the image";
+  EXPECT_EQ(max_pixel_diff(image("rows", rows, "0"), only("with_a")), 0);
+  EXPECT_EQ(max_pixel_diff(image("rows", rows, "1"), only("plain")), 0) << "the weights were not restored";
+  EXPECT_EQ(max_pixel_diff(image("rows", rows, "2"), only("with_ab")), 0);
+  EXPECT_EQ(max_pixel_diff(image("rows", rows, "3"), only("with_a")), 0);
+  EXPECT_EQ(max_pixel_diff(image("rows", rows, "4"), only("plain")), 0);
+  EXPECT_GT(max_pixel_diff(only("with_a"), only("plain")), 10) << "the LoRA did not change the image";
 
   // Batches hold rows of one set only; each image within one level of its row alone (docs/batching.md).
   r = edit(m, "batched", {"--batch_size", "6"});
@@ -96,7 +78,7 @@ TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   EXPECT_EQ(batched.find("1")->at("batch"), "1;4");
   EXPECT_EQ(batched.find("2")->at("batch"), "2");
   for (const char* index : {"0", "1", "2", "3", "4"})
-    EXPECT_LE(max_diff(image("batched", batched, index), image("rows", rows, index)), 1) << index;
+    EXPECT_LE(max_pixel_diff(image("batched", batched, index), image("rows", rows, index)), 1) << index;
 
   // Rows on the run's --lora set beside rows with their own: an empty cell is the run's set, `none` the weights as
   // loaded (kept before the run's set was merged at load); a LoRA of another model fails its row only, at stage
@@ -110,9 +92,9 @@ TEST(LoraE2E, ARowsLoraColumnIsTheRunsLoraForThatRow) {
   ASSERT_EQ(edit(one, "with_b", {"--lora", ws.dir / "b.safetensors"}).exit_code, 0);
   const dg::RecordTable mix = dg::RecordTable::load(d / "mixed/results.csv");
   ASSERT_EQ(mix.records.size(), 3u);
-  EXPECT_EQ(max_diff(image("mixed", mix, "0"), only("with_b")), 0);
-  EXPECT_EQ(max_diff(image("mixed", mix, "1"), only("plain")), 0) << "the weights as loaded were not kept";
-  EXPECT_EQ(max_diff(image("mixed", mix, "3"), only("with_b")), 0);
+  EXPECT_EQ(max_pixel_diff(image("mixed", mix, "0"), only("with_b")), 0);
+  EXPECT_EQ(max_pixel_diff(image("mixed", mix, "1"), only("plain")), 0) << "the weights as loaded were not kept";
+  EXPECT_EQ(max_pixel_diff(image("mixed", mix, "3"), only("with_b")), 0);
   EXPECT_EQ(mix.find("0")->at("loras"), b + ":1");
   const dg::RecordTable mix_failed = dg::RecordTable::load(d / "mixed/failures.csv");
   ASSERT_EQ(mix_failed.records.size(), 2u);
