@@ -21,7 +21,7 @@ PACKAGES=(cmake ninja-build g++ ccache pkg-config python3 python3-venv
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcurl4-openssl-dev
   libonig-dev libutf8proc-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev googletest  # googletest: the sources, for the engine-only build's engine tests
   clang-format git)  # the `format` and `references` tests
 
 # What `./setup.sh test` adds: a real Slurm cluster for the `slurm` test (tests/slurm/slurm_test.sh), and a

@@ -12,7 +12,5 @@ for dev in cuda cpu; do
   ./build-cuda/diffgentor_engine_smoke "$dev" "run-$dev" tiny 4 $([ $dev = cuda ] && echo 5 || echo 1) .carry/cpu_ref | tee -a "$OUT/smoke.txt"
 done
 ./build-cuda/diffgentor_engine_smoke cuda run-small small 20 3 | tee -a "$OUT/smoke.txt"
-# .carry/ (ignored by git) holds: include/{nlohmann,fmt,oniguruma.h,utf8proc.h}, lib/libonig.so*,
-# lib/libutf8proc.so* (Debian 12's packages of nlohmann-json, fmt, Oniguruma and utf8proc), and
-# cpu_ref/ = the output of a CPU reference run, `diffgentor_engine_smoke cpu .carry/cpu_ref tiny 4 1`
-# (its tiny bundles and .rgb images).
+# .carry/ (ignored by git) is filled on the development machine by `bench/device_carry.sh VENV BUILD smoke`; cpu_ref/ in it is a CPU
+# reference run, `diffgentor_engine_smoke cpu .carry/cpu_ref tiny 4 1` (its tiny bundles and .rgb images).

@@ -9,10 +9,17 @@ seeded random weights) is saved as a snapshot and exported to a bundle in the ru
   - diffgentor: `diffgentor edit` on the bundle, in a process of its own.
 Both use the same steps, guidance, dtype, device and thread count, and run interleaved (diffusers, diffgentor,
 diffusers, ...) `--repeats` times. Printed per type: load time, rows/s over the rows (load excluded), wall time
-of the whole job (load included), and the ratio diffgentor / diffusers.
+of the whole job (load included), the ratio diffgentor / diffusers, and on CUDA each side's peak GPU memory
+(torch.cuda.max_memory_allocated over the rows; diffgentor's largest `device_peak_mib`, the same allocator's figure).
+
+--offload runs both with model-level CPU offload: diffusers' enable_model_cpu_offload (needs accelerate) and
+diffgentor's --enable_cpu_offload. --engine_bench PATH runs diffgentor's side through diffgentor_engine_bench
+(bench/engine_bench.cpp) instead of the CLI, for a machine with only the engine-only build (bench/device_bench.sh):
+the same bundle, image sizes, steps and guidance, with generated images; its wall time is load + rows.
 
   bench/vs_diffusers.py [--types qwen,flux2_klein,flux1_kontext] [--rows 4] [--steps 4] [--threads 2]
-                        [--dtype float32] [--device cpu] [--repeats 2] [--json out.json]
+                        [--dtype float32] [--device cpu] [--repeats 2] [--offload] [--engine_bench PATH]
+                        [--json out.json]
 
 Runs in the pinned environment (./setup.sh makes it; tools/requirements.txt). A benchmark, not a test.
 """
@@ -70,8 +77,16 @@ def run_diffusers(snapshot: Path, manifest: Path, out: Path, kind: str, args) ->
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     cls = getattr(diffusers, json.loads((snapshot / "model_index.json").read_text())["_class_name"])
-    pipe = cls.from_pretrained(snapshot, torch_dtype=getattr(torch, args.dtype)).to(args.device)
+    pipe = cls.from_pretrained(snapshot, dtype=getattr(torch, args.dtype))
+    if args.offload:
+        pipe.enable_model_cpu_offload(device=args.device)
+    else:
+        pipe = pipe.to(args.device)
+    pipe.set_progress_bar_config(disable=True)
     load = time.perf_counter() - started
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(args.device)
     case = CASES[kind]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -92,7 +107,8 @@ def run_diffusers(snapshot: Path, manifest: Path, out: Path, kind: str, args) ->
             with torch.no_grad():
                 pipe(**kwargs).images[0].save(out / row["output_name"])
             rows.append(time.perf_counter() - t0)
-    return {"load_s": load, "row_s": rows, "wall_s": time.perf_counter() - started}
+    peak = -(-torch.cuda.max_memory_allocated(args.device) // 2**20) if cuda else None
+    return {"load_s": load, "row_s": rows, "wall_s": time.perf_counter() - started, "peak_mib": peak}
 
 
 def run_diffgentor(bundle: Path, manifest: Path, out: Path, kind: str, args) -> dict:
@@ -107,6 +123,8 @@ def run_diffgentor(bundle: Path, manifest: Path, out: Path, kind: str, args) -> 
         cmd += ["--true_cfg_scale", str(case["true_cfg"]), "--negative_prompt", case["negative"]]
     for option in case.get("model_options", ()):
         cmd += ["--model_option", option]
+    if args.offload:
+        cmd += ["--enable_cpu_offload"]
     started = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -116,7 +134,34 @@ def run_diffgentor(bundle: Path, manifest: Path, out: Path, kind: str, args) -> 
         records = list(csv.DictReader(f))
     rows = [float(r["time_model_s"]) for r in records]
     stages = [{**json.loads(r["stage_times"] or "{}"), **json.loads(r["counters"] or "{}")} for r in records]
-    return {"row_s": rows, "wall_s": wall, "load_s": wall - sum(rows), "stages": stages}
+    peak = max((st["device_peak_mib"] for st in stages if "device_peak_mib" in st), default=None)
+    return {"row_s": rows, "wall_s": wall, "load_s": wall - sum(rows), "stages": stages, "peak_mib": peak}
+
+
+def run_engine_bench(bundle: Path, kind: str, args) -> dict:
+    """diffgentor's side through diffgentor_engine_bench: one pipeline, --rows rows one at a time (as the CLI's
+    default --batch_size 1), CFG fused on CUDA and split on the CPU (--cfg_batch auto)."""
+    case = CASES[kind]
+    mode = ("b1-fused" if args.device.startswith("cuda") else "b1-split") + ("-offload" if args.offload else "")
+    report = Path(tempfile.mkstemp(suffix=".json")[1])
+    cmd = [str(args.engine_bench), "--type", kind, "--bundle", str(bundle), "--device", args.device,
+           "--dtype", args.dtype, "--steps", str(args.steps), "--rows", str(args.rows), "--threads", str(args.threads),
+           "--guidance", str(case["guidance"]), "--modes", mode, "--json", str(report)]
+    for w, h in case["images"]:
+        cmd += ["--image", f"{w}x{h}"]
+    if "true_cfg" in case:
+        cmd += ["--true_cfg", str(case["true_cfg"]), "--negative", case["negative"]]
+    for option in case.get("model_options", ()):
+        cmd += ["--model_option", option]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"diffgentor_engine_bench failed ({run.returncode}): {run.stderr[-2000:]}")
+    result = json.loads(report.read_text())[0]
+    report.unlink()
+    rows = [result["seconds_per_row"]] * args.rows
+    peak = result["device_peak_mib"] if result["device_peak_mib"] >= 0 else None
+    return {"row_s": rows, "load_s": result["load_s"], "wall_s": result["load_s"] + sum(rows), "stages": [],
+            "peak_mib": peak}
 
 
 def main(argv=None) -> int:
@@ -131,12 +176,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--diffgentor", default=str(ROOT / "build" / "diffgentor"))
+    p.add_argument("--engine_bench", default=None, help="diffgentor_engine_bench: run diffgentor's side through it")
+    p.add_argument("--offload", action="store_true", help="model-level CPU offload on both sides")
     p.add_argument("--work", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None,
                    help="replace the `bench DEVICE` block of this file (docs/performance.md)")
     p.add_argument("--block", default=None, help="the block's name instead (default: bench DEVICE)")
     args = p.parse_args(argv)
+    if args.offload and not args.device.startswith("cuda"):
+        p.error("--offload moves components between the CPU and a GPU: it needs --device cuda")
     work = Path(args.work or tempfile.mkdtemp(prefix="dg_vs_diffusers_"))
     testdata = Path(os.environ.get("DIFFGENTOR_TESTDATA") or ROOT / "tests" / "data")
     from diffgentor_export import cli
@@ -154,25 +203,30 @@ def main(argv=None) -> int:
         runs = {"diffusers": [], "diffgentor": []}
         for rep in range(args.repeats):  # interleaved, so drift hits both alike
             runs["diffusers"].append(run_diffusers(snapshot, manifest, folder / f"py{rep}", kind, args))
-            runs["diffgentor"].append(run_diffgentor(folder / "bundle", manifest, folder / f"dg{rep}", kind, args))
+            runs["diffgentor"].append(run_engine_bench(folder / "bundle", kind, args) if args.engine_bench else
+                                      run_diffgentor(folder / "bundle", manifest, folder / f"dg{rep}", kind, args))
         summary = {}
         for tool, rs in runs.items():
             rows_per_s = [len(r["row_s"]) / sum(r["row_s"]) for r in rs]
             summary[tool] = {"rows_per_s": statistics.median(rows_per_s), "load_s": statistics.median(
-                r["load_s"] for r in rs), "wall_s": statistics.median(r["wall_s"] for r in rs), "runs": rs}
+                r["load_s"] for r in rs), "wall_s": statistics.median(r["wall_s"] for r in rs), "runs": rs,
+                "peak_mib": max((r["peak_mib"] for r in rs if r.get("peak_mib") is not None), default=None)}
         per_row = [st for r in runs["diffgentor"] for st in r["stages"]]
         summary["diffgentor"]["stages"] = {k: statistics.median(st[k] for st in per_row if k in st)
                                            for k in dict.fromkeys(k for st in per_row for k in st)}
         ratio = summary["diffgentor"]["rows_per_s"] / summary["diffusers"]["rows_per_s"]
         report[kind] = {**summary, "ratio": ratio}
         print(f"{kind:14} {args.size} {args.dtype} {args.device} {args.rows} rows x {args.steps} steps, "
-              f"{args.threads} threads:")
+              f"{args.threads} threads{', model CPU offload' if args.offload else ''}:")
         for tool in ("diffusers", "diffgentor"):
             s = summary[tool]
-            print(f"  {tool:10} {s['rows_per_s']:.3f} rows/s   load {s['load_s']:.1f} s   job {s['wall_s']:.1f} s")
+            peak = f"   peak GPU memory {s['peak_mib']} MiB" if s["peak_mib"] is not None else ""
+            print(f"  {tool:10} {s['rows_per_s']:.3f} rows/s   load {s['load_s']:.1f} s   job {s['wall_s']:.1f} s"
+                  + peak)
         print(f"  ratio (diffgentor / diffusers rows/s): {ratio:.2f}", flush=True)
-        print("  diffgentor per row (median): " + ", ".join(
-            f"{k} {v:.3g}" for k, v in summary["diffgentor"]["stages"].items()), flush=True)
+        if summary["diffgentor"]["stages"]:
+            print("  diffgentor per row (median): " + ", ".join(
+                f"{k} {v:.3g}" for k, v in summary["diffgentor"]["stages"].items()), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     if args.markdown:
@@ -185,16 +239,20 @@ def markdown(report: dict, args) -> str:
 
     import diffusers
     import torch
+    flags = (" --offload" if args.offload else "") + (" --engine_bench ..." if args.engine_bench else "")
     lines = [f"Measured by `bench/vs_diffusers.py --size {args.size} --rows {args.rows} --steps {args.steps} "
-             f"--threads {args.threads} --dtype {args.dtype} --device {args.device} --repeats {args.repeats}` on "
+             f"--threads {args.threads} --dtype {args.dtype} --device {args.device} --repeats {args.repeats}"
+             f"{flags}` on "
              f"{time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} cores): torch {torch.__version__}, "
              f"diffusers {diffusers.__version__}. Medians over the repeats.", "",
-             "| type | diffusers rows/s | diffgentor rows/s | ratio | diffusers job s | diffgentor job s |",
-             "|---|---|---|---|---|---|"]
+             "| type | diffusers rows/s | diffgentor rows/s | ratio | diffusers job s | diffgentor job s | "
+             "peak GPU MiB (diffusers / diffgentor) |",
+             "|---|---|---|---|---|---|---|"]
     for kind, r in report.items():
         py, dg = r["diffusers"], r["diffgentor"]
+        peaks = f"{py['peak_mib']} / {dg['peak_mib']}" if py["peak_mib"] is not None else "·"
         lines.append(f"| `{kind}` | {py['rows_per_s']:.3f} | {dg['rows_per_s']:.3f} | {r['ratio']:.2f}× | "
-                     f"{py['wall_s']:.1f} | {dg['wall_s']:.1f} |")
+                     f"{py['wall_s']:.1f} | {dg['wall_s']:.1f} | {peaks} |")
     lines += ["", "diffgentor per row, medians (results.csv `stage_times` in seconds and `counters`):", "",
               "| type | stages and counters |", "|---|---|"]
     for kind, r in report.items():
