@@ -3,20 +3,25 @@
 // engine-only build) and runs on a GPU machine that has nothing else (bench/device_bench.sh).
 //   diffgentor_engine_bench --type TYPE [--bundle DIR | --size tiny|small] [--device cpu|cuda] [--dtype D]
 //       [--steps N] [--rows N] [--threads N] [--image WxH]... [--width W --height H] [--guidance G]
-//       [--true_cfg G] [--negative TEXT] [--model_option K=V]... [--modes b1-split,b1-fused,b2-fused,b1-fused-offload]
-//       [--json FILE]
-// A mode is bN (rows per edit_batch call), fused|split (--cfg_batch) and an optional -offload (--enable_cpu_offload).
-// Each mode gets a pipeline of its own and one untimed warm-up call, then edits the same --rows rows (seeds 42 + k,
-// instructions of different lengths, generated --image inputs; default one or two of 1024x1024). Per mode it prints
-// rows/s, the denoising loop's time per step against the time inside its transformer calls (batch 1 only: a batch's
-// rows share one loop), the largest device_peak_mib a row reports (CUDA), offload uploads per row, and each row's
-// largest pixel difference from the first mode. Exit status 1 when an -offload mode's images differ from those of the
-// same mode without offload by more than one level, or when it moved nothing: the offload must not change a result.
+//       [--true_cfg G] [--negative TEXT] [--model_option K=V]... [--modes b1-split,b1-fused,...] [--json FILE]
+// A mode is bN (rows per edit_batch call), fused|split (--cfg_batch), then optionally -offload (--enable_cpu_offload)
+// and -timed (PipelineConfig::sync_timing: every transformer invocation waits for the device, so that its time is
+// its kernels' on CUDA, where calls otherwise return at launch). Each mode gets a pipeline of its own and one
+// untimed warm-up call, then edits the same --rows rows (seeds 42 + k, instructions of different lengths, generated
+// --image inputs; default one or two of 1024x1024). Per mode: rows/s; for batch 1 the denoising loop's time per
+// step and the transformer's, and the overhead, the loop's share outside the transformer (on CUDA only a -timed
+// mode knows the transformer's time: its overhead is taken against the loop of the same mode untimed, when that
+// ran, since the waits themselves lengthen a -timed loop); the largest device_peak_mib of a row (CUDA); offload
+// uploads per row; the largest pixel difference from the first mode. The JSON (rewritten after each mode) holds
+// the settings and one object per mode. Exit status 1 when a mode failed, or when an -offload mode's images differ
+// by more than one level from those of the same mode without offload (listed before it): offload must not change
+// a result; 2 for bad options.
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +29,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "diffgentor/model_registry.hpp"
@@ -34,25 +40,32 @@ namespace {
 struct Mode {
   std::string name;
   int batch = 1;
-  bool fused = true, offload = false;
+  bool fused = true, offload = false, timed = false;
+  std::string untimed() const { return timed ? name.substr(0, name.size() - 6) : name; }
+  std::string plain() const {  // the same mode without offload (and untimed)
+    std::string n = untimed();
+    return offload ? n.substr(0, n.size() - 8) : n;
+  }
 };
 
 Mode parse_mode(const std::string& text) {
-  Mode m{text};
-  std::size_t pos = 0;
   std::vector<std::string> parts;
-  while (pos <= text.size()) {
+  for (std::size_t pos = 0; pos <= text.size();) {
     const std::size_t end = std::min(text.find('-', pos), text.size());
     parts.push_back(text.substr(pos, end - pos));
     pos = end + 1;
   }
-  if (parts.size() < 2 || parts.size() > 3 || parts[0].size() < 2 || parts[0][0] != 'b' ||
-      (parts[1] != "fused" && parts[1] != "split") || (parts.size() == 3 && parts[2] != "offload"))
-    throw std::invalid_argument("mode '" + text + "': expected bN-fused|split[-offload]");
+  Mode m{text};
+  const bool count = parts[0].size() >= 2 && parts[0][0] == 'b' &&
+                     parts[0].find_first_not_of("0123456789", 1) == std::string::npos && parts[0].size() < 5;
+  std::size_t k = 2;
+  if (k < parts.size() && parts[k] == "offload") m.offload = true, ++k;
+  if (k < parts.size() && parts[k] == "timed") m.timed = true, ++k;
+  if (!count || parts.size() < 2 || (parts[1] != "fused" && parts[1] != "split") || k != parts.size() ||
+      std::stoi(parts[0].substr(1)) < 1)
+    throw std::invalid_argument("mode '" + text + "': expected bN-fused|split[-offload][-timed], N >= 1");
   m.batch = std::stoi(parts[0].substr(1));
-  if (m.batch < 1) throw std::invalid_argument("mode '" + text + "': batch must be >= 1");
   m.fused = parts[1] == "fused";
-  m.offload = parts.size() == 3;
   return m;
 }
 
@@ -76,12 +89,55 @@ double stage(const dg::EditResult& r, const std::string& name) {
   return s;
 }
 
-int max_diff(const dg::Image& a, const dg::Image& b) {
-  if (a.rgb.size() != b.rgb.size()) return 256;
+int max_diff(const std::vector<dg::Image>& a, const std::vector<dg::Image>& b) {
   int d = 0;
-  for (std::size_t k = 0; k < a.rgb.size(); ++k) d = std::max(d, std::abs(int(a.rgb[k]) - int(b.rgb[k])));
+  for (std::size_t r = 0; r < a.size() && r < b.size(); ++r) {
+    if (a[r].rgb.size() != b[r].rgb.size()) return 256;
+    for (std::size_t k = 0; k < a[r].rgb.size(); ++k) d = std::max(d, std::abs(int(a[r].rgb[k]) - int(b[r].rgb[k])));
+  }
   return d;
 }
+
+struct Measured {
+  std::vector<dg::Image> images;
+  double load = 0, wall = 0, loop = 0, inside = 0, steps = 0;
+  int64_t peak = -1, uploads = 0;
+};
+
+// One mode: its own pipeline, an untimed warm-up batch (first-call costs: kernels, allocator, autotuning), then
+// every row in batches of mode.batch.
+Measured run_mode(const Mode& mode, dg::PipelineConfig config, const dg::ModelEntry& entry,
+                  const std::vector<dg::EditRequest>& requests) {
+  config.fuse_cfg = mode.fused;
+  config.cpu_offload = mode.offload;
+  config.sync_timing = mode.timed;
+  Measured m;
+  const auto loading = std::chrono::steady_clock::now();
+  auto pipe = entry.make_pipeline(config);
+  m.load = std::chrono::duration<double>(std::chrono::steady_clock::now() - loading).count();
+  const auto batch_of = [&](std::size_t from) {
+    const std::size_t to = std::min(requests.size(), from + static_cast<std::size_t>(mode.batch));
+    return std::vector<dg::EditRequest>(requests.begin() + static_cast<std::ptrdiff_t>(from),
+                                        requests.begin() + static_cast<std::ptrdiff_t>(to));
+  };
+  for (dg::BatchOutcome& o : pipe->edit_batch(batch_of(0)))
+    if (o.error) std::rethrow_exception(o.error);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t from = 0; from < requests.size(); from += static_cast<std::size_t>(mode.batch))
+    for (dg::BatchOutcome& o : pipe->edit_batch(batch_of(from))) {
+      if (o.error) std::rethrow_exception(o.error);
+      m.images.push_back(std::move(o.result.image));
+      m.loop += stage(o.result, "denoise");
+      m.inside += std::max<int64_t>(0, counter(o.result, "transformer_us")) * 1e-6;
+      m.steps += requests[m.images.size() - 1].params.steps;
+      m.peak = std::max(m.peak, counter(o.result, "device_peak_mib"));
+      m.uploads += std::max<int64_t>(0, counter(o.result, "offload_uploads"));
+    }
+  m.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return m;
+}
+
+std::string num(double v, const char* format = "{:.2f}") { return v < 0 ? "·" : fmt::format(fmt::runtime(format), v); }
 
 }  // namespace
 
@@ -107,10 +163,17 @@ int main(int argc, char** argv) try {
     else
       opt[key] = argv[k + 1];
   }
+  std::vector<Mode> modes;  // all parsed before anything runs: a typo costs no device time
+  for (std::size_t pos = 0; pos <= opt["--modes"].size();) {
+    const std::size_t end = std::min(opt["--modes"].find(',', pos), opt["--modes"].size());
+    modes.push_back(parse_mode(opt["--modes"].substr(pos, end - pos)));
+    pos = end + 1;
+  }
   const dg::ModelSpec* spec = dg::find_model(opt["--type"]);
   const dg::ModelEntry* entry = spec ? dg::find_model_entry(spec->type) : nullptr;
   if (!entry) throw std::invalid_argument("--type '" + opt["--type"] + "' is not an implemented model type");
-  if (std::stoi(opt["--threads"]) > 0) at::set_num_threads(std::stoi(opt["--threads"]));
+  const int threads = std::stoi(opt["--threads"]);  // 0: every core, as the CLI's --threads 0
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   std::string bundle = opt["--bundle"];
   if (bundle.empty()) {
     bundle = (fs::temp_directory_path() / fmt::format("dg_engine_bench_{}_{}", spec->type, opt["--size"])).string();
@@ -126,99 +189,86 @@ int main(int argc, char** argv) try {
   if (!opt["--height"].empty()) given.height = std::stoi(opt["--height"]);
   const char* instructions[] = {"make the sky purple", "write \"hello\" on the wall in large red letters",
                                 "turn it into a watercolour painting", "add snow"};
-  const int rows = std::stoi(opt["--rows"]);
-  std::vector<dg::EditRequest> requests(static_cast<std::size_t>(rows));
-  for (int r = 0; r < rows; ++r) {
-    auto& q = requests[static_cast<std::size_t>(r)];
-    q.index = r;
+  std::vector<dg::EditRequest> requests(static_cast<std::size_t>(std::stoi(opt["--rows"])));
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    dg::EditRequest& q = requests[r];
+    q.index = static_cast<int64_t>(r);
     for (std::size_t k = 0; k < images_given.size(); ++k) {
       int w = 0, h = 0;
       if (std::sscanf(images_given[k].c_str(), "%dx%d", &w, &h) != 2 || w < 1 || h < 1)
         throw std::invalid_argument("--image '" + images_given[k] + "': expected WxH");
-      q.images.push_back(pattern(w, h, r + static_cast<int>(k)));
+      q.images.push_back(pattern(w, h, static_cast<int>(r + k)));
     }
     q.instruction = instructions[r % 4];
     q.params = dg::merge_params(*spec, given);
-    q.seed = 42 + static_cast<uint64_t>(r);
+    q.seed = 42 + r;
   }
+  const dg::PipelineConfig config{
+      spec, bundle, opt["--device"], opt["--dtype"], dg::resolve_model_options(*spec, model_options), {}, {}};
+  const bool cuda = opt["--device"].rfind("cuda", 0) == 0;
 
-  nlohmann::json report = nlohmann::json::array();
-  std::map<std::string, std::vector<dg::Image>> outputs;  // mode name -> row images
+  nlohmann::json report = {{"type", spec->type},     {"device", opt["--device"]},       {"dtype", opt["--dtype"]},
+                           {"bundle", bundle},       {"steps", given.steps.value()},    {"rows", requests.size()},
+                           {"images", images_given}, {"modes", nlohmann::json::array()}};
+  std::map<std::string, Measured> done;
   bool ok = true;
   fmt::print("{} {} on {}, {} rows of {} image(s) {}, {} steps, bundle {}\n", spec->type, opt["--dtype"],
-             opt["--device"], rows, images_given.size(), images_given[0], given.steps.value(), bundle);
+             opt["--device"], requests.size(), images_given.size(), images_given[0], given.steps.value(), bundle);
   fmt::print(
       "| mode | rows/s | s/row | loop ms/step | transformer ms/step | overhead | peak MiB | uploads/row | "
       "max diff vs {} |\n|---|---|---|---|---|---|---|---|---|\n",
-      opt["--modes"].substr(0, opt["--modes"].find(',')));
-  std::string first;
-  for (std::size_t pos = 0; pos <= opt["--modes"].size();) {
-    const std::size_t end = std::min(opt["--modes"].find(',', pos), opt["--modes"].size());
-    const Mode mode = parse_mode(opt["--modes"].substr(pos, end - pos));
-    pos = end + 1;
-    dg::PipelineConfig config{
-        spec, bundle, opt["--device"], opt["--dtype"], dg::resolve_model_options(*spec, model_options), {}, {}};
-    config.fuse_cfg = mode.fused;
-    config.cpu_offload = mode.offload;
-    const auto loading = std::chrono::steady_clock::now();
-    auto pipe = entry->make_pipeline(config);
-    const double load = std::chrono::duration<double>(std::chrono::steady_clock::now() - loading).count();
-    auto batch_of = [&](std::size_t from) {
-      return std::vector<dg::EditRequest>(
-          requests.begin() + static_cast<std::ptrdiff_t>(from),
-          requests.begin() + static_cast<std::ptrdiff_t>(std::min(requests.size(), from + mode.batch)));
-    };
-    pipe->edit_batch(batch_of(0));  // warm-up: first-call costs (kernels, allocator, autotuning) are not timed
-    std::vector<dg::Image>& images = outputs[mode.name];
-    double loop = 0, inside = 0, steps = 0;
-    int64_t peak = -1, uploads = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (std::size_t from = 0; from < requests.size(); from += static_cast<std::size_t>(mode.batch))
-      for (dg::BatchOutcome& o : pipe->edit_batch(batch_of(from))) {
-        if (o.error) std::rethrow_exception(o.error);
-        images.push_back(std::move(o.result.image));
-        loop += stage(o.result, "denoise");
-        inside += std::max<int64_t>(0, counter(o.result, "transformer_us")) * 1e-6;
-        steps += given.steps.value();
-        peak = std::max(peak, counter(o.result, "device_peak_mib"));
-        uploads += std::max<int64_t>(0, counter(o.result, "offload_uploads"));
+      modes[0].name);
+  std::fflush(stdout);
+  for (const Mode& mode : modes) {
+    nlohmann::json row = {{"mode", mode.name}};
+    try {
+      Measured m = run_mode(mode, config, *entry, requests);
+      // Loop and transformer per step: batch 1 only (a batch's rows share one loop). On CUDA the transformer's own
+      // time is known only when its invocations wait for the device (-timed).
+      const bool single = mode.batch == 1 && m.loop > 0;
+      const double loop = single ? 1e3 * m.loop / m.steps : -1;
+      const double inside = single && (!cuda || mode.timed) ? 1e3 * m.inside / m.steps : -1;
+      double against = loop;
+      if (cuda && mode.timed) against = done.count(mode.untimed()) ? 1e3 * done[mode.untimed()].loop / m.steps : -1;
+      const double overhead = inside >= 0 && against > 0 ? 100 * (against - inside) / against : -1;
+      const int diff = &mode == &modes[0]              ? 0
+                       : done.count(modes[0].name) > 0 ? max_diff(m.images, done[modes[0].name].images)
+                                                       : -1;
+      row.update({{"rows_per_s", requests.size() / m.wall},
+                  {"seconds_per_row", m.wall / requests.size()},
+                  {"load_s", m.load},
+                  {"loop_ms_per_step", loop},
+                  {"transformer_ms_per_step", inside},
+                  {"overhead_percent", overhead},
+                  {"device_peak_mib", m.peak},
+                  {"uploads_per_row", double(m.uploads) / requests.size()},
+                  {"max_diff", diff}});
+      if (mode.offload) {
+        const bool compared = done.count(mode.plain()) > 0;
+        const int twin = compared ? max_diff(m.images, done[mode.plain()].images) : -1;
+        row["offload_diff"] = twin;
+        if (m.uploads == 0 || twin > 1) {
+          ok = false;
+          fmt::print(stderr, "{}: {} upload(s), max diff {} against {}: the offload changed the result\n", mode.name,
+                     m.uploads, twin, mode.plain());
+        } else if (!compared) {
+          fmt::print(stderr, "{}: not compared: mode {} did not run before it\n", mode.name, mode.plain());
+        }
       }
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (first.empty()) first = mode.name;
-    int diff = 0;
-    for (std::size_t r = 0; r < images.size(); ++r) diff = std::max(diff, max_diff(images[r], outputs[first][r]));
-    // The same run without the offload, when this mode has one and it ran before: the offload must change nothing.
-    const std::string twin = mode.name.substr(0, mode.name.rfind("-offload"));
-    if (mode.offload) {
-      const bool moved = uploads > 0;
-      int twin_diff = -1;
-      if (outputs.count(twin))
-        for (std::size_t r = 0; r < images.size(); ++r)
-          twin_diff = std::max(twin_diff, max_diff(images[r], outputs[twin][r]));
-      if (!moved || twin_diff > 1) {
-        ok = false;
-        fmt::print(stderr, "{}: {} upload(s), max diff {} against {}: the offload changed the result\n", mode.name,
-                   uploads, twin_diff, twin);
-      }
+      fmt::print("| {} | {:.3f} | {:.3f} | {} | {} | {} | {} | {} | {} |\n", mode.name, requests.size() / m.wall,
+                 m.wall / requests.size(), num(loop), num(inside), overhead < 0 ? "·" : num(overhead, "{:.2f} %"),
+                 m.peak >= 0 ? std::to_string(m.peak) : "·",
+                 mode.offload ? num(double(m.uploads) / requests.size(), "{:.1f}") : "·", diff);
+      done.emplace(mode.name, std::move(m));
+    } catch (const std::exception& e) {  // the other modes still run: device time is not wasted
+      ok = false;
+      row["error"] = e.what();
+      fmt::print("| {} | failed: {} |\n", mode.name, e.what());
     }
-    const bool single = mode.batch == 1 && loop > 0;
-    fmt::print("| {} | {:.3f} | {:.3f} | {} | {} | {} | {} | {} | {} |\n", mode.name, rows / wall, wall / rows,
-               single ? fmt::format("{:.2f}", 1e3 * loop / steps) : "·",
-               single ? fmt::format("{:.2f}", 1e3 * inside / steps) : "·",
-               single ? fmt::format("{:.2f} %", 100 * (loop - inside) / loop) : "·",
-               peak >= 0 ? std::to_string(peak) : "·",
-               mode.offload ? fmt::format("{:.1f}", double(uploads) / rows) : "·", diff);
-    report.push_back({{"mode", mode.name},
-                      {"load_s", load},
-                      {"rows_per_s", rows / wall},
-                      {"seconds_per_row", wall / rows},
-                      {"loop_ms_per_step", single ? 1e3 * loop / steps : -1},
-                      {"transformer_ms_per_step", single ? 1e3 * inside / steps : -1},
-                      {"device_peak_mib", peak},
-                      {"uploads_per_row", double(uploads) / rows},
-                      {"max_diff", diff}});
+    std::fflush(stdout);
+    report["modes"].push_back(row);
+    if (!opt["--json"].empty()) std::ofstream(opt["--json"]) << report.dump(2) << "\n";
   }
-  if (!opt["--json"].empty()) std::ofstream(opt["--json"]) << report.dump(2) << "\n";
   return ok ? 0 : 1;
 } catch (const std::exception& e) {
   fmt::print(stderr, "diffgentor_engine_bench: {}\n", e.what());

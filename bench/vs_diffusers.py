@@ -70,11 +70,21 @@ def make_manifest(folder: Path, kind: str, rows: int) -> Path:
 
 
 def run_diffusers(snapshot: Path, manifest: Path, out: Path, kind: str, args) -> dict:
-    """The Python tool's way: one pipeline, a loop over the rows. Returns load and per-row seconds."""
+    """The Python tool's way: one pipeline, a loop over the rows. Returns load and per-row seconds (the whole row
+    with its image reading and writing; against the engine bench, which has neither and warms up first, the
+    pipeline call alone after one untimed call). On CUDA the peak GPU memory counts from what was allocated before
+    the pipeline loaded (this process also exported the bundle)."""
+    import gc
+
     import diffusers
     import torch
     from PIL import Image
     torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        gc.collect()
+        torch.cuda.empty_cache()
+        baseline = torch.cuda.memory_allocated(args.device)
     started = time.perf_counter()
     cls = getattr(diffusers, json.loads((snapshot / "model_index.json").read_text())["_class_name"])
     pipe = cls.from_pretrained(snapshot, dtype=getattr(torch, args.dtype))
@@ -84,30 +94,37 @@ def run_diffusers(snapshot: Path, manifest: Path, out: Path, kind: str, args) ->
         pipe = pipe.to(args.device)
     pipe.set_progress_bar_config(disable=True)
     load = time.perf_counter() - started
-    cuda = args.device.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(args.device)
     case = CASES[kind]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(manifest) as f:
-        for row in csv.DictReader(f):
-            t0 = time.perf_counter()
-            paths = json.loads(row["input_images"]) if row["input_images"].startswith("[") else [row["input_images"]]
-            images = [Image.open(p).convert("RGB") for p in paths]
-            kwargs = dict(prompt=row["instruction"], image=images if case.get("image_list") else images[0],
-                          num_inference_steps=args.steps, guidance_scale=case["guidance"],
-                          generator=torch.Generator("cpu").manual_seed(args.seed + int(row["index"])))
-            if "true_cfg" in case:
-                kwargs.update(true_cfg_scale=case["true_cfg"], negative_prompt=case["negative"])
-            if "out_layers" in case:
-                kwargs["text_encoder_out_layers"] = case["out_layers"]
-            if case.get("glm"):  # GlmImagePipeline needs the size; diffgentor takes the first image's
-                kwargs.update(width=images[0].width, height=images[0].height)
-            with torch.no_grad():
-                pipe(**kwargs).images[0].save(out / row["output_name"])
-            rows.append(time.perf_counter() - t0)
-    peak = -(-torch.cuda.max_memory_allocated(args.device) // 2**20) if cuda else None
+        records = list(csv.DictReader(f))
+    if args.engine_bench:
+        records = records[:1] + records  # the first row once more, untimed (its result is not kept)
+    for n, row in enumerate(records):
+        if n == (1 if args.engine_bench else 0) and cuda:
+            torch.cuda.reset_peak_memory_stats(args.device)
+        t0 = time.perf_counter()
+        paths = json.loads(row["input_images"]) if row["input_images"].startswith("[") else [row["input_images"]]
+        images = [Image.open(p).convert("RGB") for p in paths]
+        kwargs = dict(prompt=row["instruction"], image=images if case.get("image_list") else images[0],
+                      num_inference_steps=args.steps, guidance_scale=case["guidance"],
+                      generator=torch.Generator("cpu").manual_seed(args.seed + int(row["index"])))
+        if "true_cfg" in case:
+            kwargs.update(true_cfg_scale=case["true_cfg"], negative_prompt=case["negative"])
+        if "out_layers" in case:
+            kwargs["text_encoder_out_layers"] = case["out_layers"]
+        if case.get("glm"):  # GlmImagePipeline needs the size; diffgentor takes the first image's
+            kwargs.update(width=images[0].width, height=images[0].height)
+        with torch.no_grad():
+            t_call = time.perf_counter()
+            image = pipe(**kwargs).images[0]
+            t_call = time.perf_counter() - t_call
+            image.save(out / row["output_name"])
+        if args.engine_bench and n == 0:
+            continue
+        rows.append(t_call if args.engine_bench else time.perf_counter() - t0)
+    peak = -(-(torch.cuda.max_memory_allocated(args.device) - baseline) // 2**20) if cuda else None
     return {"load_s": load, "row_s": rows, "wall_s": time.perf_counter() - started, "peak_mib": peak}
 
 
@@ -142,8 +159,12 @@ def run_engine_bench(bundle: Path, kind: str, args) -> dict:
     """diffgentor's side through diffgentor_engine_bench: one pipeline, --rows rows one at a time (as the CLI's
     default --batch_size 1), CFG fused on CUDA and split on the CPU (--cfg_batch auto)."""
     case = CASES[kind]
-    mode = ("b1-fused" if args.device.startswith("cuda") else "b1-split") + ("-offload" if args.offload else "")
-    report = Path(tempfile.mkstemp(suffix=".json")[1])
+    mode = "b1-fused" if args.device.startswith("cuda") else "b1-split"
+    if args.offload:  # the run without offload first: the bench then checks that offload changes no image
+        mode += f",{mode}-offload"
+    fd, name = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    report = Path(name)
     cmd = [str(args.engine_bench), "--type", kind, "--bundle", str(bundle), "--device", args.device,
            "--dtype", args.dtype, "--steps", str(args.steps), "--rows", str(args.rows), "--threads", str(args.threads),
            "--guidance", str(case["guidance"]), "--modes", mode, "--json", str(report)]
@@ -153,11 +174,13 @@ def run_engine_bench(bundle: Path, kind: str, args) -> dict:
         cmd += ["--true_cfg", str(case["true_cfg"]), "--negative", case["negative"]]
     for option in case.get("model_options", ()):
         cmd += ["--model_option", option]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        raise RuntimeError(f"diffgentor_engine_bench failed ({run.returncode}): {run.stderr[-2000:]}")
-    result = json.loads(report.read_text())[0]
-    report.unlink()
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"diffgentor_engine_bench failed ({run.returncode}): {run.stderr[-2000:]}")
+        result = json.loads(report.read_text())["modes"][-1]
+    finally:
+        report.unlink(missing_ok=True)
     rows = [result["seconds_per_row"]] * args.rows
     peak = result["device_peak_mib"] if result["device_peak_mib"] >= 0 else None
     return {"row_s": rows, "load_s": result["load_s"], "wall_s": result["load_s"] + sum(rows), "stages": [],
@@ -191,14 +214,17 @@ def main(argv=None) -> int:
     from diffgentor_export import cli
     report = {}
     for kind in args.types.split(","):
-        folder = work / kind
-        snapshot = tiny_pipelines.save(tiny_pipelines.build(kind, testdata, args.size), folder / "snapshot")
-        export = ["--model", str(snapshot), "--out", str(folder / "bundle"), "--dtype", args.dtype, "--device",
-                  "cuda" if args.device.startswith("cuda") else "cpu", "--overwrite"]
-        if "out_layers" in CASES[kind]:
-            export += ["--text_encoder_out_layers", ",".join(str(k) for k in CASES[kind]["out_layers"])]
-        if cli.main(export) != 0:
-            raise SystemExit(f"{kind}: export failed")
+        # The pipeline is seeded, so a --work folder's snapshot and bundle of the same size and dtype are reused.
+        folder = work / f"{kind}-{args.size}-{args.dtype}"
+        snapshot = folder / "snapshot"
+        if not (folder / "bundle" / "torchscript" / "manifest.json").exists():
+            snapshot = tiny_pipelines.save(tiny_pipelines.build(kind, testdata, args.size), snapshot)
+            export = ["--model", str(snapshot), "--out", str(folder / "bundle"), "--dtype", args.dtype, "--device",
+                      "cuda" if args.device.startswith("cuda") else "cpu", "--overwrite"]
+            if "out_layers" in CASES[kind]:
+                export += ["--text_encoder_out_layers", ",".join(str(k) for k in CASES[kind]["out_layers"])]
+            if cli.main(export) != 0:
+                raise SystemExit(f"{kind}: export failed")
         manifest = make_manifest(folder / "inputs", kind, args.rows)
         runs = {"diffusers": [], "diffgentor": []}
         for rep in range(args.repeats):  # interleaved, so drift hits both alike
@@ -227,8 +253,8 @@ def main(argv=None) -> int:
         if summary["diffgentor"]["stages"]:
             print("  diffgentor per row (median): " + ", ".join(
                 f"{k} {v:.3g}" for k, v in summary["diffgentor"]["stages"].items()), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        if args.json:  # after each type, so that an interrupted run keeps what it measured
+            Path(args.json).write_text(json.dumps(report, indent=2))
     if args.markdown:
         replace_block(Path(args.markdown), args.block or f"bench {args.device}", markdown(report, args))
     return 0
@@ -253,6 +279,8 @@ def markdown(report: dict, args) -> str:
         peaks = f"{py['peak_mib']} / {dg['peak_mib']}" if py["peak_mib"] is not None else "·"
         lines.append(f"| `{kind}` | {py['rows_per_s']:.3f} | {dg['rows_per_s']:.3f} | {r['ratio']:.2f}× | "
                      f"{py['wall_s']:.1f} | {dg['wall_s']:.1f} | {peaks} |")
+    if not any(r["diffgentor"].get("stages") for r in report.values()):
+        return "\n".join(lines)
     lines += ["", "diffgentor per row, medians (results.csv `stage_times` in seconds and `counters`):", "",
               "| type | stages and counters |", "|---|---|"]
     for kind, r in report.items():

@@ -28,6 +28,9 @@ struct ComponentCall {
   int64_t invocation = -1;   ///< set by run_calls: an id shared by the calls that ran as one invocation
   int64_t shared = 0;        ///< set by run_calls: how many calls that invocation ran (1 = alone)
   double seconds = 0;        ///< set by run_calls: the invocation's wall time (on CUDA: its launch, not its kernels)
+  /// >= 0: the invocation waits for this CUDA device's work before it returns, so that `seconds` is the time its
+  /// kernels took (PipelineConfig::sync_timing, for benchmarks; it stalls the host, so runs are otherwise without).
+  int64_t sync_device = -1;
 };
 
 /// Whether a method can batch at all: every "B" of its contract shapes is the first dim of an input or output, at

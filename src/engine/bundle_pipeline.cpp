@@ -5,6 +5,7 @@
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <cmath>
@@ -63,6 +64,7 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       notice_(cfg.notice),
       fuse_cfg_(cfg.fuse_cfg),
       vae_slicing_(cfg.vae_slicing) {
+  if (cfg.sync_timing && dev_.is_cuda()) sync_device_ = dev_.has_index() ? dev_.index() : 0;
   if (cfg.vae_tiling) {
     try {
       vae_tiling_ = vae_tiling(bundle_.config("vae/config.json"), bundle_.dir() + "/vae/config.json");
@@ -227,6 +229,7 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
       branch[k].spec = spec;
       branch[k].inputs = b.inputs(k, x, t);
       branch[k].tag = fuse_cfg_ ? 0 : k;
+      branch[k].sync_device = sync_device_;
       ptrs.push_back(&branch[k]);
     }
     run_row_calls(ptrs);
@@ -311,7 +314,11 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   }
   c10::InferenceMode guard;
   EditResult result;
-  StageClock clock(result);
+  // On CUDA each lap first waits for the device: kernels run after the host has moved on, and a stage's time must
+  // be its own work (results.csv's stage_times), not its launch followed by the previous stage's kernels.
+  std::function<void()> settle;
+  if (dev_.is_cuda()) settle = [d = dev_.has_index() ? dev_.index() : int64_t{0}] { torch::cuda::synchronize(d); };
+  StageClock clock(result, std::move(settle));
   t_on_step = &request.on_step;
   t_vae_decode_rows = 0;
   t_vae_tiles[0] = t_vae_tiles[1] = 0;

@@ -2,6 +2,7 @@
 #include "diffgentor/call_batcher.hpp"
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <atomic>
@@ -72,7 +73,9 @@ bool prefix_of(const at::Tensor& shorter, const at::Tensor& longer, const Tensor
 
 // One invocation of the call's method with `inputs`.
 c10::IValue invoke(const ComponentCall& call, std::vector<c10::IValue> inputs) {
-  return call.module->get_method(call.spec->method)(std::move(inputs));
+  c10::IValue out = call.module->get_method(call.spec->method)(std::move(inputs));
+  if (call.sync_device >= 0) torch::cuda::synchronize(call.sync_device);
+  return out;
 }
 
 // Rows [offset, offset + rows) of every batch output of `out`, cut back to the call's padded `length`.

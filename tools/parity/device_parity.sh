@@ -2,7 +2,7 @@
 # The parity run on a GPU machine (docs/parity.md): builds diffgentor_parity against the machine's torch
 # (bench/device_build.sh), then runs tools/parity/parity.py for every implemented type on CUDA, tables to
 # $OUT/parity.txt and $OUT/parity.json. diffusers comes from .carry/wheels when the machine has none
-# (bench/device_carry.sh); the harness says so and exits 0 when diffusers or transformers is missing.
+# (bench/device_carry.sh); the harness says so and stops with exit code 2 when diffusers or transformers is missing.
 set -euo pipefail
 OUT=${OUT:-/tmp/dg-device}
 source "$(dirname "$0")/../../bench/device_build.sh"
