@@ -5,17 +5,18 @@
 //       [--steps N] [--rows N] [--threads N] [--image WxH]... [--width W --height H] [--guidance G]
 //       [--true_cfg G] [--negative TEXT] [--model_option K=V]... [--modes b1-split,b1-fused,...] [--json FILE]
 // A mode is bN (rows per edit_batch call), fused|split (--cfg_batch), then optionally -offload (--enable_cpu_offload)
-// and -timed (PipelineConfig::sync_timing: every transformer invocation waits for the device, so that its time is
-// its kernels' on CUDA, where calls otherwise return at launch). Each mode gets a pipeline of its own and one
-// untimed warm-up call, then edits the same --rows rows (seeds 42 + k, instructions of different lengths, generated
-// --image inputs; default one or two of 1024x1024). Per mode: rows/s; for batch 1 the denoising loop's time per
-// step and the transformer's, and the overhead, the loop's share outside the transformer (on CUDA only a -timed
-// mode knows the transformer's time: its overhead is taken against the loop of the same mode untimed, when that
-// ran, since the waits themselves lengthen a -timed loop); the largest device_peak_mib of a row (CUDA); offload
-// uploads per row; the largest pixel difference from the first mode. The JSON (rewritten after each mode) holds
-// the settings and one object per mode. Exit status 1 when a mode failed, or when an -offload mode's images differ
-// by more than one level from those of the same mode without offload (listed before it): offload must not change
-// a result; 2 for bad options.
+// and -timed (PipelineConfig::device_timing: on CUDA, where a call returns before its kernels finish, the
+// transformer's invocations are also timed on the device, with events, so nothing waits). Each mode gets a pipeline
+// of its own and one untimed warm-up call, then edits the same --rows rows (seeds 42 + k, instructions of different
+// lengths, generated --image inputs; default one or two of 1024x1024). Per mode: rows/s; for batch 1 the denoising
+// loop's time per step (the row's "denoise" stage, which on CUDA waits for the device, over its steps; it includes
+// the loop's set-up and, offloaded, the transformer's upload) and the transformer's (on CUDA only in a -timed
+// mode), and the overhead, the loop's share outside the transformer; the largest device_peak_mib of a row (CUDA);
+// offload uploads per row; the largest pixel difference from the first mode. The JSON (rewritten after each mode)
+// holds the settings and one object per mode (null: not measured). Exit status 1 when a mode failed, when an
+// -offload mode moved nothing, or when its images differ by more than one level from those of the same mode
+// without offload, which must come before it in --modes: offload must not change a result; 2 when nothing could
+// run (bad options, no bundle).
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
@@ -27,6 +28,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -39,13 +41,9 @@ namespace {
 
 struct Mode {
   std::string name;
+  std::string base;  ///< "bN-fused|split": the same run without offload or device timing (the images are the same)
   int batch = 1;
   bool fused = true, offload = false, timed = false;
-  std::string untimed() const { return timed ? name.substr(0, name.size() - 6) : name; }
-  std::string plain() const {  // the same mode without offload (and untimed)
-    std::string n = untimed();
-    return offload ? n.substr(0, n.size() - 8) : n;
-  }
 };
 
 Mode parse_mode(const std::string& text) {
@@ -55,7 +53,7 @@ Mode parse_mode(const std::string& text) {
     parts.push_back(text.substr(pos, end - pos));
     pos = end + 1;
   }
-  Mode m{text};
+  Mode m{text, parts[0] + "-" + (parts.size() > 1 ? parts[1] : "")};
   const bool count = parts[0].size() >= 2 && parts[0][0] == 'b' &&
                      parts[0].find_first_not_of("0123456789", 1) == std::string::npos && parts[0].size() < 5;
   std::size_t k = 2;
@@ -100,7 +98,7 @@ int max_diff(const std::vector<dg::Image>& a, const std::vector<dg::Image>& b) {
 
 struct Measured {
   std::vector<dg::Image> images;
-  double load = 0, wall = 0, loop = 0, inside = 0, steps = 0;
+  double load = 0, wall = 0, loop = 0, inside = 0, on_device = 0, steps = 0;
   int64_t peak = -1, uploads = 0;
 };
 
@@ -110,7 +108,7 @@ Measured run_mode(const Mode& mode, dg::PipelineConfig config, const dg::ModelEn
                   const std::vector<dg::EditRequest>& requests) {
   config.fuse_cfg = mode.fused;
   config.cpu_offload = mode.offload;
-  config.sync_timing = mode.timed;
+  config.device_timing = mode.timed;
   Measured m;
   const auto loading = std::chrono::steady_clock::now();
   auto pipe = entry.make_pipeline(config);
@@ -129,6 +127,7 @@ Measured run_mode(const Mode& mode, dg::PipelineConfig config, const dg::ModelEn
       m.images.push_back(std::move(o.result.image));
       m.loop += stage(o.result, "denoise");
       m.inside += std::max<int64_t>(0, counter(o.result, "transformer_us")) * 1e-6;
+      m.on_device += std::max<int64_t>(0, counter(o.result, "transformer_device_us")) * 1e-6;
       m.steps += requests[m.images.size() - 1].params.steps;
       m.peak = std::max(m.peak, counter(o.result, "device_peak_mib"));
       m.uploads += std::max<int64_t>(0, counter(o.result, "offload_uploads"));
@@ -137,7 +136,11 @@ Measured run_mode(const Mode& mode, dg::PipelineConfig config, const dg::ModelEn
   return m;
 }
 
-std::string num(double v, const char* format = "{:.2f}") { return v < 0 ? "·" : fmt::format(fmt::runtime(format), v); }
+std::string num(std::optional<double> v, const char* format = "{:.2f}") {
+  return v ? fmt::format(fmt::runtime(format), *v) : "·";
+}
+
+nlohmann::json value(std::optional<double> v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
 
 }  // namespace
 
@@ -169,6 +172,15 @@ int main(int argc, char** argv) try {
     modes.push_back(parse_mode(opt["--modes"].substr(pos, end - pos)));
     pos = end + 1;
   }
+  for (std::size_t k = 0; k < modes.size(); ++k) {
+    if (!modes[k].offload) continue;
+    bool before = false;
+    for (std::size_t j = 0; j < k; ++j) before = before || modes[j].name == modes[k].base;
+    if (!before)
+      throw std::invalid_argument("mode '" + modes[k].name + "' needs '" + modes[k].base +
+                                  "' before it in --modes: an offloaded run is checked against the same run without");
+  }
+  if (std::stoi(opt["--rows"]) < 1) throw std::invalid_argument("--rows must be at least 1");
   const dg::ModelSpec* spec = dg::find_model(opt["--type"]);
   const dg::ModelEntry* entry = spec ? dg::find_model_entry(spec->type) : nullptr;
   if (!entry) throw std::invalid_argument("--type '" + opt["--type"] + "' is not an implemented model type");
@@ -224,41 +236,44 @@ int main(int argc, char** argv) try {
     try {
       Measured m = run_mode(mode, config, *entry, requests);
       // Loop and transformer per step: batch 1 only (a batch's rows share one loop). On CUDA the transformer's own
-      // time is known only when its invocations wait for the device (-timed).
+      // time is known only from the device's events (-timed); on the CPU a call returns when its work is done.
       const bool single = mode.batch == 1 && m.loop > 0;
-      const double loop = single ? 1e3 * m.loop / m.steps : -1;
-      const double inside = single && (!cuda || mode.timed) ? 1e3 * m.inside / m.steps : -1;
-      double against = loop;
-      if (cuda && mode.timed) against = done.count(mode.untimed()) ? 1e3 * done[mode.untimed()].loop / m.steps : -1;
-      const double overhead = inside >= 0 && against > 0 ? 100 * (against - inside) / against : -1;
-      const int diff = &mode == &modes[0]              ? 0
-                       : done.count(modes[0].name) > 0 ? max_diff(m.images, done[modes[0].name].images)
-                                                       : -1;
+      std::optional<double> loop, inside, overhead, diff;
+      if (single) loop = 1e3 * m.loop / m.steps;
+      if (single && !cuda) inside = 1e3 * m.inside / m.steps;
+      if (single && cuda && mode.timed) inside = 1e3 * m.on_device / m.steps;
+      if (loop && inside) overhead = 100 * (*loop - *inside) / *loop;
+      if (&mode == &modes[0]) diff = 0;
+      if (&mode != &modes[0] && done.count(modes[0].name)) diff = max_diff(m.images, done[modes[0].name].images);
       row.update({{"rows_per_s", requests.size() / m.wall},
                   {"seconds_per_row", m.wall / requests.size()},
                   {"load_s", m.load},
-                  {"loop_ms_per_step", loop},
-                  {"transformer_ms_per_step", inside},
-                  {"overhead_percent", overhead},
-                  {"device_peak_mib", m.peak},
+                  {"loop_ms_per_step", value(loop)},
+                  {"transformer_ms_per_step", value(inside)},
+                  {"overhead_percent", value(overhead)},
+                  {"device_peak_mib", m.peak >= 0 ? nlohmann::json(m.peak) : nlohmann::json()},
                   {"uploads_per_row", double(m.uploads) / requests.size()},
-                  {"max_diff", diff}});
+                  {"max_diff", value(diff)}});
       if (mode.offload) {
-        const bool compared = done.count(mode.plain()) > 0;
-        const int twin = compared ? max_diff(m.images, done[mode.plain()].images) : -1;
-        row["offload_diff"] = twin;
-        if (m.uploads == 0 || twin > 1) {
+        const int twin = done.count(mode.base) ? max_diff(m.images, done[mode.base].images) : -1;
+        row["offload_diff"] = twin >= 0 ? nlohmann::json(twin) : nlohmann::json();
+        if (m.uploads == 0) {
           ok = false;
-          fmt::print(stderr, "{}: {} upload(s), max diff {} against {}: the offload changed the result\n", mode.name,
-                     m.uploads, twin, mode.plain());
-        } else if (!compared) {
-          fmt::print(stderr, "{}: not compared: mode {} did not run before it\n", mode.name, mode.plain());
+          fmt::print(stderr, "{}: no component was moved: the offload did not happen\n", mode.name);
+        }
+        if (twin < 0) {
+          ok = false;
+          fmt::print(stderr, "{}: not compared: mode {} failed\n", mode.name, mode.base);
+        } else if (twin > 1) {
+          ok = false;
+          fmt::print(stderr, "{}: images differ by {} levels from {}: the offload changed the result\n", mode.name,
+                     twin, mode.base);
         }
       }
       fmt::print("| {} | {:.3f} | {:.3f} | {} | {} | {} | {} | {} | {} |\n", mode.name, requests.size() / m.wall,
-                 m.wall / requests.size(), num(loop), num(inside), overhead < 0 ? "·" : num(overhead, "{:.2f} %"),
+                 m.wall / requests.size(), num(loop), num(inside), num(overhead, "{:.2f} %"),
                  m.peak >= 0 ? std::to_string(m.peak) : "·",
-                 mode.offload ? num(double(m.uploads) / requests.size(), "{:.1f}") : "·", diff);
+                 mode.offload ? num(double(m.uploads) / requests.size(), "{:.1f}") : "·", num(diff, "{:.0f}"));
       done.emplace(mode.name, std::move(m));
     } catch (const std::exception& e) {  // the other modes still run: device time is not wasted
       ok = false;

@@ -182,7 +182,7 @@ def run_engine_bench(bundle: Path, kind: str, args) -> dict:
     finally:
         report.unlink(missing_ok=True)
     rows = [result["seconds_per_row"]] * args.rows
-    peak = result["device_peak_mib"] if result["device_peak_mib"] >= 0 else None
+    peak = result["device_peak_mib"]  # None (JSON null) off CUDA
     return {"row_s": rows, "load_s": result["load_s"], "wall_s": result["load_s"] + sum(rows), "stages": [],
             "peak_mib": peak}
 

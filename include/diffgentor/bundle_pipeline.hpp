@@ -133,7 +133,8 @@ class BundlePipeline : public Pipeline {
   StageTap tap_;
   std::map<std::string, at::Tensor> inputs_;
   bool fuse_cfg_;
-  int64_t sync_device_ = -1;  ///< PipelineConfig::sync_timing on CUDA: the device the loop's invocations wait for
+  int64_t timed_device_ =
+      -1;  ///< PipelineConfig::device_timing on CUDA: the device the loop's invocations are timed on
   bool vae_slicing_;
   std::optional<VaeTiling> vae_tiling_;                ///< --enable_vae_tiling: the VAE's geometry from vae/config.json
   std::map<std::string, const ComponentSpec*> specs_;  ///< "component.method" -> its contract entry

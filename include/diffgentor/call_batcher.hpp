@@ -5,17 +5,35 @@
 /// that run at once (one thread each) so that the rows' transformer steps, VAE passes and fixed-length text
 /// encoders run as batches.
 #include <ATen/core/ivalue.h>
+#include <c10/core/Event.h>
+#include <c10/core/Stream.h>
 #include <torch/csrc/jit/api/module.h>
 
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "diffgentor/bundle_contract.hpp"
 
 namespace dg {
+
+/// The device time of one invocation on CUDA, where kernels run after the host has moved on: two timing events
+/// recorded on the device's current stream, before the invocation (construction) and after it (end()). Recording
+/// waits for nothing; seconds() waits for the end event, so it is read once the device is done anyway (after the
+/// denoising loop's last step).
+class DeviceSpan {
+ public:
+  explicit DeviceSpan(c10::Device device);
+  void end();
+  double seconds() const;
+
+ private:
+  c10::Stream stream_;
+  c10::Event start_, end_;
+};
 
 /// One call of one component method, as a row asks for it.
 struct ComponentCall {
@@ -28,9 +46,10 @@ struct ComponentCall {
   int64_t invocation = -1;   ///< set by run_calls: an id shared by the calls that ran as one invocation
   int64_t shared = 0;        ///< set by run_calls: how many calls that invocation ran (1 = alone)
   double seconds = 0;        ///< set by run_calls: the invocation's wall time (on CUDA: its launch, not its kernels)
-  /// >= 0: the invocation waits for this CUDA device's work before it returns, so that `seconds` is the time its
-  /// kernels took (PipelineConfig::sync_timing, for benchmarks; it stalls the host, so runs are otherwise without).
-  int64_t sync_device = -1;
+  /// >= 0: the invocation is timed on this CUDA device as well (PipelineConfig::device_timing): run_calls sets `span`,
+  /// shared by the calls of a merged invocation.
+  int64_t timed_device = -1;
+  std::shared_ptr<DeviceSpan> span;
 };
 
 /// Whether a method can batch at all: every "B" of its contract shapes is the first dim of an input or output, at

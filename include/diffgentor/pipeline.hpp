@@ -152,9 +152,10 @@ struct PipelineConfig {
   /// With cpu_offload, tests only: an offloaded component's weights are emptied (WeightParking's check), so that a
   /// run on the CPU fails wherever a component is invoked without being brought onto the device.
   bool offload_check = false;
-  /// Benchmarks only: each transformer invocation of the denoising loop waits for the device, so that the row's
-  /// `transformer_us` is the time its kernels took on CUDA (else: their launch). It stalls the host at every step.
-  bool sync_timing = false;
+  /// Benchmarks: on CUDA the denoising loop's transformer invocations are also timed on the device (two events each,
+  /// no wait), counted as the row's `transformer_device_us`; `transformer_us` is the host's time inside the calls,
+  /// which on CUDA return before their kernels finish. Nothing on the CPU, where the two are the same.
+  bool device_timing = false;
 };
 
 /// What make-tiny writes: "tiny" (CI, seconds on a CPU) or "small" (benchmarks), from a seed.

@@ -11,10 +11,15 @@ namespace dg {
 
 class StageClock {
  public:
-  /// `settle`, when given, runs before each lap reads the clock: on CUDA it waits for the device, whose kernels run
-  /// after the host has moved on, so that a stage's time is its own work and not the launch of it.
+  /// `settle`, when given, runs before the clock starts and before each lap reads it: on CUDA it waits for the
+  /// device, whose kernels run after the host has moved on, so that a stage's time includes its kernels and not
+  /// those of the work launched before it (in a batch, the rows' kernels are one stream of work: a stage's time is
+  /// the batch's).
   explicit StageClock(EditResult& result, std::function<void()> settle = {})
-      : result_(result), settle_(std::move(settle)), last_(std::chrono::steady_clock::now()) {}
+      : result_(result), settle_(std::move(settle)) {
+    if (settle_) settle_();  // work launched before the row's first stage (a LoRA switch) is not the first stage's
+    last_ = std::chrono::steady_clock::now();
+  }
 
   /// Records the time since the previous lap (or construction) as `stage`.
   void lap(const char* stage) {

@@ -64,7 +64,7 @@ BundlePipeline::BundlePipeline(const PipelineConfig& cfg)
       notice_(cfg.notice),
       fuse_cfg_(cfg.fuse_cfg),
       vae_slicing_(cfg.vae_slicing) {
-  if (cfg.sync_timing && dev_.is_cuda()) sync_device_ = dev_.has_index() ? dev_.index() : 0;
+  if (cfg.device_timing && dev_.is_cuda()) timed_device_ = dev_.has_index() ? dev_.index() : 0;
   if (cfg.vae_tiling) {
     try {
       vae_tiling_ = vae_tiling(bundle_.config("vae/config.json"), bundle_.dir() + "/vae/config.json");
@@ -219,7 +219,8 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
   const ComponentSpec* spec = specs_.at("transformer.forward");
   const Residency::Lease lease = resident({"transformer"});
   int64_t calls = 0, passes = 0, widest = 0;
-  double inside = 0;  // seconds inside the row's transformer invocations
+  double inside = 0;                               // seconds inside the row's transformer invocations
+  std::vector<std::shared_ptr<DeviceSpan>> spans;  // device_timing: each invocation's device time, read at the end
   const at::Tensor out = denoise(noise, schedule, [&](const at::Tensor& x, float t) {
     const int n = b.cfg ? 2 : 1;
     std::vector<ComponentCall> branch(static_cast<std::size_t>(n));
@@ -229,7 +230,7 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
       branch[k].spec = spec;
       branch[k].inputs = b.inputs(k, x, t);
       branch[k].tag = fuse_cfg_ ? 0 : k;
-      branch[k].sync_device = sync_device_;
+      branch[k].timed_device = timed_device_;
       ptrs.push_back(&branch[k]);
     }
     run_row_calls(ptrs);
@@ -238,6 +239,8 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
     passes += fused ? 1 : n;
     for (const ComponentCall& c : branch) widest = std::max(widest, c.shared);
     inside += branch[0].seconds + (n == 2 && !fused ? branch[1].seconds : 0);
+    for (int k = 0; k < (fused ? 1 : n); ++k)
+      if (branch[k].span) spans.push_back(branch[k].span);
     const at::Tensor v = b.velocity(branch[0].output.toTensor());
     if (!b.cfg) return v;
     const at::Tensor u = b.velocity(branch[1].output.toTensor());
@@ -247,6 +250,11 @@ at::Tensor BundlePipeline::denoise_cfg(const at::Tensor& noise, const Schedule& 
   result.counters.emplace_back("transformer_passes", passes);
   result.counters.emplace_back("transformer_batch", widest);
   result.counters.emplace_back("transformer_us", static_cast<int64_t>(inside * 1e6));
+  if (timed_device_ >= 0) {
+    double on_device = 0;
+    for (const auto& span : spans) on_device += span->seconds();
+    result.counters.emplace_back("transformer_device_us", static_cast<int64_t>(on_device * 1e6));
+  }
   return out;
 }
 
@@ -314,8 +322,8 @@ EditResult BundlePipeline::edit(const EditRequest& request) {
   }
   c10::InferenceMode guard;
   EditResult result;
-  // On CUDA each lap first waits for the device: kernels run after the host has moved on, and a stage's time must
-  // be its own work (results.csv's stage_times), not its launch followed by the previous stage's kernels.
+  // On CUDA the clock waits for the device when it starts and at each lap: kernels run after the host has moved on,
+  // and a stage's time (results.csv's stage_times) must hold its kernels, not its launch and an earlier one's work.
   std::function<void()> settle;
   if (dev_.is_cuda()) settle = [d = dev_.has_index() ? dev_.index() : int64_t{0}] { torch::cuda::synchronize(d); };
   StageClock clock(result, std::move(settle));

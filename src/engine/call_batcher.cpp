@@ -2,7 +2,7 @@
 #include "diffgentor/call_batcher.hpp"
 
 #include <ATen/ATen.h>
-#include <torch/cuda.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include <algorithm>
 #include <atomic>
@@ -71,10 +71,12 @@ bool prefix_of(const at::Tensor& shorter, const at::Tensor& longer, const Tensor
   return at::equal(shorter, cut);
 }
 
-// One invocation of the call's method with `inputs`.
-c10::IValue invoke(const ComponentCall& call, std::vector<c10::IValue> inputs) {
+// One invocation of the call's method with `inputs`; with call.timed_device, timed on the device into `span`.
+c10::IValue invoke(const ComponentCall& call, std::vector<c10::IValue> inputs, std::shared_ptr<DeviceSpan>& span) {
+  if (call.timed_device >= 0)
+    span = std::make_shared<DeviceSpan>(c10::Device(c10::DeviceType::CUDA, call.timed_device));
   c10::IValue out = call.module->get_method(call.spec->method)(std::move(inputs));
-  if (call.sync_device >= 0) torch::cuda::synchronize(call.sync_device);
+  if (span) span->end();
   return out;
 }
 
@@ -110,7 +112,7 @@ void run_alone(ComponentCall& call, int64_t id) {
   call.shared = 1;
   const auto t0 = std::chrono::steady_clock::now();
   try {
-    call.output = invoke(call, call.inputs);
+    call.output = invoke(call, call.inputs, call.span);
   } catch (...) {
     call.error = std::current_exception();
   }
@@ -120,6 +122,20 @@ void run_alone(ComponentCall& call, int64_t id) {
 std::atomic<int64_t> g_invocations{0};
 
 }  // namespace
+
+DeviceSpan::DeviceSpan(c10::Device device)
+    : stream_(c10::impl::getDeviceGuardImpl(device.type())->getStream(device)),
+      start_(device.type(), c10::EventFlag::BACKEND_DEFAULT),
+      end_(device.type(), c10::EventFlag::BACKEND_DEFAULT) {
+  start_.record(stream_);
+}
+
+void DeviceSpan::end() { end_.record(stream_); }
+
+double DeviceSpan::seconds() const {
+  end_.synchronize();
+  return start_.elapsedTime(end_) * 1e-3;  // milliseconds
+}
 
 bool batchable(const ComponentSpec& spec) {
   bool any = false;
@@ -189,9 +205,10 @@ void run_calls(const std::vector<ComponentCall*>& calls) {
       merged.emplace_back(at::cat(parts, 0));
     }
     c10::IValue out;
+    std::shared_ptr<DeviceSpan> span;
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      out = invoke(first, std::move(merged));
+      out = invoke(first, std::move(merged), span);
     } catch (...) {  // e.g. out of memory at the larger batch: each call alone, so only a bad one fails
       for (ComponentCall* c : group) run_alone(*c, g_invocations++);
       continue;
@@ -200,6 +217,7 @@ void run_calls(const std::vector<ComponentCall*>& calls) {
     int64_t offset = 0;
     for (ComponentCall* c : group) {
       c->seconds = seconds;
+      c->span = span;
       const int64_t rows = rows_of(*c);
       c->output = slice_output(*c->spec, out, offset, rows, padded_length(*c));
       c->invocation = id;

@@ -41,18 +41,30 @@ TEST(StageClock, SplitTimeIsTakenOutOfTheRunningStage) {
 }
 
 // Work the host launched but the device has not finished belongs to the stage that launched it: the settle hook
-// runs before the lap reads the clock, so its wait counts for that stage and not for the next one.
-TEST(StageClock, SettleRunsBeforeEachLapAndItsWaitCountsForThatStage) {
+// runs before the clock starts and before each lap reads it, so a wait counts for the stage that ends there, and
+// neither for the next one nor (at the start) for the first.
+TEST(StageClock, SettleRunsAtTheStartAndBeforeEachLapAndItsWaitCountsForTheStageEndingThere) {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
   EditResult result;
   int settles = 0;
+  Clock::time_point started, waited;  // when the constructor's wait ended; when the first lap's did
   StageClock clock(result, [&] {
-    if (settles++ == 0) std::this_thread::sleep_for(30ms);  // the first stage's kernels still running
+    if (++settles > 2) return;
+    std::this_thread::sleep_for(30ms);  // 1: earlier work still running; 2: the first stage's kernels
+    (settles == 1 ? started : waited) = Clock::now();
   });
   clock.lap("denoise");
+  const auto first_lap = Clock::now();
   clock.lap("vae_decode");
-  EXPECT_EQ(settles, 2);
+  const auto end = Clock::now();
+  EXPECT_EQ(settles, 3);
   ASSERT_EQ(result.stage_seconds.size(), 2u);
-  EXPECT_GE(result.stage_seconds[0].second, 0.030);  // read after the wait: the wait is denoise's
+  EXPECT_GE(result.stage_seconds[0].second, 0.030);                        // the lap's wait is denoise's ...
+  EXPECT_LE(result.stage_seconds[0].second, seconds(started, first_lap));  // ... and the constructor's is not
+  EXPECT_LE(result.stage_seconds[1].second, seconds(waited, end));         // nor is it vae_decode's
 }
 
 }  // namespace
