@@ -15,7 +15,7 @@
 #      pipelines from the real classes; their flux2_klein is not distilled and runs CFG at guidance 4).
 # About five minutes on an H200 with the carried programs, plus about four when it builds. Each step is cut at
 # STEP_LIMIT seconds (default 150) so that the steps after it still run, and no step starts or runs past DEADLINE
-# seconds after the script started (default 540, inside a 600 s device call). The exit status is the first failure's.
+# seconds after the script started (default 540, inside a 600 s limit). The exit status is the first failure's.
 #   bench/device_bench.sh         (in the repository root there; OUT defaults to /tmp/dg-device)
 # DEVICE, SIZE, IMAGE, STEPS, ROWS and THREADS (CPU threads) override the defaults above, e.g. for a short
 # rehearsal on a CPU (without the offload comparison there):
