@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "diffgentor/model_registry.hpp"
+#include "diffgentor/synthetic_image.hpp"
 
 namespace fs = std::filesystem;
 namespace {
@@ -65,13 +66,6 @@ Mode parse_mode(const std::string& text) {
   m.batch = std::stoi(parts[0].substr(1));
   m.fused = parts[1] == "fused";
   return m;
-}
-
-dg::Image pattern(int w, int h, int seed) {
-  dg::Image img{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
-  for (std::size_t k = 0; k < img.rgb.size(); ++k)
-    img.rgb[k] = static_cast<uint8_t>((k * 13 + static_cast<std::size_t>(seed) * 71 + k / 97) % 256);
-  return img;
 }
 
 int64_t counter(const dg::EditResult& r, const std::string& name) {
@@ -209,7 +203,7 @@ int main(int argc, char** argv) try {
       int w = 0, h = 0;
       if (std::sscanf(images_given[k].c_str(), "%dx%d", &w, &h) != 2 || w < 1 || h < 1)
         throw std::invalid_argument("--image '" + images_given[k] + "': expected WxH");
-      q.images.push_back(pattern(w, h, static_cast<int>(r + k)));
+      q.images.push_back(dg::synthetic_image(w, h, static_cast<int>(r + k)));
     }
     q.instruction = instructions[r % 4];
     q.params = dg::merge_params(*spec, given);

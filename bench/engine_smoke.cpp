@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "diffgentor/model_registry.hpp"
+#include "diffgentor/synthetic_image.hpp"
 
 namespace fs = std::filesystem;
 
@@ -28,12 +29,6 @@ int main(int argc, char** argv) {
   const std::string reference = argc > 6 ? argv[6] : "";
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   fs::create_directories(out);
-  auto pattern = [](int w, int h, int seed) {
-    dg::Image img{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
-    for (std::size_t k = 0; k < img.rgb.size(); ++k)
-      img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
-    return img;
-  };
   for (const dg::ModelSpec& spec : dg::model_table()) {
     const std::string type = spec.type;
     if (!dg::find_model_entry(type)) continue;
@@ -45,8 +40,8 @@ int main(int argc, char** argv) {
       auto pipe = dg::find_model_entry(type)->make_pipeline({&spec, bundle, device, dtype, {}, {}, {}});
       const double load = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       dg::EditRequest r;
-      r.images = {pattern(640, 480, 1)};
-      if (spec.images.max_images != 1) r.images.push_back(pattern(512, 512, 2));
+      r.images = {dg::synthetic_image(640, 480, 1)};
+      if (spec.images.max_images != 1) r.images.push_back(dg::synthetic_image(512, 512, 2));
       r.instruction = "make the sky purple";
       r.params = dg::merge_params(spec, {});
       r.params.steps = steps;

@@ -7,6 +7,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "diffgentor/synthetic_image.hpp"
+
 namespace fs = std::filesystem;
 
 namespace dg::test {
@@ -31,12 +33,7 @@ const std::string& tiny_bundle(const std::string& type) {
   return made[type] = out;
 }
 
-Image pattern(int w, int h, int seed) {
-  Image img{w, h, std::vector<uint8_t>(static_cast<std::size_t>(w) * h * 3)};
-  for (std::size_t k = 0; k < img.rgb.size(); ++k)
-    img.rgb[k] = static_cast<uint8_t>((k * 13 + seed * 71 + k / 97) % 256);
-  return img;
-}
+Image pattern(int w, int h, int seed) { return synthetic_image(w, h, seed); }
 
 int64_t counter(const EditResult& r, const std::string& name) {
   for (const auto& [k, v] : r.counters)
